@@ -1,0 +1,73 @@
+# longform: the two commands a newcomer needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+REGION ?= us-east-1
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP     := $(VENV)/.dev-installed
+NODE_STAMP    := node_modules/.installed
+PROMPT ?= Write a 40,000-word illustrated history of lighthouses, from the Pharos of Alexandria to automated LED beacons.
+
+.PHONY: help setup setup-dev run test lint format typecheck infra unit integration build bench clean
+
+help:
+	@echo "make run    set up and run one long job end to end locally (emulator, real state machine)"
+	@echo "make test   set up and run every test and check (lint, types, template, ASL, unit, integration)"
+	@echo "make build  sam build (needs python3.13 on PATH; pyenv's 3.13.0 is used when present)"
+	@echo "make bench  benchmarks (see docs/benchmarks.md)"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUNTIME_STAMP): $(VENV)/bin/python pyproject.toml layers/longform_core/requirements.txt
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(NODE_STAMP): package.json
+	npm install --no-audit --no-fund --silent
+	@touch $@
+
+setup: $(RUNTIME_STAMP)
+setup-dev: $(DEV_STAMP) $(NODE_STAMP)
+
+run: $(RUNTIME_STAMP)
+	$(BIN)/longform run --prompt "$(PROMPT)" --out out/lighthouses.md
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+infra: $(DEV_STAMP) $(NODE_STAMP)
+	$(BIN)/sam validate --lint --region $(REGION)
+	$(BIN)/cfn-lint template.yaml
+	npx --no-install asl-validator --json-path statemachine/generation.asl.json
+
+unit: $(DEV_STAMP)
+	$(BIN)/python -m pytest tests/unit -q
+
+integration: $(DEV_STAMP)
+	$(BIN)/python -m pytest tests/integration -q
+
+test: setup-dev lint typecheck infra
+	$(BIN)/python -m pytest -q
+
+build: $(DEV_STAMP)
+	PATH="$$(pyenv prefix 3.13.0 2>/dev/null || echo /nonexistent)/bin:$$PATH" $(BIN)/sam build
+
+bench: $(RUNTIME_STAMP)
+	$(BIN)/python bench/continuation_bench.py
+
+clean:
+	rm -rf .aws-sam out .pytest_cache .mypy_cache .ruff_cache

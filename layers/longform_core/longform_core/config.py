@@ -1,0 +1,70 @@
+"""Settings read from the environment (set by template.yaml, or by the local runner)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .request import DEFAULT_MAX_TOKENS_PER_REQUEST
+
+PrefillStyle = Literal["assistant", "vllm", "prefix"]
+
+DEEPINFRA_BASE_URL = "https://api.deepinfra.com/v1/openai"
+DEFAULT_MODEL = "deepseek-ai/DeepSeek-V3.2"
+
+
+class Settings(BaseModel):
+    """Deployment-wide defaults; a request may override the model, cap and context length."""
+
+    model_config = ConfigDict(frozen=True)
+
+    jobs_bucket: str
+    provider_base_url: str = DEEPINFRA_BASE_URL
+    default_model: str = DEFAULT_MODEL
+    max_tokens_per_request: int = Field(default=DEFAULT_MAX_TOKENS_PER_REQUEST, ge=1)
+    context_length: int | None = Field(default=None, ge=1)
+    api_key_secret_arn: str | None = None
+    deadline_margin_seconds: float = Field(default=30.0, ge=0)
+    prefill_style: PrefillStyle = "assistant"
+    # tokens kept free when the context length is known and the prompt size only estimated
+    context_margin_tokens: int = Field(default=16, ge=0)
+    # consecutive chunks with reasoning but no answer text before the job is stopped
+    max_reasoning_only_chunks: int = Field(default=8, ge=1)
+    request_timeout_connect: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def opt_int(name: str) -> int | None:
+            raw = env.get(name, "").strip()
+            try:
+                value = int(raw) if raw else 0
+            except ValueError:
+                raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+            return value if value > 0 else None
+
+        def opt_float(name: str, default: float) -> float:
+            raw = env.get(name, "").strip()
+            try:
+                return float(raw) if raw else default
+            except ValueError:
+                raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+        bucket = env.get("JOBS_BUCKET", "").strip()
+        if not bucket:
+            raise RuntimeError("JOBS_BUCKET is not set")
+        return cls(
+            jobs_bucket=bucket,
+            provider_base_url=env.get("PROVIDER_BASE_URL", "").strip() or DEEPINFRA_BASE_URL,
+            default_model=env.get("DEFAULT_MODEL", "").strip() or DEFAULT_MODEL,
+            max_tokens_per_request=opt_int("MAX_TOKENS_PER_REQUEST") or DEFAULT_MAX_TOKENS_PER_REQUEST,
+            context_length=opt_int("CONTEXT_LENGTH"),
+            api_key_secret_arn=env.get("PROVIDER_API_KEY_SECRET_ARN", "").strip() or None,
+            deadline_margin_seconds=opt_float("DEADLINE_MARGIN_SECONDS", 30.0),
+            prefill_style=env.get("PREFILL_STYLE", "").strip() or "assistant",  # type: ignore[arg-type]
+            max_reasoning_only_chunks=opt_int("MAX_REASONING_ONLY_CHUNKS") or 8,
+        )

@@ -1,0 +1,178 @@
+"""The continuation policy (pure functions, no I/O).
+
+- what the next request looks like: the conversation plus the answer so far as an assistant
+  prefill (in the provider's prefill style);
+- how many tokens it may ask for: ``min(per-request cap, job budget left, context - prompt - margin)``
+  (decision 2 of the brief), and how to shrink after a context-window 400;
+- when the invocation must stop reading (decision 3);
+- whether the job goes on after a chunk (stop, budget, reasoning that never ends).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .config import PrefillStyle, Settings
+from .errors import ContextLimit
+from .job_store import Manifest
+from .request import GenerationRequest
+
+STOP_FINISHES = frozenset({"stop", "eos", "end_turn", "stop_sequence"})
+LENGTH_FINISHES = frozenset({"length", "max_tokens"})
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The limits that apply to the next chunk of one job."""
+
+    cap: int
+    context_length: int | None
+    max_output_tokens: int | None
+    max_chunks: int
+    max_cost_usd: float | None
+    margin: int
+
+
+def job_budget(request: GenerationRequest, settings: Settings, manifest: Manifest) -> Budget:
+    return Budget(
+        cap=request.max_tokens_per_request or settings.max_tokens_per_request,
+        # learned beats configured: the provider's own error message is authoritative
+        context_length=manifest.context_length or request.context_length or settings.context_length,
+        max_output_tokens=request.max_output_tokens,
+        max_chunks=request.max_chunks,
+        max_cost_usd=request.max_cost_usd,
+        margin=settings.context_margin_tokens,
+    )
+
+
+def rough_prompt_tokens(request: GenerationRequest, prefill: str) -> int:
+    """A deliberately generous guess (3 characters a token) used before the provider told us."""
+    chars = sum(len(m.content) for m in request.conversation()) + len(prefill)
+    return chars // 3 + 4 * (len(request.conversation()) + 1) + 3
+
+
+def estimate_prompt_tokens(manifest: Manifest, request: GenerationRequest, prefill: str) -> tuple[int, bool]:
+    """Prompt tokens of the next request and whether the figure comes from the provider's usage.
+
+    After a chunk the next prompt is the previous prompt plus what that chunk generated.
+    """
+    if manifest.last_prompt_tokens is not None and manifest.last_completion_tokens is not None:
+        return manifest.last_prompt_tokens + manifest.last_completion_tokens, True
+    return rough_prompt_tokens(request, prefill), False
+
+
+def output_budget_left(budget: Budget, manifest: Manifest) -> int | None:
+    if budget.max_output_tokens is None:
+        return None
+    return budget.max_output_tokens - manifest.completion_tokens_total
+
+
+def plan_max_tokens(budget: Budget, manifest: Manifest, *, prompt_tokens: int, prompt_exact: bool) -> int:
+    """``max_tokens`` for the next request; 0 or less means nothing fits."""
+    want = budget.cap
+    left = output_budget_left(budget, manifest)
+    if left is not None:
+        want = min(want, left)
+    if budget.context_length is not None:
+        room = budget.context_length - prompt_tokens
+        if not prompt_exact:
+            # only a guess: ask for what surely fits; a 400 will tell us the real numbers
+            want = min(want, room) if room > 0 else min(want, 1)
+        elif room > want + budget.margin:
+            pass  # plenty of room
+        elif room > 2 * budget.margin:
+            want = min(want, room - budget.margin)
+        else:
+            want = min(want, room)  # the tail of the context: ask for exactly what is left
+    return want
+
+
+def shrink_after_context_error(
+    limit: ContextLimit, *, sent_max_tokens: int, estimated_prompt: int | None
+) -> int:
+    """``max_tokens`` to try after a context-window 400 (strictly less than what failed)."""
+    if limit.context_length and limit.prompt_tokens is not None:
+        room = limit.context_length - limit.prompt_tokens
+    elif limit.context_length and estimated_prompt is not None:
+        room = limit.context_length - estimated_prompt
+    else:
+        room = sent_max_tokens // 2
+    return min(room, sent_max_tokens - 1)
+
+
+def build_body(
+    request: GenerationRequest,
+    *,
+    model: str,
+    prefill: str,
+    max_tokens: int,
+    prefill_style: PrefillStyle,
+) -> dict[str, Any]:
+    """The chat-completions body for the next chunk."""
+    messages: list[dict[str, Any]] = [m.to_wire() for m in request.conversation()]
+    body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    if prefill:
+        message: dict[str, Any] = {"role": "assistant", "content": prefill}
+        if prefill_style == "prefix":
+            message["prefix"] = True  # DeepSeek / Mistral native APIs
+        messages.append(message)
+        if prefill_style == "vllm":
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.reasoning_effort is not None:
+        body["reasoning_effort"] = request.reasoning_effort
+    return body
+
+
+def chunk_deadline(now: float, remaining_ms: int, margin_seconds: float) -> float:
+    """When to stop reading: the invocation's own timeout minus a margin for saving the chunk.
+
+    The margin is at most half the time left, so a short timeout still gets to read something.
+    """
+    remaining = remaining_ms / 1000.0
+    margin = min(margin_seconds, remaining / 2.0)
+    return now + remaining - margin
+
+
+def chunk_finish(provider_finish: str | None, ended_by: str) -> str:
+    """The workflow's finish reason for a chunk: stop | length | deadline | interrupted | other."""
+    if ended_by == "deadline":
+        return "deadline"
+    if ended_by == "interrupted":
+        return "interrupted"
+    if provider_finish in STOP_FINISHES:
+        return "stop"
+    if provider_finish in LENGTH_FINISHES:
+        return "length"
+    return provider_finish or "interrupted"
+
+
+def next_step(finish: str, manifest: Manifest, budget: Budget, *, max_reasoning_only_chunks: int) -> tuple[str, str | None]:
+    """After a committed chunk: the finish reason to report and the job's stop reason (if it ends)."""
+    if finish == "stop":
+        return "stop", "stop"
+    if finish not in ("length", "deadline", "interrupted"):
+        return finish, finish  # content_filter and the like: the model will not go on
+    left = output_budget_left(budget, manifest)
+    if left is not None and left <= 0:
+        return "budget", "max_output_tokens"
+    if manifest.chunks >= budget.max_chunks:
+        return "budget", "max_chunks"
+    if (
+        budget.max_cost_usd is not None
+        and manifest.estimated_cost_usd is not None
+        and manifest.estimated_cost_usd >= budget.max_cost_usd
+    ):
+        return "budget", "max_cost"
+    if manifest.reasoning_only_streak >= max_reasoning_only_chunks:
+        return "reasoning_loop", "reasoning_loop"
+    return finish, None

@@ -1,0 +1,125 @@
+"""The error taxonomy.
+
+A Lambda function that raises reports ``errorType`` = the exception's class name, and that is
+the name a Step Functions ``Retry``/``Catch`` matches. The names below are therefore part of the
+workflow's contract (see ``statemachine/generation.asl.json``): rename one and the ASL must follow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class LongformError(Exception):
+    """Base class of every error longform raises on purpose."""
+
+
+# ---- job-level errors -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a request: where (a dotted path) and what."""
+
+    field: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class RequestInvalid(LongformError):
+    """The request failed validation; ``problems`` names every problem field."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        summary = "; ".join(f"{p.field}: {p.message}" for p in problems)
+        super().__init__(f"invalid request ({len(problems)} problem(s)): {summary}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "error": "RequestInvalid",
+            "message": str(self),
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+class IdempotencyConflict(LongformError):
+    """The same idempotency key was used before with a different request body."""
+
+
+class JobNotFound(LongformError):
+    """No job with that id exists in the jobs bucket."""
+
+
+class JobStateInvalid(LongformError):
+    """The stored job state is inconsistent and cannot be repaired automatically."""
+
+
+class ContextExhausted(LongformError):
+    """Nothing more fits in the model's context window: the job ends ``context_exhausted``."""
+
+
+# ---- provider errors --------------------------------------------------------------------------
+
+
+class ProviderError(LongformError):
+    """An error answered by (or on the way to) the model provider."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, status: int | None = None):
+        self.status = status
+        super().__init__(message)
+
+
+class ProviderRateLimited(ProviderError):
+    """HTTP 429 (rate limited, or model busy). Retry after ``retry_after`` seconds when given."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, status: int | None = 429, retry_after: float | None = None):
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx, connection failures, timeouts, a stream that broke before any text arrived."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class ProviderAuthenticationFailed(ProviderError):
+    """HTTP 401/403: the API key is missing, wrong or not allowed to use the model."""
+
+
+class ProviderRequestInvalid(ProviderError):
+    """HTTP 4xx other than the context window: the request itself is wrong (unknown model, bad field)."""
+
+
+@dataclass(frozen=True)
+class ContextLimit:
+    """The numbers of a context-window 400, parsed from the provider's message."""
+
+    context_length: int
+    prompt_tokens: int | None = None
+    requested_completion: int | None = None
+
+    @property
+    def room(self) -> int | None:
+        """Completion tokens that still fit, or None when the prompt size is unknown."""
+        if self.prompt_tokens is None:
+            return None
+        return self.context_length - self.prompt_tokens
+
+
+class ContextWindowExceeded(ProviderError):
+    """HTTP 400 because prompt + max_tokens exceed the model's context window."""
+
+    def __init__(self, message: str, *, limit: ContextLimit, status: int | None = 400):
+        super().__init__(message, status=status)
+        self.limit = limit

@@ -1,0 +1,319 @@
+"""The job store: one S3 bucket, one prefix per job.
+
+Layout (``jobs/{id}/``)::
+
+    request.json          the validated request (written once, by the submit path)
+    manifest.json         progress and the state the next chunk needs (constant size)
+    chunks/{n:06d}.json   each chunk: text, reasoning, finish reason, usage, timing
+    output.md             the answer so far (raw while running, final after finalize)
+    reasoning.md          the reasoning so far (only when the model reasons)
+    result.json           the final result (written by finalize)
+
+Durability protocol for one chunk (``manifest.json`` is the commit point)::
+
+    read manifest (+ETag) -> read output.md/reasoning.md -> call the model
+    -> PUT chunks/n -> PUT output.md/reasoning.md -> PUT manifest (If-Match: ETag)
+
+A retried chunk rewrites its own key and truncates the running text back to the committed
+length recorded in the manifest, so nothing is doubled or dropped at a seam; a crash at any point
+loses at most the chunk in flight. The number of S3 requests per chunk does not depend on how
+many chunks came before.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import JobNotFound, JobStateInvalid
+from .reasoning import Phase, ReasoningFormat
+from .request import GenerationRequest
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
+JobStatus = Literal["queued", "running", "succeeded", "context_exhausted", "failed", "cancelled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "context_exhausted", "failed", "cancelled"})
+
+# finish reasons the workflow loops on (see the MoreToGenerate Choice state)
+CONTINUE_FINISHES: frozenset[str] = frozenset({"length", "deadline", "interrupted"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Manifest(BaseModel):
+    """Progress of a job and everything the next chunk needs. Constant size."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    status: JobStatus = "queued"
+    model: str
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    execution_arn: str | None = None
+
+    chunks: int = 0
+    # committed lengths (in characters) of output.md / reasoning.md while running
+    answer_chars: int = 0
+    reasoning_chars: int = 0
+    reasoning_format: ReasoningFormat = "none"
+    reasoning_phase: Phase = "start"
+    reasoning_only_streak: int = 0
+
+    first_prompt_tokens: int | None = None
+    last_prompt_tokens: int | None = None
+    last_completion_tokens: int | None = None
+    prompt_tokens_total: int = 0
+    completion_tokens_total: int = 0
+    cached_tokens_total: int = 0
+    estimated_cost_usd: float | None = None
+    context_length: int | None = None
+    max_tokens_per_request: int | None = None
+    context_retries_total: int = 0
+    provider_attempts_total: int = 0
+
+    last_finish_reason: str | None = None
+    stop_reason: str | None = None
+    error: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def output_tokens(self) -> int:
+        return self.completion_tokens_total
+
+
+class ChunkRecord(BaseModel):
+    """One continuation chunk as stored in ``chunks/{n:06d}.json``."""
+
+    job_id: str
+    index: int
+    text: str
+    reasoning: str = ""
+    finish_reason: str  # internal: stop | length | deadline | interrupted
+    provider_finish_reason: str | None = None
+    max_tokens: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    estimated_cost_usd: float | None = None
+    usage_estimated: bool = False
+    model: str | None = None
+    started_at: datetime
+    duration_ms: int
+    ttft_ms: int | None = None
+    attempts: int = 1
+    context_retries: int = 0
+    detail: str | None = None
+
+
+class JobResult(BaseModel):
+    """``result.json``: the outcome of a job."""
+
+    job_id: str
+    status: JobStatus
+    finish_reason: str | None
+    stop_reason: str | None
+    error: str | None = None
+    model: str
+    chunks: int
+    prompt_tokens: int | None  # of the first request
+    prompt_tokens_total: int
+    output_tokens: int
+    cached_tokens: int
+    estimated_cost_usd: float | None
+    context_length: int | None
+    context_used: float | None = None  # share of (context - first prompt) filled with output
+    output_key: str
+    reasoning_key: str | None
+    output_chars: int
+    reasoning_chars: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime
+    duration_seconds: float | None
+    chunk_durations_ms: list[int]
+    execution_arn: str | None = None
+
+
+class JobKeys:
+    """Object keys of one job."""
+
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+        self.prefix = f"jobs/{job_id}/"
+        self.request = self.prefix + "request.json"
+        self.manifest = self.prefix + "manifest.json"
+        self.output = self.prefix + "output.md"
+        self.reasoning = self.prefix + "reasoning.md"
+        self.result = self.prefix + "result.json"
+
+    def chunk(self, index: int) -> str:
+        return f"{self.prefix}chunks/{index:06d}.json"
+
+
+class JobStore:
+    """Typed access to the jobs bucket."""
+
+    def __init__(self, s3: S3Client, bucket: str):
+        self.s3 = s3
+        self.bucket = bucket
+
+    # ---- low level --------------------------------------------------------------------------
+
+    def _get(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return obj["Body"].read(), obj["ETag"]
+
+    def _put(
+        self,
+        key: str,
+        body: bytes,
+        content_type: str,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        kwargs: dict[str, Any] = {}
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        resp = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **kwargs)
+        return resp["ETag"]
+
+    def _put_json(self, key: str, model: BaseModel, **kwargs: Any) -> str:
+        return self._put(key, model.model_dump_json(indent=1).encode(), "application/json", **kwargs)
+
+    # ---- request ----------------------------------------------------------------------------
+
+    def put_request(self, job_id: str, request: GenerationRequest, *, only_if_new: bool = False) -> bool:
+        """Write the request; with ``only_if_new`` returns False when it already existed."""
+        body = request.model_dump_json(indent=1, exclude_none=True).encode()
+        try:
+            self._put(JobKeys(job_id).request, body, "application/json", if_none_match=only_if_new)
+        except ClientError as exc:
+            if only_if_new and _is_precondition_failure(exc):
+                return False
+            raise
+        return True
+
+    def get_request(self, job_id: str) -> GenerationRequest:
+        got = self._get(JobKeys(job_id).request)
+        if got is None:
+            raise JobNotFound(f"job {job_id} has no request.json")
+        return GenerationRequest.model_validate_json(got[0])
+
+    # ---- manifest ---------------------------------------------------------------------------
+
+    def get_manifest(self, job_id: str) -> tuple[Manifest, str]:
+        got = self._get(JobKeys(job_id).manifest)
+        if got is None:
+            raise JobNotFound(f"job {job_id} has no manifest.json")
+        return Manifest.model_validate_json(got[0]), got[1]
+
+    def find_manifest(self, job_id: str) -> Manifest | None:
+        got = self._get(JobKeys(job_id).manifest)
+        return None if got is None else Manifest.model_validate_json(got[0])
+
+    def put_manifest(self, manifest: Manifest, *, if_match: str | None = None, only_if_new: bool = False) -> str:
+        manifest.updated_at = utcnow()
+        try:
+            return self._put_json(
+                JobKeys(manifest.job_id).manifest, manifest, if_match=if_match, if_none_match=only_if_new
+            )
+        except ClientError as exc:
+            if _is_precondition_failure(exc):
+                raise JobStateInvalid(
+                    f"job {manifest.job_id}: manifest changed under us (another invocation is running?)"
+                ) from exc
+            raise
+
+    # ---- chunks and running text -------------------------------------------------------------
+
+    def put_chunk(self, chunk: ChunkRecord) -> None:
+        self._put_json(JobKeys(chunk.job_id).chunk(chunk.index), chunk)
+
+    def get_chunk(self, job_id: str, index: int) -> ChunkRecord:
+        got = self._get(JobKeys(job_id).chunk(index))
+        if got is None:
+            raise JobStateInvalid(f"job {job_id}: chunk {index} is missing")
+        return ChunkRecord.model_validate_json(got[0])
+
+    def read_running_text(self, manifest: Manifest, *, answer_start: str) -> tuple[str, str]:
+        """The committed answer and reasoning so far (repairs a write that outran its commit)."""
+        keys = JobKeys(manifest.job_id)
+        answer = self._read_text(keys.output) if manifest.answer_chars else ""
+        reasoning = self._read_text(keys.reasoning) if manifest.reasoning_chars else ""
+        if len(answer) < manifest.answer_chars or len(reasoning) < manifest.reasoning_chars:
+            # output.md is shorter than committed: rebuild it from the chunks (recovery path only)
+            answer, reasoning = self.assemble(manifest, answer_start=answer_start)
+        return answer[: manifest.answer_chars], reasoning[: manifest.reasoning_chars]
+
+    def write_running_text(self, job_id: str, *, answer: str, reasoning: str | None) -> None:
+        keys = JobKeys(job_id)
+        self._put(keys.output, answer.encode(), "text/markdown; charset=utf-8")
+        if reasoning is not None:
+            self._put(keys.reasoning, reasoning.encode(), "text/markdown; charset=utf-8")
+
+    def _read_text(self, key: str) -> str:
+        got = self._get(key)
+        return "" if got is None else got[0].decode("utf-8")
+
+    def assemble(self, manifest: Manifest, *, answer_start: str) -> tuple[str, str]:
+        """Answer and reasoning from the stored chunks (one GET per chunk: finalize/recovery only)."""
+        answers = [answer_start]
+        reasonings: list[str] = []
+        for index in range(manifest.chunks):
+            chunk = self.get_chunk(manifest.job_id, index)
+            answers.append(chunk.text)
+            reasonings.append(chunk.reasoning)
+        return "".join(answers), "".join(reasonings)
+
+    def chunk_durations(self, manifest: Manifest) -> list[int]:
+        return [self.get_chunk(manifest.job_id, i).duration_ms for i in range(manifest.chunks)]
+
+    # ---- final outputs ----------------------------------------------------------------------
+
+    def write_final(self, job_id: str, *, answer: str, reasoning: str | None, result: JobResult) -> None:
+        keys = JobKeys(job_id)
+        self._put(keys.output, answer.encode(), "text/markdown; charset=utf-8")
+        if reasoning:
+            self._put(keys.reasoning, reasoning.encode(), "text/markdown; charset=utf-8")
+        self._put_json(keys.result, result)
+
+    def get_result(self, job_id: str) -> JobResult | None:
+        got = self._get(JobKeys(job_id).result)
+        return None if got is None else JobResult.model_validate_json(got[0])
+
+    def get_text(self, key: str) -> str | None:
+        got = self._get(key)
+        return None if got is None else got[0].decode("utf-8")
+
+
+def _is_precondition_failure(exc: ClientError) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("PreconditionFailed", "ConditionalRequestConflict", "412") or status in (409, 412)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), default=str)

@@ -1,0 +1,208 @@
+"""The OpenAI-compatible provider client (DeepInfra, vLLM, llama.cpp, Ollama, OpenRouter, ...).
+
+One call = one streamed chat completion, read until the model finishes, the stream breaks, or
+the caller's deadline arrives, whichever is first. Whatever text arrived is always returned:
+losing generated text is never the right answer to a broken stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from .errors import ProviderError, ProviderRateLimited, ProviderUnavailable
+from .provider_errors import classify_error
+from .retry import RetryPolicy, parse_retry_after
+from .sse import StreamAccumulator, Usage, iter_sse_data
+
+EndedBy = Literal["finished", "deadline", "interrupted"]
+
+# below this many seconds to the deadline a new request isn't worth starting
+MIN_SECONDS_FOR_A_REQUEST = 2.0
+
+
+@dataclass(frozen=True)
+class StreamOutcome:
+    """What one streamed completion produced."""
+
+    content: str
+    reasoning: str
+    finish_reason: str | None  # the provider's: "stop" | "length" | ... | None when cut off
+    ended_by: EndedBy
+    usage: Usage | None
+    deltas: int
+    model: str | None
+    attempts: int
+    ttft_seconds: float | None
+    detail: str | None = None
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.content or self.reasoning)
+
+
+class ProviderClient:
+    """Streams chat completions from an OpenAI-compatible ``/chat/completions`` endpoint."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        base_url: str,
+        api_key: Callable[[], str | None] | str | None = None,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._http = http
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._api_key = api_key
+        self._retry = retry or RetryPolicy()
+        self._connect_timeout = connect_timeout
+        self._clock = clock
+        self._sleep = sleep
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        key = self._api_key() if callable(self._api_key) else self._api_key
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def stream_chat(self, body: dict[str, Any], *, deadline: float) -> StreamOutcome:
+        """Stream one completion, retrying rate limits and outages that happen before any text.
+
+        ``deadline`` is a ``clock()`` value: reading stops there and what arrived is returned with
+        ``ended_by="deadline"``. Raises a :class:`ProviderError` subclass when no text was produced.
+        """
+        payload = dict(body)
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}
+        attempt = 0
+        while True:
+            try:
+                outcome = self._stream_once(payload, deadline=deadline, attempt=attempt + 1)
+            except ProviderError as exc:
+                if not exc.retryable:
+                    raise
+                attempt += 1
+                retry_after = getattr(exc, "retry_after", None)
+                delay = self._retry.delay(attempt - 1, retry_after)
+                out_of_attempts = attempt >= self._retry.max_attempts
+                out_of_time = self._clock() + delay + MIN_SECONDS_FOR_A_REQUEST > deadline
+                too_long = retry_after is not None and retry_after > self._retry.max_retry_after
+                if out_of_attempts or out_of_time or too_long:
+                    raise
+                self._sleep(delay)
+                continue
+            return outcome
+
+    def _stream_once(self, payload: dict[str, Any], *, deadline: float, attempt: int) -> StreamOutcome:
+        started = self._clock()
+        remaining = deadline - started
+        if remaining <= 0:
+            raise ProviderUnavailable("no time left before the invocation deadline")
+        timeout = httpx.Timeout(
+            connect=min(self._connect_timeout, remaining),
+            read=max(0.05, remaining),
+            write=min(30.0, remaining),
+            pool=min(10.0, remaining),
+        )
+        acc = StreamAccumulator()
+        ttft: float | None = None
+        ended_by: EndedBy = "finished"
+        detail: str | None = None
+        try:
+            with self._http.stream(
+                "POST", self._url, json=payload, headers=self._headers(), timeout=timeout
+            ) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise classify_error(
+                        response.status_code,
+                        response.content,
+                        retry_after=parse_retry_after(response.headers.get("retry-after")),
+                    )
+                past_deadline = False
+
+                def lines_until_deadline() -> Iterator[str]:
+                    # checked per line, not per data event: comment lines (keep-alives, "processing"
+                    # notes) alone must not keep the invocation reading past its deadline
+                    nonlocal past_deadline
+                    for line in response.iter_lines():
+                        yield line
+                        if self._clock() >= deadline:
+                            past_deadline = True
+                            return
+
+                try:
+                    for data in iter_sse_data(lines_until_deadline()):
+                        before = acc.deltas
+                        acc.feed_data(data)
+                        if ttft is None and acc.deltas > before:
+                            ttft = self._clock() - started
+                        if acc.error is not None:
+                            ended_by, detail = "interrupted", f"error event in stream: {acc.error}"
+                            break
+                        if acc.done:
+                            break
+                        if self._clock() >= deadline:
+                            ended_by = "deadline"
+                            break
+                    else:
+                        if past_deadline:
+                            ended_by = "deadline"
+                except httpx.TimeoutException as exc:
+                    ended_by = "deadline" if self._clock() >= deadline - 0.5 else "interrupted"
+                    detail = f"read timed out: {exc!r}"
+                except (httpx.TransportError, httpx.StreamError) as exc:
+                    ended_by, detail = "interrupted", f"stream broke: {exc!r}"
+        except ProviderError:
+            raise
+        except httpx.TimeoutException as exc:
+            raise ProviderUnavailable(f"provider timed out: {exc!r}") from exc
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            if not acc.deltas:
+                raise ProviderUnavailable(f"provider connection failed: {exc!r}") from exc
+            ended_by, detail = "interrupted", f"stream broke: {exc!r}"
+
+        if ended_by != "finished" and acc.finish_reason is not None and acc.error is None:
+            # the model had already finished: only what follows its last chunk (usage, [DONE]) was
+            # lost, and continuing a finished answer would append text the model never meant
+            ended_by = "finished"
+        if ended_by == "finished" and not acc.done and acc.finish_reason is None:
+            ended_by, detail = "interrupted", detail or "stream ended without finish_reason or [DONE]"
+        if ended_by == "finished" and acc.finish_reason is None:
+            # [DONE] without a finish reason: treat as a cut so the job continues rather than stops
+            ended_by, detail = "interrupted", "stream ended without a finish_reason"
+        if ended_by != "finished" and not (acc.content or acc.reasoning):
+            if acc.error is not None:
+                code = str(acc.error.get("code", ""))
+                raise classify_error(int(code) if code.isdigit() else 503, {"error": acc.error})
+            if ended_by == "deadline":
+                raise ProviderUnavailable("no text arrived before the invocation deadline")
+            raise ProviderUnavailable(f"stream produced no text: {detail}")
+        return StreamOutcome(
+            content=acc.text,
+            reasoning=acc.reasoning_text,
+            finish_reason=acc.finish_reason if ended_by == "finished" else None,
+            ended_by=ended_by,
+            usage=acc.usage,
+            deltas=acc.deltas,
+            model=acc.model,
+            attempts=attempt,
+            ttft_seconds=ttft,
+            detail=detail,
+        )
+
+
+__all__ = ["ProviderClient", "ProviderRateLimited", "StreamOutcome"]

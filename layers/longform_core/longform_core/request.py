@@ -1,0 +1,189 @@
+"""The public request format, shared by the CLI, the HTTP API and the S3 drop folder.
+
+``parse_request`` turns untrusted input into a :class:`GenerationRequest` or raises
+:class:`~longform_core.errors.RequestInvalid` naming *every* problem field at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import Problem, RequestInvalid
+
+DEFAULT_MAX_TOKENS_PER_REQUEST = 16_384
+DEFAULT_MAX_CHUNKS = 200
+MAX_PROMPT_CHARS = 4_000_000
+
+Role = Literal["system", "developer", "user", "assistant"]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+
+
+class Message(BaseModel):
+    """One chat message. ``content`` is plain text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Role
+    content: str = Field(max_length=MAX_PROMPT_CHARS)
+
+    def to_wire(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+class GenerationRequest(BaseModel):
+    """A long generation job. Field names are the public request format."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(default=None, min_length=1, max_length=256)
+    messages: list[Message] | None = Field(default=None, max_length=10_000)
+    prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    stop: list[str] | None = Field(default=None, max_length=16)
+    reasoning_effort: ReasoningEffort | None = None
+
+    max_output_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
+    max_chunks: int = Field(default=DEFAULT_MAX_CHUNKS, ge=1, le=10_000)
+    max_cost_usd: float | None = Field(default=None, gt=0.0, le=100_000.0)
+    max_tokens_per_request: int | None = Field(default=None, ge=1, le=1_000_000)
+    context_length: int | None = Field(default=None, ge=16, le=100_000_000)
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [value]
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(s == "" for s in value):
+            raise ValueError("stop sequences must not be empty strings")
+        return value
+
+    # ---- derived views --------------------------------------------------------------------------
+
+    def conversation(self) -> list[Message]:
+        """The messages sent to the model, without the user's own start of the answer."""
+        msgs = self.all_messages()
+        if msgs and msgs[-1].role == "assistant":
+            return msgs[:-1]
+        return msgs
+
+    def answer_start(self) -> str:
+        """Text the user wrote as the start of the answer (a trailing assistant message), or ''."""
+        msgs = self.all_messages()
+        if msgs and msgs[-1].role == "assistant":
+            return msgs[-1].content
+        return ""
+
+    def all_messages(self) -> list[Message]:
+        if self.messages is not None:
+            return list(self.messages)
+        return [Message(role="user", content=self.prompt or "")]
+
+    def fingerprint(self) -> str:
+        """A stable hash of the request body, for idempotency checks."""
+        canonical = json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _loc_to_field(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(body)"
+
+
+def _pydantic_problems(exc: ValidationError) -> list[Problem]:
+    problems: list[Problem] = []
+    for err in exc.errors(include_url=False):
+        field = _loc_to_field(tuple(err["loc"]))
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif err["type"] == "literal_error" and field.endswith(".role"):
+            message = f"unknown role {err.get('input')!r}; expected one of system, developer, user, assistant"
+        problems.append(Problem(field=field, message=message))
+    return problems
+
+
+def _cross_field_problems(data: dict[str, Any]) -> list[Problem]:
+    """Checks that span fields; they run on the raw input so they report alongside field errors."""
+    problems: list[Problem] = []
+    has_messages = data.get("messages") is not None
+    has_prompt = data.get("prompt") is not None
+    if has_messages and has_prompt:
+        problems.append(Problem("prompt", "give either prompt or messages, not both"))
+    if not has_messages and not has_prompt:
+        problems.append(Problem("messages", "required: give messages (a non-empty list) or prompt"))
+    prompt = data.get("prompt")
+    if isinstance(prompt, str) and not prompt.strip():
+        problems.append(Problem("prompt", "must not be empty"))
+    messages = data.get("messages")
+    if isinstance(messages, list):
+        if not messages:
+            problems.append(Problem("messages", "must not be empty"))
+        roles = [m.get("role") for m in messages if isinstance(m, dict)]
+        dicts = [m for m in messages if isinstance(m, dict)]
+        for i, m in enumerate(messages):
+            if isinstance(m, dict):
+                content = m.get("content")
+                is_last = i == len(messages) - 1
+                if isinstance(content, str) and not content.strip() and not (is_last and m.get("role") == "assistant"):
+                    problems.append(Problem(f"messages[{i}].content", "must not be empty"))
+        if dicts and len(dicts) == len(messages):
+            if not any(r == "user" for r in roles):
+                problems.append(Problem("messages", "needs at least one user message"))
+            if roles and roles[-1] == "assistant" and len(roles) == 1:
+                problems.append(Problem("messages", "an assistant start needs a user message before it"))
+    cap = data.get("max_tokens_per_request")
+    context = data.get("context_length")
+    if isinstance(cap, int) and isinstance(context, int) and cap >= context:
+        problems.append(
+            Problem("max_tokens_per_request", f"must be smaller than context_length ({context})")
+        )
+    return problems
+
+
+def parse_request(data: Any) -> GenerationRequest:
+    """Validate untrusted input. Raises :class:`RequestInvalid` listing every problem."""
+    if isinstance(data, (bytes, str)):
+        try:
+            data = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RequestInvalid([Problem("(body)", f"not valid JSON: {exc}")]) from exc
+    if not isinstance(data, dict):
+        raise RequestInvalid([Problem("(body)", f"expected a JSON object, got {type(data).__name__}")])
+    problems = _cross_field_problems(data)
+    try:
+        request = GenerationRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = _pydantic_problems(exc) + problems
+        request = None
+    if problems:
+        raise RequestInvalid(_dedupe(problems))
+    assert request is not None
+    return request
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str, str]] = set()
+    out: list[Problem] = []
+    for p in problems:
+        key = (p.field, p.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out

@@ -1,0 +1,73 @@
+"""Clients created once per Lambda container (cold start) and reused by every invocation."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import boto3
+import httpx
+
+from .config import Settings
+from .job_store import JobStore
+from .provider import ProviderClient
+from .retry import RetryPolicy
+from .workflow import Services
+
+_lock = threading.Lock()
+_services: Services | None = None
+
+SECRET_MAX_AGE_SECONDS = 300
+
+
+def read_api_key(secret_arn: str | None) -> str | None:
+    """The provider API key from Secrets Manager (cached by Powertools for 5 minutes).
+
+    The secret may be the plain key or JSON with an ``api_key`` field. Never logged.
+    """
+    if not secret_arn:
+        return None
+    from aws_lambda_powertools.utilities import parameters
+
+    value = parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS)
+    if isinstance(value, bytes):
+        value = value.decode()
+    text = str(value).strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        for field in ("api_key", "apiKey", "DEEPINFRA_API_KEY", "key"):
+            if isinstance(data.get(field), str):
+                return str(data[field])
+    return text
+
+
+def build_services(settings: Settings | None = None) -> Services:
+    settings = settings or Settings.from_env()
+    s3 = boto3.client("s3")
+    http = httpx.Client(limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
+    provider = ProviderClient(
+        http,
+        base_url=settings.provider_base_url,
+        api_key=lambda: read_api_key(settings.api_key_secret_arn),
+        retry=RetryPolicy(),
+        connect_timeout=settings.request_timeout_connect,
+    )
+    return Services(settings=settings, store=JobStore(s3, settings.jobs_bucket), provider=provider)
+
+
+def get_services() -> Services:
+    global _services
+    with _lock:
+        if _services is None:
+            _services = build_services()
+        return _services
+
+
+def reset_services() -> None:
+    """Forget the cached clients (tests and the local runner, when the environment changes)."""
+    global _services
+    with _lock:
+        _services = None

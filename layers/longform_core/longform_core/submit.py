@@ -1,0 +1,89 @@
+"""The one submit path shared by every entry point (CLI, HTTP API, S3 drop folder).
+
+validate -> write ``request.json`` (only if new) and the initial manifest -> ``StartExecution``
+with a deterministic name. Submitting the same thing twice (same idempotency key, or the same S3
+object version) starts nothing new; the same key with a different body is a conflict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from .config import Settings
+from .errors import IdempotencyConflict, JobStateInvalid
+from .job_store import JobStore, Manifest
+from .request import GenerationRequest, parse_request
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+else:
+    SFNClient = Any
+
+
+class SubmittedJob(BaseModel):
+    job_id: str
+    execution_arn: str
+    created: bool  # False when this submission was a duplicate of an earlier one
+    model: str
+
+
+def job_id_for(idempotency_key: str | None) -> str:
+    """A job id (also the execution name): deterministic for a key, random otherwise."""
+    if idempotency_key:
+        return "k-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+    return uuid.uuid4().hex
+
+
+def execution_arn_for(state_machine_arn: str, name: str) -> str:
+    return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+
+
+def submit_job(
+    raw: Any,
+    *,
+    store: JobStore,
+    sfn: SFNClient,
+    state_machine_arn: str,
+    settings: Settings,
+    idempotency_key: str | None = None,
+) -> SubmittedJob:
+    request = raw if isinstance(raw, GenerationRequest) else parse_request(raw)
+    job_id = job_id_for(idempotency_key)
+    model = request.model or settings.default_model
+    execution_arn = execution_arn_for(state_machine_arn, job_id)
+
+    created = store.put_request(job_id, request, only_if_new=True)
+    if not created:
+        existing = store.get_request(job_id)
+        if existing.fingerprint() != request.fingerprint():
+            raise IdempotencyConflict(
+                f"idempotency key already used for job {job_id} with a different request"
+            )
+    if store.find_manifest(job_id) is None:
+        manifest = Manifest(
+            job_id=job_id,
+            model=model,
+            execution_arn=execution_arn,
+            reasoning_phase="answer" if request.answer_start() else "start",
+        )
+        try:
+            store.put_manifest(manifest, only_if_new=True)
+        except JobStateInvalid:
+            pass  # a concurrent duplicate wrote it first: same content
+
+    try:
+        resp = sfn.start_execution(
+            stateMachineArn=state_machine_arn, name=job_id, input=json.dumps({"job_id": job_id})
+        )
+        execution_arn = resp["executionArn"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+            raise
+        created = False
+    return SubmittedJob(job_id=job_id, execution_arn=execution_arn, created=created, model=model)

@@ -1,0 +1,1 @@
+"""longform: durable long LLM generations by response continuation."""

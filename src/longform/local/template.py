@@ -1,0 +1,100 @@
+"""Reading template.yaml (CloudFormation short tags included) for the local runner and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class _Tagged(dict[str, Any]):
+    pass
+
+
+def _make_constructor(tag: str) -> Any:
+    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if tag == "GetAtt":
+                value = str(value).split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        key = "Ref" if tag == "Ref" else f"Fn::{tag}"
+        return {key: value}
+
+    return construct
+
+
+class CfnLoader(yaml.SafeLoader):
+    """A YAML loader that turns ``!Ref x`` into ``{"Ref": "x"}``, ``!GetAtt a.b`` into ``{"Fn::GetAtt": [a, b]}``..."""
+
+
+for _tag in (
+    "Ref", "GetAtt", "Sub", "If", "Equals", "Not", "And", "Or", "Select", "Join", "Split",
+    "FindInMap", "ImportValue", "GetAZs", "Base64", "Condition", "Cidr", "ToJsonString",
+):  # fmt: skip
+    CfnLoader.add_constructor(f"!{_tag}", _make_constructor(_tag))
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.load(fh, Loader=CfnLoader)  # noqa: S506 - SafeLoader subclass
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a CloudFormation template")
+    return data
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    code_uri: str
+    handler: str
+    timeout_seconds: int
+    memory_mb: int
+
+
+def _resolve(value: Any, parameters: dict[str, Any], default: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        param = parameters.get(value["Ref"], {})
+        return param.get("Default", default) if isinstance(param, dict) else default
+    return default if value is None else value
+
+
+def function_specs(template: dict[str, Any]) -> dict[str, FunctionSpec]:
+    globals_fn = (template.get("Globals") or {}).get("Function") or {}
+    params = template.get("Parameters") or {}
+    specs: dict[str, FunctionSpec] = {}
+    for logical_id, res in (template.get("Resources") or {}).items():
+        if res.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = res.get("Properties") or {}
+        timeout = _resolve(props.get("Timeout", globals_fn.get("Timeout")), params, 3)
+        memory = _resolve(props.get("MemorySize", globals_fn.get("MemorySize")), params, 128)
+        specs[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            code_uri=str(props["CodeUri"]),
+            handler=str(props.get("Handler", globals_fn.get("Handler", "app.lambda_handler"))),
+            timeout_seconds=int(timeout),
+            memory_mb=int(memory),
+        )
+    return specs
+
+
+def state_machine_wiring(template: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """(DefinitionUri, {substitution key: function logical id}) of the one state machine."""
+    for res in (template.get("Resources") or {}).values():
+        if res.get("Type") != "AWS::Serverless::StateMachine":
+            continue
+        props = res["Properties"]
+        wiring: dict[str, str] = {}
+        for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+            if isinstance(value, dict) and "Fn::GetAtt" in value:
+                wiring[key] = value["Fn::GetAtt"][0]
+            elif isinstance(value, dict) and "Ref" in value:
+                wiring[key] = value["Ref"]
+        return str(props["DefinitionUri"]), wiring
+    raise ValueError("template.yaml has no AWS::Serverless::StateMachine")

@@ -1,0 +1,62 @@
+"""Whole jobs through the real ASL: moto's Step Functions interpreter, moto S3, handlers in-process,
+the emulator on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from longform.emulator.model import canonical_output
+from longform.emulator.server import EmulatorServer, EmulatorSettings
+from longform.local.cloud import CloudConfig, LocalCloud, quiet_moto_logs
+
+WRITER = "longform/emulated-writer"
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorSettings()) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_emulator(emulator: EmulatorServer) -> None:
+    emulator.reset()
+
+
+CloudFactory = Callable[..., contextlib.AbstractContextManager[LocalCloud]]
+
+
+@pytest.fixture
+def make_cloud(emulator: EmulatorServer) -> CloudFactory:
+    @contextlib.contextmanager
+    def factory(**overrides: Any) -> Iterator[LocalCloud]:
+        config = CloudConfig(provider_base_url=emulator.base_url, model=WRITER, retry_sleep_scale=0.001)
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        with quiet_moto_logs(), LocalCloud(config) as cloud:
+            yield cloud
+
+    return factory
+
+
+def expected(request: dict[str, Any], emulator: EmulatorServer, *, model: str = WRITER) -> Any:
+    """What an uncapped model says to this request (answer and reasoning)."""
+    messages = request.get("messages") or [{"role": "user", "content": request["prompt"]}]
+    return canonical_output(
+        messages, model=request.get("model", model), seed=request.get("seed"), settings=emulator.settings
+    )
+
+
+def run_job(cloud: LocalCloud, request: dict[str, Any], **kwargs: Any) -> tuple[Any, dict[str, Any], str]:
+    """Submit, wait, and return (result, execution description, output text)."""
+    job = cloud.submit(request, **kwargs)
+    desc = cloud.wait(job.job_id, timeout=120)
+    result = cloud.store.get_result(job.job_id)
+    assert result is not None, f"no result.json; execution {desc['status']}: {desc.get('cause')}"
+    output = cloud.store.get_text(result.output_key)
+    assert output is not None
+    return result, desc, output

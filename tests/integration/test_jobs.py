@@ -1,0 +1,239 @@
+"""Whole continuation jobs through statemachine/generation.asl.json (see conftest.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from longform_core.errors import RequestInvalid
+from longform_core.job_store import JobKeys
+
+from .conftest import WRITER, CloudFactory, expected, run_job
+
+pytestmark = pytest.mark.integration
+
+
+def prompt(tokens: int, topic: str = "the history of lighthouses") -> str:
+    return f"Write about {topic}. [emulator answer_tokens={tokens}]"
+
+
+def test_one_chunk_that_stops(make_cloud: CloudFactory, emulator) -> None:
+    request = {"prompt": prompt(300)}
+    with make_cloud() as cloud:
+        result, desc, output = run_job(cloud, request)
+        assert desc["status"] == "SUCCEEDED"
+        assert result.status == "succeeded"
+        assert result.finish_reason == "stop"
+        assert result.chunks == 1
+        assert result.output_tokens == 300
+        assert output == expected(request, emulator).answer
+        assert cloud.states_entered(result.job_id) == ["GenerateChunk", "MoreToGenerate", "Finalize", "JobOutcome", "JobDone"]
+
+
+def test_many_chunks_equal_the_uncapped_answer_byte_for_byte(make_cloud: CloudFactory, emulator) -> None:
+    request = {"prompt": prompt(5_300), "max_tokens_per_request": 1_000}
+    with make_cloud() as cloud:
+        result, _, output = run_job(cloud, request)
+        uncapped = expected(request, emulator).answer
+        assert output == uncapped
+        assert result.status == "succeeded"
+        assert result.finish_reason == "stop"
+        assert result.chunks == 6
+        assert result.output_tokens == 5_300
+        # every request asked for at most the per-request cap
+        chat = [r for r in emulator.requests if r["status"] == 200]
+        assert [r["completion_tokens"] for r in chat] == [1000] * 5 + [300]
+        # two state transitions per chunk, plus Finalize, JobOutcome and JobDone once
+        assert cloud.state_transitions(result.job_id) == 2 * result.chunks + 3
+        # each chunk is stored on its own key; the seams add up to the whole
+        texts = [cloud.store.get_chunk(result.job_id, i).text for i in range(result.chunks)]
+        assert "".join(texts) == uncapped
+        assert JobKeys(result.job_id).chunk(5).endswith("chunks/000005.json")
+
+
+def test_context_exhausted_fills_the_context(make_cloud: CloudFactory, emulator) -> None:
+    emulator.configure(context_length=6_000)
+    request = {"prompt": prompt(50_000), "max_tokens_per_request": 2_000}
+    with make_cloud() as cloud:
+        result, desc, output = run_job(cloud, request)
+        assert desc["status"] == "SUCCEEDED"
+        assert result.status == "context_exhausted"
+        assert result.context_length == 6_000  # learned from the provider's 400
+        room = 6_000 - result.prompt_tokens
+        assert result.output_tokens >= 0.99 * room
+        assert result.context_used is not None and result.context_used >= 0.99
+        uncapped = expected(request, emulator).answer
+        assert uncapped.startswith(output)  # nothing doubled or dropped
+        assert len(output) > 0
+        entered = cloud.states_entered(result.job_id)
+        assert "ContextExhausted" in entered and entered[-1] == "JobDone"
+
+
+@pytest.mark.parametrize(
+    ("style", "body", "known"),
+    [("too_large", "flat", False), ("requested", "nested", True), ("too_large", "nested", True)],
+)
+def test_context_arithmetic_in_every_wording(make_cloud: CloudFactory, emulator, style, body, known) -> None:
+    emulator.configure(context_length=5_000, context_error_style=style, error_body=body)
+    request = {"prompt": prompt(20_000), "max_tokens_per_request": 1_500}
+    if known:
+        request["context_length"] = 5_000
+    with make_cloud() as cloud:
+        result, _, output = run_job(cloud, request)
+        assert result.status == "context_exhausted"
+        assert result.output_tokens >= 0.99 * (5_000 - result.prompt_tokens)
+        assert expected(request, emulator).answer.startswith(output)
+
+
+def test_transient_429_and_500_are_retried_without_doubling(make_cloud: CloudFactory, emulator) -> None:
+    request = {"prompt": prompt(3_500), "max_tokens_per_request": 1_000}
+    # more failures than the in-process attempts (4), so the state machine's Retry runs too
+    emulator.inject(
+        {"type": "status", "status": 429, "retry_after": 0.01},
+        {"type": "status", "status": 500},
+        {"type": "status", "status": 503},
+        {"type": "status", "status": 502},
+        {"type": "status", "status": 429},
+    )
+    with make_cloud() as cloud:
+        result, _, output = run_job(cloud, request)
+        assert result.status == "succeeded"
+        assert output == expected(request, emulator).answer
+        assert result.chunks == 4
+        failed = [i for i in cloud.invocations if i.error_type]
+        assert [i.error_type for i in failed] == ["ProviderUnavailable"]  # after 4 in-process attempts
+
+
+def test_stream_cut_midway_is_continued_seamlessly(make_cloud: CloudFactory, emulator) -> None:
+    request = {"prompt": prompt(2_500), "max_tokens_per_request": 1_000}
+    emulator.inject({"type": "cut", "after_tokens": 377})
+    with make_cloud() as cloud:
+        result, _, output = run_job(cloud, request)
+        assert output == expected(request, emulator).answer
+        first = cloud.store.get_chunk(result.job_id, 0)
+        assert first.finish_reason == "interrupted"
+        assert first.usage_estimated
+        assert len(first.text) > 0
+
+
+def test_deadline_cuts_a_slow_chunk_and_the_job_goes_on(make_cloud: CloudFactory, emulator) -> None:
+    emulator.configure(token_delay=0.002)
+    request = {"prompt": prompt(1_500), "max_tokens_per_request": 1_500}
+    with make_cloud(timeouts={"GenerateChunkFunction": 2.0}, deadline_margin_seconds=0.6) as cloud:
+        result, _, output = run_job(cloud, request)
+        assert output == expected(request, emulator).answer
+        finishes = [cloud.store.get_chunk(result.job_id, i).finish_reason for i in range(result.chunks)]
+        assert finishes[0] == "deadline" and finishes[-1] == "stop"
+        assert result.chunks >= 2
+        assert all(not i.timed_out for i in cloud.invocations), "an invocation ran past its timeout"
+
+
+def test_bad_request_is_rejected_with_every_problem_named(make_cloud: CloudFactory) -> None:
+    with make_cloud() as cloud:
+        bad = {"messages": [{"role": "robot", "content": "hi"}], "max_output_tokens": -5, "temperature": 9}
+        with pytest.raises(RequestInvalid) as info:
+            cloud.submit(bad)
+        fields = {p.field for p in info.value.problems}
+        assert {"messages[0].role", "max_output_tokens", "temperature"} <= fields
+        assert cloud.s3.list_objects_v2(Bucket=cloud.store.bucket).get("KeyCount", 0) == 0
+        assert cloud.sfn.list_executions(stateMachineArn=cloud.state_machine_arn)["executions"] == []
+
+
+def test_user_start_of_the_answer_is_continued(make_cloud: CloudFactory, emulator) -> None:
+    start = "Dear reader,"
+    request = {
+        "messages": [
+            {"role": "user", "content": prompt(1_200, "tide clocks")},
+            {"role": "assistant", "content": start},
+        ],
+        "max_tokens_per_request": 500,
+    }
+    with make_cloud() as cloud:
+        result, _, output = run_job(cloud, request)
+        assert result.status == "succeeded"
+        assert output.startswith(start)
+        assert output == start + expected(request, emulator).answer  # the emulator writes its answer after it
+
+
+def test_budget_stops_the_job(make_cloud: CloudFactory, emulator) -> None:
+    request = {"prompt": prompt(10_000), "max_tokens_per_request": 1_000, "max_output_tokens": 2_500}
+    with make_cloud() as cloud:
+        result, _, output = run_job(cloud, request)
+        assert result.status == "succeeded"
+        assert result.stop_reason == "max_output_tokens"
+        assert result.output_tokens == 2_500
+        assert result.chunks == 3
+        assert expected(request, emulator).answer.startswith(output)
+
+
+@pytest.mark.parametrize("model", ["longform/emulated-reasoner", "longform/emulated-thinker"])
+def test_reasoning_models_keep_reasoning_apart(make_cloud: CloudFactory, emulator, model) -> None:
+    request = {"prompt": prompt(2_000) + " [emulator reasoning_tokens=700]", "model": model, "max_tokens_per_request": 500}
+    with make_cloud() as cloud:
+        result, _, output = run_job(cloud, request)
+        want = expected(request, emulator, model=model)
+        assert want.style in ("field", "inline")
+        assert result.status == "succeeded"
+        assert output == want.answer
+        reasoning = cloud.store.get_text(result.reasoning_key)
+        assert reasoning == want.reasoning.strip("\n")
+        assert result.output_tokens >= 2_700
+        # the continuation prefills carried the reasoning block first (DeepInfra's form)
+        assert result.chunks >= 6
+
+
+def test_a_model_that_only_reasons_is_stopped(make_cloud: CloudFactory, emulator) -> None:
+    request = {
+        "prompt": prompt(100) + " [emulator reasoning_tokens=100000]",
+        "model": "longform/emulated-reasoner",
+        "max_tokens_per_request": 200,
+    }
+    with make_cloud() as cloud:
+        result, desc, _ = run_job(cloud, request)
+        assert desc["status"] == "FAILED"
+        assert result.status == "failed"
+        assert result.stop_reason == "reasoning_loop"
+        assert result.chunks == 8
+        assert "only reasoning" in (result.error or "")
+
+
+def test_provider_auth_error_fails_fast_with_partial_output_kept(make_cloud: CloudFactory, emulator) -> None:
+    request = {"prompt": prompt(3_000), "max_tokens_per_request": 1_000}
+    with make_cloud() as cloud:
+        # let the first chunk through, then the key stops working
+        emulator.configure(api_key=None)
+        calls = {"n": 0}
+
+        def revoke_after_first(function: str, event: dict) -> None:
+            if function == "GenerateChunkFunction":
+                calls["n"] += 1
+                if calls["n"] == 2:
+                    emulator.configure(api_key="a-key-we-do-not-have")
+            return None
+
+        cloud.fault_hook = revoke_after_first
+        result, desc, output = run_job(cloud, request)
+        assert desc["status"] == "FAILED"
+        assert result.status == "failed"
+        assert "ProviderAuthenticationFailed" in (result.error or "")
+        assert result.chunks == 1
+        assert output == expected(request, emulator).answer[: len(output)] and len(output) > 0
+        gen = [i for i in cloud.invocations if i.function == "GenerateChunkFunction"]
+        assert len(gen) == 2  # not retried
+
+
+def test_idempotent_submit_starts_one_execution(make_cloud: CloudFactory, emulator) -> None:
+    request = {"prompt": prompt(200)}
+    with make_cloud() as cloud:
+        first = cloud.submit(request, idempotency_key="abc")
+        second = cloud.submit(request, idempotency_key="abc")
+        assert first.job_id == second.job_id
+        assert first.created and not second.created
+        cloud.wait(first.job_id)
+        assert len(cloud.sfn.list_executions(stateMachineArn=cloud.state_machine_arn)["executions"]) == 1
+
+
+def test_writer_default_model_name_is_used(make_cloud: CloudFactory) -> None:
+    with make_cloud() as cloud:
+        job = cloud.submit({"prompt": prompt(50)})
+        assert job.model == WRITER
+        cloud.wait(job.job_id)

@@ -1,0 +1,156 @@
+"""The one submit path, on moto S3 + Step Functions (a trivial Pass state machine)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from longform_core.config import Settings
+from longform_core.errors import IdempotencyConflict, RequestInvalid
+from longform_core.job_store import JobStore
+from longform_core.request import parse_request
+from longform_core.submit import execution_arn_for, job_id_for, submit_job
+
+PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
+
+
+@pytest.fixture
+def sfn(aws: None) -> Any:
+    return boto3.client("stepfunctions", region_name="us-east-1")
+
+
+@pytest.fixture
+def machine(sfn: Any) -> str:
+    iam = boto3.client("iam", region_name="us-east-1")
+    role = iam.create_role(RoleName="longform-sfn", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    return sfn.create_state_machine(name="longform-test", definition=PASS_MACHINE, roleArn=role)[
+        "stateMachineArn"
+    ]
+
+
+@pytest.fixture
+def settings(store: JobStore) -> Settings:
+    return Settings(jobs_bucket=store.bucket, default_model="default/model")
+
+
+def submit(
+    raw: Any, store: JobStore, sfn: Any, machine: str, settings: Settings, key: str | None = None
+) -> Any:
+    return submit_job(
+        raw, store=store, sfn=sfn, state_machine_arn=machine, settings=settings, idempotency_key=key
+    )
+
+
+def bucket_keys(store: JobStore) -> list[str]:
+    return sorted(o["Key"] for o in store.s3.list_objects_v2(Bucket=store.bucket).get("Contents", []))
+
+
+def executions(sfn: Any, machine: str) -> list[dict[str, Any]]:
+    return list(sfn.list_executions(stateMachineArn=machine)["executions"])
+
+
+def test_job_ids() -> None:
+    assert job_id_for("abc") == job_id_for("abc")
+    assert job_id_for("abc") != job_id_for("abd")
+    assert job_id_for("abc").startswith("k-")
+    assert len(job_id_for("x" * 1000)) <= 80  # a valid execution name
+    assert job_id_for(None) != job_id_for(None)
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:longform"
+    assert execution_arn_for(arn, "j1") == "arn:aws:states:us-east-1:123456789012:execution:longform:j1"
+
+
+def test_new_job(store: JobStore, sfn: Any, machine: str, settings: Settings) -> None:
+    job = submit({"prompt": "Write a novel."}, store, sfn, machine, settings)
+    assert job.created is True
+    assert job.model == "default/model"
+    assert bucket_keys(store) == [f"jobs/{job.job_id}/manifest.json", f"jobs/{job.job_id}/request.json"]
+    assert store.get_request(job.job_id).prompt == "Write a novel."
+    manifest, _ = store.get_manifest(job.job_id)
+    assert manifest.status == "queued"
+    assert manifest.model == "default/model"
+    assert manifest.chunks == 0
+    assert manifest.execution_arn == job.execution_arn
+    assert manifest.reasoning_phase == "start"
+    runs = executions(sfn, machine)
+    assert [r["name"] for r in runs] == [job.job_id]
+    assert runs[0]["executionArn"] == job.execution_arn
+    assert job.execution_arn == execution_arn_for(machine, job.job_id)
+    described = sfn.describe_execution(executionArn=job.execution_arn)
+    assert json.loads(described["input"]) == {"job_id": job.job_id}  # a reference, never the text
+
+
+def test_model_from_the_request_and_answer_start(
+    store: JobStore, sfn: Any, machine: str, settings: Settings
+) -> None:
+    raw = {
+        "model": "chosen/model",
+        "messages": [{"role": "user", "content": "Go"}, {"role": "assistant", "content": "Once upon"}],
+    }
+    job = submit(raw, store, sfn, machine, settings, key="k1")
+    assert job.model == "chosen/model"
+    manifest, _ = store.get_manifest(job.job_id)
+    assert manifest.model == "chosen/model"
+    assert manifest.reasoning_phase == "answer"  # the user started the answer: no think block to come
+
+
+def test_same_key_twice_starts_one_execution(
+    store: JobStore, sfn: Any, machine: str, settings: Settings
+) -> None:
+    first = submit({"prompt": "Hello"}, store, sfn, machine, settings, key="idem-1")
+    second = submit(json.dumps({"prompt": "Hello"}), store, sfn, machine, settings, key="idem-1")
+    assert first.created is True
+    assert second.created is False
+    assert second.job_id == first.job_id == job_id_for("idem-1")
+    assert second.execution_arn == first.execution_arn
+    assert len(executions(sfn, machine)) == 1
+    assert len(bucket_keys(store)) == 2
+
+
+def test_same_key_different_body_conflicts(
+    store: JobStore, sfn: Any, machine: str, settings: Settings
+) -> None:
+    first = submit({"prompt": "Hello"}, store, sfn, machine, settings, key="idem-2")
+    with pytest.raises(IdempotencyConflict):
+        submit({"prompt": "Hello", "temperature": 1.0}, store, sfn, machine, settings, key="idem-2")
+    assert store.get_request(first.job_id).temperature is None  # the original stays
+    assert len(executions(sfn, machine)) == 1
+
+
+def test_different_keys_are_different_jobs(
+    store: JobStore, sfn: Any, machine: str, settings: Settings
+) -> None:
+    a = submit({"prompt": "Hello"}, store, sfn, machine, settings, key="a")
+    b = submit({"prompt": "Hello"}, store, sfn, machine, settings, key="b")
+    assert a.job_id != b.job_id
+    assert a.created and b.created
+    assert len(executions(sfn, machine)) == 2
+
+
+def test_invalid_request_writes_nothing(store: JobStore, sfn: Any, machine: str, settings: Settings) -> None:
+    with pytest.raises(RequestInvalid) as info:
+        submit({"messages": [], "max_chunks": 0, "bogus": True}, store, sfn, machine, settings, key="bad")
+    assert {p.field for p in info.value.problems} >= {"messages", "max_chunks", "bogus"}
+    assert bucket_keys(store) == []
+    assert executions(sfn, machine) == []
+
+
+def test_resubmit_after_a_crash_before_start_execution(
+    store: JobStore, sfn: Any, machine: str, settings: Settings
+) -> None:
+    """request.json was written but the execution never started: the retry starts it."""
+    req_id = job_id_for("crashy")
+    store.put_request(req_id, parse_request({"prompt": "Hello"}))
+    job = submit({"prompt": "Hello"}, store, sfn, machine, settings, key="crashy")
+    assert job.job_id == req_id
+    assert [r["name"] for r in executions(sfn, machine)] == [req_id]
+    assert store.find_manifest(req_id) is not None

@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--request", help="a JSON request file (the public request format)")
     run.add_argument("--model")
     run.add_argument("--base-url", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-    run.add_argument("--api-key-env", default="DEEPINFRA_API_KEY", help="environment variable holding the API key")
+    run.add_argument(
+        "--api-key-env", default="DEEPINFRA_API_KEY", help="environment variable holding the API key"
+    )
     run.add_argument("--max-tokens-per-request", type=int, help="per-request output cap (default 16384)")
     run.add_argument("--context-length", type=int, help="the model's context length, when known")
     run.add_argument("--max-output-tokens", type=int, help="budget for the whole job")
@@ -104,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="where to write the output (default out/<job id>.md)")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line on stdout")
     run.add_argument("--chunk-timeout", type=float, help="override the chunk Lambda's timeout (seconds)")
-    run.add_argument("--deadline-margin", type=float, default=30.0, help="seconds kept free before the timeout")
+    run.add_argument(
+        "--deadline-margin", type=float, default=30.0, help="seconds kept free before the timeout"
+    )
     run.add_argument("--emulator-token-delay", type=float, help="emulator: seconds per token (slow model)")
     run.add_argument("--verbose", action="store_true", help="show the handlers' INFO logs on stderr")
     run.set_defaults(func=_cmd_run)

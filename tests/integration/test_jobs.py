@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from longform_core.errors import RequestInvalid
 from longform_core.job_store import JobKeys
 
@@ -26,7 +25,13 @@ def test_one_chunk_that_stops(make_cloud: CloudFactory, emulator) -> None:
         assert result.chunks == 1
         assert result.output_tokens == 300
         assert output == expected(request, emulator).answer
-        assert cloud.states_entered(result.job_id) == ["GenerateChunk", "MoreToGenerate", "Finalize", "JobOutcome", "JobDone"]
+        assert cloud.states_entered(result.job_id) == [
+            "GenerateChunk",
+            "MoreToGenerate",
+            "Finalize",
+            "JobOutcome",
+            "JobDone",
+        ]
 
 
 def test_many_chunks_equal_the_uncapped_answer_byte_for_byte(make_cloud: CloudFactory, emulator) -> None:
@@ -65,7 +70,23 @@ def test_context_exhausted_fills_the_context(make_cloud: CloudFactory, emulator)
         assert uncapped.startswith(output)  # nothing doubled or dropped
         assert len(output) > 0
         entered = cloud.states_entered(result.job_id)
-        assert "ContextExhausted" in entered and entered[-1] == "JobDone"
+        assert entered[-3:] == ["Finalize", "JobOutcome", "JobDone"]
+        # the provider's own numbers said the context was full: no extra round trip to find out
+        assert entered.count("GenerateChunk") == result.chunks
+
+
+def test_prompt_larger_than_the_context_ends_through_the_catch(make_cloud: CloudFactory, emulator) -> None:
+    emulator.configure(context_length=3_000)
+    request = {"prompt": "Summarise this. " + "word " * 4_000}
+    with make_cloud() as cloud:
+        result, desc, output = run_job(cloud, request)
+        assert desc["status"] == "SUCCEEDED"
+        assert result.status == "context_exhausted"
+        assert result.chunks == 0
+        assert output == ""
+        assert result.context_length == 3_000
+        entered = cloud.states_entered(result.job_id)
+        assert entered == ["GenerateChunk", "ContextExhausted", "Finalize", "JobOutcome", "JobDone"]
 
 
 @pytest.mark.parametrize(
@@ -167,7 +188,11 @@ def test_budget_stops_the_job(make_cloud: CloudFactory, emulator) -> None:
 
 @pytest.mark.parametrize("model", ["longform/emulated-reasoner", "longform/emulated-thinker"])
 def test_reasoning_models_keep_reasoning_apart(make_cloud: CloudFactory, emulator, model) -> None:
-    request = {"prompt": prompt(2_000) + " [emulator reasoning_tokens=700]", "model": model, "max_tokens_per_request": 500}
+    request = {
+        "prompt": prompt(2_000) + " [emulator reasoning_tokens=700]",
+        "model": model,
+        "max_tokens_per_request": 500,
+    }
     with make_cloud() as cloud:
         result, _, output = run_job(cloud, request)
         want = expected(request, emulator, model=model)

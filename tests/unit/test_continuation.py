@@ -30,7 +30,6 @@ def budget(**kw: Any) -> Budget:
         "max_output_tokens": None,
         "max_chunks": 200,
         "max_cost_usd": None,
-        "margin": 16,
     }
     values.update(kw)
     return Budget(**values)
@@ -66,17 +65,19 @@ def test_plan_plenty_of_context_room() -> None:
     assert plan_max_tokens(b, manifest(), prompt_tokens=2_000, prompt_exact=True) == 4000
 
 
-def test_plan_context_arithmetic_keeps_the_margin() -> None:
-    b = budget(context_length=10_000, margin=16)
-    # room 3000 < cap: ask for the room minus the margin
-    assert plan_max_tokens(b, manifest(), prompt_tokens=7_000, prompt_exact=True) == 3000 - 16
-    # room just above the cap but within the margin: also trimmed to room - margin
-    assert plan_max_tokens(b, manifest(), prompt_tokens=10_000 - 4_010, prompt_exact=True) == 4_010 - 16
+def test_plan_context_room_limits_the_ask() -> None:
+    """With the prompt size known exactly (the provider's usage), the ask is exactly the room left:
+    no margin, so no tiny extra chunk at the end; a seam that re-tokenises longer gets a 400 with
+    the exact numbers and shrinks (see shrink_after_context_error)."""
+    b = budget(context_length=10_000)
+    assert plan_max_tokens(b, manifest(), prompt_tokens=7_000, prompt_exact=True) == 3000
+    assert plan_max_tokens(b, manifest(), prompt_tokens=10_000 - 4_010, prompt_exact=True) == 4000
+    assert plan_max_tokens(b, manifest(), prompt_tokens=10_000 - 3_999, prompt_exact=True) == 3_999
 
 
 @pytest.mark.parametrize("room", [1, 5, 16, 31, 32])
 def test_plan_tail_of_the_context_asks_exactly_what_is_left(room: int) -> None:
-    b = budget(context_length=10_000, margin=16)
+    b = budget(context_length=10_000)
     assert plan_max_tokens(b, manifest(), prompt_tokens=10_000 - room, prompt_exact=True) == room
 
 
@@ -96,7 +97,7 @@ def test_plan_with_a_rough_estimate() -> None:
 
 def test_plan_fills_the_context_over_successive_chunks() -> None:
     """Chunk after chunk with exact usage, at least 99% of the room after the prompt is used."""
-    b = budget(context_length=20_000, cap=4096, margin=16)
+    b = budget(context_length=20_000, cap=4096)
     prompt, produced = 1_234, 0
     for _ in range(100):
         asked = plan_max_tokens(b, manifest(), prompt_tokens=prompt + produced, prompt_exact=True)
@@ -344,6 +345,17 @@ def test_next_step_reasoning_loop() -> None:
         "reasoning_loop",
     )
     assert next_step("length", m, budget(), max_reasoning_only_chunks=5) == ("length", None)
+
+
+def test_next_step_full_context_ends_the_job() -> None:
+    b = budget(context_length=10_000)
+    full = manifest(chunks=2, last_prompt_tokens=9_000, last_completion_tokens=1_000)
+    assert next_step("length", full, b, max_reasoning_only_chunks=8) == (
+        "context_exhausted",
+        "context_exhausted",
+    )
+    one_left = manifest(chunks=2, last_prompt_tokens=9_000, last_completion_tokens=999)
+    assert next_step("length", one_left, b, max_reasoning_only_chunks=8) == ("length", None)
 
 
 def test_next_step_other_finish_ends_the_job() -> None:

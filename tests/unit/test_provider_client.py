@@ -238,7 +238,8 @@ def test_context_400_raises_immediately() -> None:
     clock = FakeClock()
     message = (
         "This model's maximum context length is 16000 tokens. However, you requested 17165 tokens "
-        "(13069 in the messages, 4096 in the completion). Please reduce the length of the messages or completion."
+        "(13069 in the messages, 4096 in the completion). "
+        "Please reduce the length of the messages or completion."
     )
     rec = Recorder(
         error_response(400, {"object": "error", "message": message, "type": "BadRequestError", "code": 400})

@@ -155,18 +155,27 @@ def test_clean_answer_and_reasoning() -> None:
     assert clean_reasoning("\nplan\n") == "plan"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a chunk boundary inside '</think>' (max_tokens can cut between its tokens): the workflow builds a "
-        "fresh ThinkTagSplitter per chunk from the phase alone, so the next chunk's 'nk>' never closes the "
-        "block and everything after it is filed as reasoning (until the reasoning_loop stop)"
-    ),
-)
 @pytest.mark.parametrize("cut", [RAW.index("</think>") + n for n in range(1, len("</think>"))])
 def test_close_tag_cut_between_chunks(cut: int) -> None:
-    """Chunk by chunk as the workflow does it: one splitter per chunk, the phase carried over."""
-    reasoning_1, answer_1, phase = split([RAW[:cut]])
-    assert phase == "reasoning"
-    reasoning_2, answer_2, _ = split([RAW[cut:]], phase=phase)
-    assert (reasoning_1 + reasoning_2, answer_1 + answer_2) == (REASONING, ANSWER)
+    """Chunk by chunk as the workflow does it: one splitter per chunk, phase and held text carried over."""
+    first = ThinkTagSplitter("start")
+    first.feed(RAW[:cut])
+    out_1 = first.finish(final=False)
+    assert first.phase == "reasoning"
+    assert out_1.held and "</think>".startswith(out_1.held)
+    second = ThinkTagSplitter(first.phase, held=out_1.held)
+    second.feed(RAW[cut:])
+    out_2 = second.finish(final=True)
+    assert (out_1.reasoning + out_2.reasoning, out_1.answer + out_2.answer) == (REASONING, ANSWER)
+
+
+@pytest.mark.parametrize("cut", range(1, len("<think>")))
+def test_open_tag_cut_between_chunks(cut: int) -> None:
+    first = ThinkTagSplitter("start")
+    first.feed(RAW[:cut])
+    out_1 = first.finish(final=False)
+    assert (out_1.answer, out_1.reasoning, out_1.held) == ("", "", RAW[:cut])
+    second = ThinkTagSplitter(first.phase, held=out_1.held)
+    second.feed(RAW[cut:])
+    out_2 = second.finish()
+    assert (out_2.reasoning, out_2.answer) == (REASONING, ANSWER)

@@ -132,7 +132,8 @@ def test_different_keys_are_different_jobs(
     a = submit({"prompt": "Hello"}, store, sfn, machine, settings, key="a")
     b = submit({"prompt": "Hello"}, store, sfn, machine, settings, key="b")
     assert a.job_id != b.job_id
-    assert a.created and b.created
+    assert a.created
+    assert b.created
     assert len(executions(sfn, machine)) == 2
 
 

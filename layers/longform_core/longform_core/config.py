@@ -29,11 +29,12 @@ class Settings(BaseModel):
     api_key_secret_arn: str | None = None
     deadline_margin_seconds: float = Field(default=30.0, ge=0)
     prefill_style: PrefillStyle = "assistant"
-    # tokens kept free when the context length is known and the prompt size only estimated
-    context_margin_tokens: int = Field(default=16, ge=0)
     # consecutive chunks with reasoning but no answer text before the job is stopped
     max_reasoning_only_chunks: int = Field(default=8, ge=1)
     request_timeout_connect: float = 10.0
+    # in-process retries of 429/5xx before the error goes to the state machine's Retry
+    provider_max_attempts: int = Field(default=4, ge=1)
+    provider_retry_base_seconds: float = Field(default=0.5, ge=0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +66,8 @@ class Settings(BaseModel):
             context_length=opt_int("CONTEXT_LENGTH"),
             api_key_secret_arn=env.get("PROVIDER_API_KEY_SECRET_ARN", "").strip() or None,
             deadline_margin_seconds=opt_float("DEADLINE_MARGIN_SECONDS", 30.0),
-            prefill_style=env.get("PREFILL_STYLE", "").strip() or "assistant",  # type: ignore[arg-type]
+            prefill_style=env.get("PREFILL_STYLE", "").strip() or "assistant",
             max_reasoning_only_chunks=opt_int("MAX_REASONING_ONLY_CHUNKS") or 8,
+            provider_max_attempts=opt_int("PROVIDER_MAX_ATTEMPTS") or 4,
+            provider_retry_base_seconds=float(env.get("PROVIDER_RETRY_BASE_SECONDS", "") or 0.5),
         )

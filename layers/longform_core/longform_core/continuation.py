@@ -2,8 +2,10 @@
 
 - what the next request looks like: the conversation plus the answer so far as an assistant
   prefill (in the provider's prefill style);
-- how many tokens it may ask for: ``min(per-request cap, job budget left, context - prompt - margin)``
-  (decision 2 of the brief), and how to shrink after a context-window 400;
+- how many tokens it may ask for: ``min(per-request cap, job budget left, context - prompt)``
+  (decision 2 of the brief; the prompt size is exact, from the provider's own usage, so the
+  margin is zero), and how to shrink after a context-window 400 when the seam re-tokenises a
+  few tokens differently;
 - when the invocation must stop reading (decision 3);
 - whether the job goes on after a chunk (stop, budget, reasoning that never ends).
 """
@@ -31,7 +33,6 @@ class Budget:
     max_output_tokens: int | None
     max_chunks: int
     max_cost_usd: float | None
-    margin: int
 
 
 def job_budget(request: GenerationRequest, settings: Settings, manifest: Manifest) -> Budget:
@@ -42,7 +43,6 @@ def job_budget(request: GenerationRequest, settings: Settings, manifest: Manifes
         max_output_tokens=request.max_output_tokens,
         max_chunks=request.max_chunks,
         max_cost_usd=request.max_cost_usd,
-        margin=settings.context_margin_tokens,
     )
 
 
@@ -76,15 +76,14 @@ def plan_max_tokens(budget: Budget, manifest: Manifest, *, prompt_tokens: int, p
         want = min(want, left)
     if budget.context_length is not None:
         room = budget.context_length - prompt_tokens
-        if not prompt_exact:
-            # only a guess: ask for what surely fits; a 400 will tell us the real numbers
-            want = min(want, room) if room > 0 else min(want, 1)
-        elif room > want + budget.margin:
-            pass  # plenty of room
-        elif room > 2 * budget.margin:
-            want = min(want, room - budget.margin)
+        if room < 1 and not prompt_exact:
+            # only a guess says nothing fits: ask for one token, the provider's 400 tells the truth
+            want = min(want, 1)
         else:
-            want = min(want, room)  # the tail of the context: ask for exactly what is left
+            # the prompt size comes from the provider's usage (prompt + completion of the last
+            # chunk): ask for exactly the room left; should the seam re-tokenise a few tokens
+            # longer, the 400 carries the exact numbers and the chunk shrinks to them
+            want = min(want, room)
     return want
 
 
@@ -156,7 +155,9 @@ def chunk_finish(provider_finish: str | None, ended_by: str) -> str:
     return provider_finish or "interrupted"
 
 
-def next_step(finish: str, manifest: Manifest, budget: Budget, *, max_reasoning_only_chunks: int) -> tuple[str, str | None]:
+def next_step(
+    finish: str, manifest: Manifest, budget: Budget, *, max_reasoning_only_chunks: int
+) -> tuple[str, str | None]:
     """After a committed chunk: the finish reason to report and the job's stop reason (if it ends)."""
     if finish == "stop":
         return "stop", "stop"
@@ -175,4 +176,12 @@ def next_step(finish: str, manifest: Manifest, budget: Budget, *, max_reasoning_
         return "budget", "max_cost"
     if manifest.reasoning_only_streak >= max_reasoning_only_chunks:
         return "reasoning_loop", "reasoning_loop"
+    if (
+        budget.context_length is not None
+        and manifest.last_prompt_tokens is not None
+        and manifest.last_completion_tokens is not None
+        and budget.context_length - (manifest.last_prompt_tokens + manifest.last_completion_tokens) < 1
+    ):
+        # the provider's own numbers say not one more token fits: end here, no extra round trip
+        return "context_exhausted", "context_exhausted"
     return finish, None

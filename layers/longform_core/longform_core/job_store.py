@@ -69,6 +69,9 @@ class Manifest(BaseModel):
     reasoning_chars: int = 0
     reasoning_format: ReasoningFormat = "none"
     reasoning_phase: Phase = "start"
+    # a possible partial <think>/</think> tag at the end of the last chunk, not yet filed as
+    # answer or reasoning (at most 8 characters; it goes into the next prefill as written)
+    held_text: str = ""
     reasoning_only_streak: int = 0
 
     first_prompt_tokens: int | None = None
@@ -234,7 +237,9 @@ class JobStore:
         got = self._get(JobKeys(job_id).manifest)
         return None if got is None else Manifest.model_validate_json(got[0])
 
-    def put_manifest(self, manifest: Manifest, *, if_match: str | None = None, only_if_new: bool = False) -> str:
+    def put_manifest(
+        self, manifest: Manifest, *, if_match: str | None = None, only_if_new: bool = False
+    ) -> str:
         manifest.updated_at = utcnow()
         try:
             return self._put_json(

@@ -63,9 +63,10 @@ def error_message(body: Any) -> str:
         body = body.decode("utf-8", "replace")
     if isinstance(body, str):
         try:
-            body = json.loads(body)
+            parsed: Any = json.loads(body)
         except json.JSONDecodeError:
-            return body.strip()[:2000]
+            return str(body).strip()[:2000]
+        body = parsed
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict):

@@ -26,6 +26,7 @@ Phase = Literal["start", "reasoning", "answer"]
 class SplitText:
     answer: str
     reasoning: str
+    held: str = ""  # a possible partial tag at the end of a chunk, carried to the next one
 
 
 class ThinkTagSplitter:
@@ -35,12 +36,14 @@ class ThinkTagSplitter:
     still come), "reasoning" (inside an open think block) or "answer".
     """
 
-    def __init__(self, phase: Phase = "start"):
+    def __init__(self, phase: Phase = "start", held: str = ""):
         self.phase: Phase = phase
         self._pending = ""  # text held back because it may be the start of a tag
         self._answer: list[str] = []
         self._reasoning: list[str] = []
         self.saw_tag = False
+        if held:
+            self.feed(held)
 
     def feed(self, text: str) -> None:
         self._pending += text
@@ -72,17 +75,26 @@ class ThinkTagSplitter:
             self._answer.append(self._pending)
             self._pending = ""
 
-    def finish(self) -> SplitText:
-        """Flush held-back text (a partial tag at the very end stays where it was)."""
+    def finish(self, *, final: bool = True) -> SplitText:
+        """The split so far.
+
+        With ``final=False`` (more chunks will follow) a possible partial tag at the very end
+        (``<thi`` before any text, ``</thi`` inside reasoning) is returned as ``held`` instead of
+        being filed: the next chunk's splitter starts with it, so a tag cut between two chunks
+        still closes. With ``final=True`` it stays where it was.
+        """
+        held = ""
         if self._pending:
-            if self.phase == "reasoning":
+            if not final and self.phase in ("start", "reasoning"):
+                held = self._pending
+            elif self.phase == "reasoning":
                 self._reasoning.append(self._pending)
             else:
                 self._answer.append(self._pending)
             self._pending = ""
         if self.phase == "start" and self._answer:
             self.phase = "answer"
-        return SplitText(answer="".join(self._answer), reasoning="".join(self._reasoning))
+        return SplitText(answer="".join(self._answer), reasoning="".join(self._reasoning), held=held)
 
 
 def _partial_suffix(text: str, tag: str) -> int:

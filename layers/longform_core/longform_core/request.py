@@ -141,7 +141,11 @@ def _cross_field_problems(data: dict[str, Any]) -> list[Problem]:
             if isinstance(m, dict):
                 content = m.get("content")
                 is_last = i == len(messages) - 1
-                if isinstance(content, str) and not content.strip() and not (is_last and m.get("role") == "assistant"):
+                if (
+                    isinstance(content, str)
+                    and not content.strip()
+                    and not (is_last and m.get("role") == "assistant")
+                ):
                     problems.append(Problem(f"messages[{i}].content", "must not be empty"))
         if dicts and len(dicts) == len(messages):
             if not any(r == "user" for r in roles):
@@ -151,9 +155,7 @@ def _cross_field_problems(data: dict[str, Any]) -> list[Problem]:
     cap = data.get("max_tokens_per_request")
     context = data.get("context_length")
     if isinstance(cap, int) and isinstance(context, int) and cap >= context:
-        problems.append(
-            Problem("max_tokens_per_request", f"must be smaller than context_length ({context})")
-        )
+        problems.append(Problem("max_tokens_per_request", f"must be smaller than context_length ({context})"))
     return problems
 
 

@@ -52,7 +52,9 @@ def build_services(settings: Settings | None = None) -> Services:
         http,
         base_url=settings.provider_base_url,
         api_key=lambda: read_api_key(settings.api_key_secret_arn),
-        retry=RetryPolicy(),
+        retry=RetryPolicy(
+            max_attempts=settings.provider_max_attempts, base_delay=settings.provider_retry_base_seconds
+        ),
         connect_timeout=settings.request_timeout_connect,
     )
     return Services(settings=settings, store=JobStore(s3, settings.jobs_bucket), provider=provider)

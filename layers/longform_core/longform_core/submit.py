@@ -7,6 +7,7 @@ object version) starts nothing new; the same key with a different body is a conf
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
@@ -72,10 +73,8 @@ def submit_job(
             execution_arn=execution_arn,
             reasoning_phase="answer" if request.answer_start() else "start",
         )
-        try:
+        with contextlib.suppress(JobStateInvalid):  # a concurrent duplicate wrote it first
             store.put_manifest(manifest, only_if_new=True)
-        except JobStateInvalid:
-            pass  # a concurrent duplicate wrote it first: same content
 
     try:
         resp = sfn.start_execution(

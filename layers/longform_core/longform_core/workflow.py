@@ -27,7 +27,7 @@ from .continuation import (
     shrink_after_context_error,
 )
 from .errors import ContextExhausted, ContextWindowExceeded, JobStateInvalid, ProviderUnavailable
-from .job_store import ChunkRecord, JobResult, JobStatus, JobStore, Manifest, utcnow
+from .job_store import CONTINUE_FINISHES, ChunkRecord, JobResult, JobStatus, JobStore, Manifest, utcnow
 from .provider import StreamOutcome
 from .reasoning import ThinkTagSplitter, build_prefill, clean_answer, clean_reasoning
 from .request import GenerationRequest
@@ -115,11 +115,12 @@ def generate_chunk(
     answer_so_far, reasoning_so_far = store.read_running_text(manifest, answer_start=answer_start)
     if manifest.chunks == 0 and not answer_so_far and answer_start:
         answer_so_far = answer_start
+    in_reasoning = manifest.reasoning_phase == "reasoning"
     prefill = build_prefill(
-        answer=answer_so_far,
-        reasoning=reasoning_so_far,
+        answer=answer_so_far + ("" if in_reasoning else manifest.held_text),
+        reasoning=reasoning_so_far + (manifest.held_text if in_reasoning else ""),
         reasoning_format=manifest.reasoning_format,
-        reasoning_open=manifest.reasoning_phase == "reasoning",
+        reasoning_open=in_reasoning,
     )
     prompt_estimate, exact = estimate_prompt_tokens(manifest, request, prefill)
     max_tokens = plan_max_tokens(budget, manifest, prompt_tokens=prompt_estimate, prompt_exact=exact)
@@ -198,7 +199,9 @@ def _record_context(store: JobStore, manifest: Manifest, etag: str, context_leng
     store.put_manifest(manifest, if_match=etag)
 
 
-def _commit_stop_without_chunk(store: JobStore, manifest: Manifest, etag: str, reason: str) -> ChunkTaskOutput:
+def _commit_stop_without_chunk(
+    store: JobStore, manifest: Manifest, etag: str, reason: str
+) -> ChunkTaskOutput:
     manifest.last_finish_reason = "budget"
     manifest.stop_reason = reason
     store.put_manifest(manifest, if_match=etag)
@@ -228,9 +231,10 @@ def _commit_chunk(
     # -- split reasoning from the answer, carrying the phase over from the previous chunk -------
     phase0 = manifest.reasoning_phase
     field_format = manifest.reasoning_format == "field" or bool(outcome.reasoning)
-    splitter = ThinkTagSplitter("answer" if field_format else phase0)
+    finish = chunk_finish(outcome.finish_reason, outcome.ended_by)
+    splitter = ThinkTagSplitter("answer" if field_format else phase0, held=manifest.held_text)
     splitter.feed(outcome.content)
-    split = splitter.finish()
+    split = splitter.finish(final=finish not in CONTINUE_FINISHES)
     new_answer = split.answer
     new_reasoning = outcome.reasoning + split.reasoning
     if field_format:
@@ -249,7 +253,6 @@ def _commit_chunk(
     prompt_tokens = usage.prompt_tokens if usage else 0
     completion_tokens = usage.completion_tokens if usage and usage.completion_tokens else outcome.deltas
     index = manifest.chunks
-    finish = chunk_finish(outcome.finish_reason, outcome.ended_by)
 
     chunk = ChunkRecord(
         job_id=manifest.job_id,
@@ -286,7 +289,10 @@ def _commit_chunk(
     manifest.reasoning_chars = len(reasoning)
     manifest.reasoning_format = fmt  # type: ignore[assignment]
     manifest.reasoning_phase = phase  # type: ignore[assignment]
-    manifest.reasoning_only_streak = manifest.reasoning_only_streak + 1 if (new_reasoning and not new_answer) else 0
+    manifest.held_text = split.held
+    manifest.reasoning_only_streak = (
+        manifest.reasoning_only_streak + 1 if (new_reasoning and not new_answer) else 0
+    )
     if usage is not None and usage.prompt_tokens:
         if manifest.first_prompt_tokens is None:
             manifest.first_prompt_tokens = usage.prompt_tokens
@@ -298,7 +304,9 @@ def _commit_chunk(
     manifest.completion_tokens_total += completion_tokens
     manifest.cached_tokens_total += chunk.cached_tokens
     if chunk.estimated_cost_usd is not None:
-        manifest.estimated_cost_usd = round((manifest.estimated_cost_usd or 0.0) + chunk.estimated_cost_usd, 8)
+        manifest.estimated_cost_usd = round(
+            (manifest.estimated_cost_usd or 0.0) + chunk.estimated_cost_usd, 8
+        )
     if learned_context:
         manifest.context_length = learned_context
     manifest.max_tokens_per_request = request.max_tokens_per_request or settings.max_tokens_per_request
@@ -330,13 +338,20 @@ def _commit_chunk(
     )
 
 
-def finalize(task: FinalizeTaskInput, services: Services, *, metrics: MetricsSink | None = None) -> FinalizeTaskOutput:
+def finalize(
+    task: FinalizeTaskInput, services: Services, *, metrics: MetricsSink | None = None
+) -> FinalizeTaskOutput:
     """Assemble ``output.md`` / ``reasoning.md`` from the chunks and write ``result.json``."""
     store = services.store
     request = store.get_request(task.job_id)
     manifest, etag = store.get_manifest(task.job_id)
     answer_start = request.answer_start()
     raw_answer, raw_reasoning = store.assemble(manifest, answer_start=answer_start)
+    if manifest.held_text:  # the job ended (budget, error) with a partial tag held back: keep it
+        if manifest.reasoning_phase == "reasoning":
+            raw_reasoning += manifest.held_text
+        else:
+            raw_answer += manifest.held_text
     had_reasoning = bool(raw_reasoning)
     answer = clean_answer(raw_answer, had_reasoning=had_reasoning)
     reasoning = clean_reasoning(raw_reasoning)
@@ -345,7 +360,7 @@ def finalize(task: FinalizeTaskInput, services: Services, *, metrics: MetricsSin
     error: str | None = None
     if manifest.status == "cancelled":
         status = "cancelled"
-    elif task.status == "context_exhausted":
+    elif task.status == "context_exhausted" or manifest.stop_reason == "context_exhausted":
         status = "context_exhausted"
     elif task.status == "failed" or task.error:
         status = "failed"

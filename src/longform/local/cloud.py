@@ -37,7 +37,7 @@ REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 BUCKET = "longform-local-jobs"
 STATE_MACHINE_NAME = "longform-generation"
-SECRET_NAME = "longform/provider-api-key"
+SECRET_NAME = "longform/provider-api-key"  # noqa: S105 - a name, not a secret
 TERMINAL_EXECUTION = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
@@ -176,12 +176,19 @@ class LocalCloud:
         }
         self._stack.enter_context(mock.patch.dict(os.environ, env))
         self._stack.enter_context(
-            mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
+            mock_aws(
+                config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+            )
         )
         cloud = self
 
         def invoke(
-            backend: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+            backend: Any,
+            function_name: str,
+            qualifier: str | None,
+            body: Any,
+            headers: Any,
+            response_headers: Any,
         ) -> bytes:
             return cloud._invoke(function_name, body, response_headers)
 
@@ -271,7 +278,7 @@ class LocalCloud:
         logger = getattr(module, "logger", None)
         handler = getattr(logger, "registered_handler", None)
         if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sys.stderr)
+            handler.stream = sys.stderr  # not setStream(): the old stream may be closed
 
     def timeout_for(self, logical_id: str) -> float:
         return float(self.config.timeouts.get(logical_id, self.specs[logical_id].timeout_seconds))
@@ -375,7 +382,7 @@ class LocalCloud:
         kwargs: dict[str, Any] = {"executionArn": self.execution_arn(job_id), "maxResults": 1000}
         while True:
             page = self.sfn.get_execution_history(**kwargs)
-            events.extend(page["events"])
+            events.extend(dict(e) for e in page["events"])
             token = page.get("nextToken")
             if not token:
                 return events
@@ -386,14 +393,18 @@ class LocalCloud:
 
     def states_entered(self, job_id: str) -> list[str]:
         return [
-            e["stateEnteredEventDetails"]["name"] for e in self.history(job_id) if e["type"].endswith("StateEntered")
+            e["stateEnteredEventDetails"]["name"]
+            for e in self.history(job_id)
+            if e["type"].endswith("StateEntered")
         ]
 
     def _wait_all(self) -> None:
         """Executions run in background threads: let them finish before the mock goes away."""
         try:
-            executions = self.sfn.list_executions(stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")
-        except Exception:  # noqa: BLE001 - best effort on the way out
+            executions = self.sfn.list_executions(
+                stateMachineArn=self.state_machine_arn, statusFilter="RUNNING"
+            )
+        except Exception:
             return
         for execution in executions.get("executions", []):
             with contextlib.suppress(Exception):

@@ -46,7 +46,7 @@ class RunSummary:
     cached_tokens: int
     estimated_cost_usd: float | None
     state_transitions: int
-    transitions_per_chunk: float | None
+    transitions_per_chunk: float | None  # GenerateChunk + MoreToGenerate entries per chunk
     context_length: int | None
     context_used: float | None
     output_path: str | None
@@ -83,11 +83,12 @@ def provider_for(options: RunOptions) -> Iterator[Provider]:
         return
     from longform.emulator.server import EmulatorServer, EmulatorSettings
 
-    settings = EmulatorSettings(**options.emulator)
+    fields: dict[str, Any] = dict(options.emulator)
     if options.max_tokens_per_request:
-        settings.cap = options.max_tokens_per_request
+        fields["cap"] = options.max_tokens_per_request
     if options.context_length:
-        settings.context_length = options.context_length
+        fields["context_length"] = options.context_length
+    settings = EmulatorSettings().updated(**fields)
     with EmulatorServer(settings) as server:
         yield Provider(server.base_url, None, model or EMULATOR_MODEL, f"emulator at {server.base_url}")
 
@@ -98,31 +99,36 @@ def _bar(fraction: float, width: int = 24) -> str:
 
 
 class Progress:
-    """One line per committed chunk on stderr."""
+    """One line per committed chunk on stderr (chunk n, its tokens, the total, its finish reason)."""
 
-    def __init__(self, stream: TextIO, cap: int):
+    def __init__(self, stream: TextIO, cap: int, store: Any):
         self.stream = stream
         self.cap = cap
+        self.store = store
         self.started = time.monotonic()
-        self.last_tokens = 0
+        self.shown = 0
+        self.total = 0
 
     def __call__(self, manifest: Any) -> None:
-        if manifest.chunks == 0:
-            return
-        chunk_tokens = manifest.completion_tokens_total - self.last_tokens
-        self.last_tokens = manifest.completion_tokens_total
-        elapsed = time.monotonic() - self.started
-        self.stream.write(
-            f"  chunk {manifest.chunks:>3} [{_bar(chunk_tokens / max(1, self.cap))}] "
-            f"{chunk_tokens:>7,} tok | total {manifest.completion_tokens_total:>9,} tok | "
-            f"finish {manifest.last_finish_reason or '?':<11} | {elapsed:6.1f}s\n"
-        )
-        self.stream.flush()
+        while self.shown < manifest.chunks:
+            chunk = self.store.get_chunk(manifest.job_id, self.shown)
+            self.shown += 1
+            self.total += chunk.completion_tokens
+            elapsed = time.monotonic() - self.started
+            self.stream.write(
+                f"  chunk {self.shown:>3} [{_bar(chunk.completion_tokens / max(1, self.cap))}] "
+                f"{chunk.completion_tokens:>7,} tok | total {self.total:>9,} tok | "
+                f"finish {chunk.finish_reason:<11} | {elapsed:6.1f}s\n"
+            )
+            self.stream.flush()
 
 
-def run(options: RunOptions, *, stderr: TextIO = sys.stderr, on_cloud: Callable[[LocalCloud], None] | None = None) -> RunSummary:
+def run(
+    options: RunOptions, *, stderr: TextIO | None = None, on_cloud: Callable[[LocalCloud], None] | None = None
+) -> RunSummary:
     from longform_core.request import parse_request
 
+    stderr = stderr or sys.stderr
     request = parse_request(options.request)  # fail before starting anything
     started = time.monotonic()
     with provider_for(options) as provider, quiet_moto_logs():
@@ -151,10 +157,12 @@ def run(options: RunOptions, *, stderr: TextIO = sys.stderr, on_cloud: Callable[
                 f"longform: job {job.job_id} on {provider.label}, model {provider.model}, "
                 f"per-request cap {cap:,} tokens\n"
             )
-            desc = cloud.wait(job.job_id, timeout=24 * 3600, on_progress=Progress(stderr, cap))
+            desc = cloud.wait(job.job_id, timeout=24 * 3600, on_progress=Progress(stderr, cap, cloud.store))
             result = cloud.store.get_result(job.job_id)
             manifest = cloud.store.find_manifest(job.job_id)
-            transitions = cloud.state_transitions(job.job_id)
+            entered = cloud.states_entered(job.job_id)
+            transitions = len(entered)
+            loop_transitions = sum(1 for name in entered if name in ("GenerateChunk", "MoreToGenerate"))
             output_path = result_path = None
             if result is not None:
                 answer = cloud.store.get_text(result.output_key) or ""
@@ -180,7 +188,7 @@ def run(options: RunOptions, *, stderr: TextIO = sys.stderr, on_cloud: Callable[
                 cached_tokens=result.cached_tokens if result else 0,
                 estimated_cost_usd=result.estimated_cost_usd if result else None,
                 state_transitions=transitions,
-                transitions_per_chunk=round(transitions / chunks, 3) if chunks else None,
+                transitions_per_chunk=round(loop_transitions / chunks, 3) if chunks else None,
                 context_length=result.context_length if result else None,
                 context_used=result.context_used if result else None,
                 output_path=output_path,
@@ -189,7 +197,9 @@ def run(options: RunOptions, *, stderr: TextIO = sys.stderr, on_cloud: Callable[
                 provider=provider.label,
                 model=provider.model,
                 duration_seconds=round(time.monotonic() - started, 3),
-                max_invocation_seconds=round(max((i.duration_seconds for i in cloud.invocations), default=0.0), 3),
+                max_invocation_seconds=round(
+                    max((i.duration_seconds for i in cloud.invocations), default=0.0), 3
+                ),
                 error=(result.error if result else desc.get("cause") or desc.get("error")),
             )
 
@@ -201,17 +211,25 @@ def print_summary(summary: RunSummary, stream: TextIO) -> None:
         f"chunks          {summary.chunks}",
         f"tokens          prompt {summary.prompt_tokens}, output {summary.output_tokens:,}, "
         f"cached {summary.cached_tokens:,}",
-        f"state machine   {summary.state_transitions} state transitions "
-        f"({summary.transitions_per_chunk} per chunk), execution {summary.execution_status}",
+        f"state machine   {summary.state_transitions} state transitions in all, "
+        f"{summary.transitions_per_chunk} per chunk in the loop; execution {summary.execution_status}",
     ]
     if summary.estimated_cost_usd is not None:
         lines.append(f"estimated cost  ${summary.estimated_cost_usd:.6f}")
     if summary.context_used is not None:
-        lines.append(f"context used    {summary.context_used:.2%} of the room after the prompt ({summary.context_length:,})")
+        lines.append(
+            f"context used    {summary.context_used:.2%} of the room after the prompt "
+            f"(context {summary.context_length:,})"
+        )
     if summary.error:
         lines.append(f"error           {summary.error}")
-    lines.append(f"time            {summary.duration_seconds:.1f}s (longest invocation {summary.max_invocation_seconds:.1f}s)")
-    lines.append(f"output          {summary.output_path}  (result: {summary.result_path}; local bucket {BUCKET})")
+    lines.append(
+        f"time            {summary.duration_seconds:.1f}s "
+        f"(longest invocation {summary.max_invocation_seconds:.1f}s)"
+    )
+    lines.append(
+        f"output          {summary.output_path}  (result: {summary.result_path}; local bucket {BUCKET})"
+    )
     stream.write("\n".join(lines) + "\n")
 
 

@@ -30,7 +30,10 @@ def _make_constructor(tag: str) -> Any:
 
 
 class CfnLoader(yaml.SafeLoader):
-    """A YAML loader that turns ``!Ref x`` into ``{"Ref": "x"}``, ``!GetAtt a.b`` into ``{"Fn::GetAtt": [a, b]}``..."""
+    """A YAML loader for CloudFormation short tags.
+
+    ``!Ref x`` becomes ``{"Ref": "x"}``, ``!GetAtt a.b`` becomes ``{"Fn::GetAtt": [a, b]}``, and so on.
+    """
 
 
 for _tag in (

@@ -1,0 +1,131 @@
+"""Crashes, retries and the S3 cost of a chunk: nothing doubled, nothing dropped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from unittest import mock
+
+import pytest
+from longform_core.job_store import JobStore
+from longform_core.runtime import get_services
+
+from .conftest import CloudFactory, expected, run_job
+
+pytestmark = pytest.mark.integration
+
+FAST_RETRIES = {"PROVIDER_RETRY_BASE_SECONDS": "0.001"}
+
+
+def prompt(tokens: int) -> str:
+    return f"Write a field guide to coastal birds. [emulator answer_tokens={tokens}]"
+
+
+def nth_chunk_invocation(n: int, action: Callable[[], Any], *, after: bool) -> Callable[[str, dict], Any]:
+    """A fault hook acting on the n-th GenerateChunk invocation (1-based)."""
+    seen = {"count": 0}
+
+    def hook(function: str, event: dict) -> Any:
+        if function != "GenerateChunkFunction":
+            return None
+        seen["count"] += 1
+        if seen["count"] != n:
+            return None
+        if after:
+            return action
+        action()
+        return None
+
+    return hook
+
+
+def crash() -> None:
+    raise RuntimeError("simulated crash")
+
+
+def test_crash_after_the_commit_is_retried_without_doubling(make_cloud: CloudFactory, emulator) -> None:
+    request = {"prompt": prompt(3_200), "max_tokens_per_request": 1_000}
+    with make_cloud() as cloud:
+        cloud.fault_hook = nth_chunk_invocation(2, crash, after=True)
+        result, _, output = run_job(cloud, request)
+        assert output == expected(request, emulator).answer
+        assert result.chunks == 4
+        errors = [i.error_type for i in cloud.invocations if i.error_type]
+        assert errors == ["RuntimeError"]
+
+
+def test_crash_before_the_provider_call_is_retried(make_cloud: CloudFactory, emulator) -> None:
+    request = {"prompt": prompt(2_200), "max_tokens_per_request": 1_000}
+    with make_cloud() as cloud:
+        cloud.fault_hook = nth_chunk_invocation(1, crash, after=False)
+        result, _, output = run_job(cloud, request)
+        assert output == expected(request, emulator).answer
+        assert result.chunks == 3
+
+
+def test_crash_between_writing_the_chunk_and_the_manifest(make_cloud: CloudFactory, emulator) -> None:
+    """The chunk and output.md are written, the manifest (the commit point) is not: the retry rewrites
+    the same chunk key and truncates output.md back to the committed length."""
+    request = {"prompt": prompt(3_500), "max_tokens_per_request": 1_000}
+    original = JobStore.put_manifest
+    state = {"crashed": False}
+
+    def flaky_put_manifest(self: JobStore, manifest: Any, **kwargs: Any) -> str:
+        if manifest.chunks == 2 and manifest.status == "running" and not state["crashed"]:
+            state["crashed"] = True
+            raise ConnectionError("simulated crash before the commit")
+        return original(self, manifest, **kwargs)
+
+    with make_cloud() as cloud, mock.patch.object(JobStore, "put_manifest", flaky_put_manifest):
+        result, _, output = run_job(cloud, request)
+        assert state["crashed"]
+        assert output == expected(request, emulator).answer
+        assert result.chunks == 4
+        keys = cloud.s3.list_objects_v2(Bucket=cloud.store.bucket, Prefix=f"jobs/{result.job_id}/chunks/")
+        assert [o["Key"].rsplit("/", 1)[1] for o in keys["Contents"]] == [f"{i:06d}.json" for i in range(4)]
+
+
+def test_provider_down_for_good_fails_the_job_and_keeps_the_output(
+    make_cloud: CloudFactory, emulator
+) -> None:
+    request = {"prompt": prompt(3_000), "max_tokens_per_request": 1_000}
+    with make_cloud(extra_env=FAST_RETRIES) as cloud:
+
+        def outage(function: str, event: dict) -> None:
+            if function == "GenerateChunkFunction" and cloud.store.find_manifest(event["job_id"]).chunks == 1:
+                emulator.inject(*[{"type": "status", "status": 503}] * 4)
+
+        cloud.fault_hook = outage
+        result, desc, output = run_job(cloud, request)
+        assert desc["status"] == "FAILED"
+        assert result.status == "failed"
+        assert "ProviderUnavailable" in (result.error or "")
+        assert result.chunks == 1
+        assert len(output) > 0 and expected(request, emulator).answer.startswith(output)
+        gen = [i for i in cloud.invocations if i.function == "GenerateChunkFunction"]
+        assert len(gen) == 1 + 1 + 6  # first chunk, then the first try and 6 Step Functions retries
+
+
+def test_s3_requests_per_chunk_stay_constant(make_cloud: CloudFactory, emulator) -> None:
+    request = {"prompt": prompt(12_500), "max_tokens_per_request": 1_000}
+    with make_cloud() as cloud:
+        services = get_services()
+        calls: list[str] = []
+        services.store.s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+        per_chunk: list[list[str]] = []
+
+        def hook(function: str, event: dict) -> Any:
+            if function != "GenerateChunkFunction":
+                return None
+            calls.clear()
+            return lambda: per_chunk.append(list(calls))
+
+        cloud.fault_hook = hook
+        result, _, output = run_job(cloud, request)
+        assert output == expected(request, emulator).answer
+        assert result.chunks == 13
+        counts = [len(c) for c in per_chunk]
+        assert counts[0] <= counts[1]  # the first chunk has no running text to read
+        assert len(set(counts[1:])) == 1, counts
+        assert counts[1] <= 6
+        assert per_chunk[5] == ["GetObject", "GetObject", "GetObject", "PutObject", "PutObject", "PutObject"]

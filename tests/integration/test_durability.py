@@ -129,3 +129,23 @@ def test_s3_requests_per_chunk_stay_constant(make_cloud: CloudFactory, emulator)
         assert len(set(counts[1:])) == 1, counts
         assert counts[1] <= 6
         assert per_chunk[5] == ["GetObject", "GetObject", "GetObject", "PutObject", "PutObject", "PutObject"]
+
+
+def test_a_model_that_goes_silent_is_cut_at_the_deadline(make_cloud: CloudFactory, emulator) -> None:
+    """The stream stalls (no bytes at all) past the invocation's deadline: the chunk is cut at the
+    deadline with its text kept, and no invocation reaches its timeout."""
+    request = {"prompt": prompt(1_500), "max_tokens_per_request": 1_500}
+    # 200 tokens arrive over ~1 s, then silence: httpx's per-read timeout (fixed at the start of the
+    # request) would let that read block until ~1 s past the deadline; the watchdog cuts it there
+    emulator.configure(token_delay=0.005)
+    emulator.inject({"type": "stall", "after_tokens": 200, "seconds": 6})
+    with make_cloud(timeouts={"GenerateChunkFunction": 3.0}, deadline_margin_seconds=1.0) as cloud:
+        result, _, output = run_job(cloud, request)
+        emulator.configure(token_delay=0.0)
+        assert output == expected(request, emulator).answer
+        first = cloud.store.get_chunk(result.job_id, 0)
+        assert first.finish_reason == "deadline"
+        assert first.completion_tokens == 200
+        assert all(not i.timed_out for i in cloud.invocations), [
+            (i.function, round(i.duration_seconds, 2)) for i in cloud.invocations
+        ]

@@ -69,5 +69,5 @@ class Settings(BaseModel):
             prefill_style=env.get("PREFILL_STYLE", "").strip() or "assistant",
             max_reasoning_only_chunks=opt_int("MAX_REASONING_ONLY_CHUNKS") or 8,
             provider_max_attempts=opt_int("PROVIDER_MAX_ATTEMPTS") or 4,
-            provider_retry_base_seconds=float(env.get("PROVIDER_RETRY_BASE_SECONDS", "") or 0.5),
+            provider_retry_base_seconds=opt_float("PROVIDER_RETRY_BASE_SECONDS", 0.5),
         )

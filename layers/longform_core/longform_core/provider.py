@@ -7,6 +7,9 @@ losing generated text is never the right answer to a broken stream.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +46,33 @@ class StreamOutcome:
     @property
     def has_text(self) -> bool:
         return bool(self.content or self.reasoning)
+
+
+class _DeadlineWatchdog:
+    """Cuts a stream that has gone silent when the deadline arrives.
+
+    httpx's read timeout applies to each socket read and is fixed when the request starts, so a
+    model that stalls late in a stream could block one read past the deadline. At the deadline
+    this shuts the socket down, which wakes the blocked read; the text received so far is kept.
+    """
+
+    def __init__(self, response: httpx.Response, delay: float):
+        self.fired = False
+        self._response = response
+        self._timer = threading.Timer(delay, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            self.fired = True
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 class ProviderClient:
@@ -133,6 +163,7 @@ class ProviderClient:
                         retry_after=parse_retry_after(response.headers.get("retry-after")),
                     )
                 past_deadline = False
+                watchdog = _DeadlineWatchdog(response, max(0.0, deadline - self._clock()))
 
                 def lines_until_deadline() -> Iterator[str]:
                     # checked per line, not per data event: comment lines (keep-alives, "processing"
@@ -165,7 +196,12 @@ class ProviderClient:
                     ended_by = "deadline" if self._clock() >= deadline - 0.5 else "interrupted"
                     detail = f"read timed out: {exc!r}"
                 except (httpx.TransportError, httpx.StreamError) as exc:
-                    ended_by, detail = "interrupted", f"stream broke: {exc!r}"
+                    if watchdog.fired:
+                        ended_by, detail = "deadline", "the model went silent until the deadline"
+                    else:
+                        ended_by, detail = "interrupted", f"stream broke: {exc!r}"
+                finally:
+                    watchdog.cancel()
         except ProviderError:
             raise
         except httpx.TimeoutException as exc:

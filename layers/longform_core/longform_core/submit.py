@@ -81,6 +81,8 @@ def submit_job(
             stateMachineArn=state_machine_arn, name=job_id, input=json.dumps({"job_id": job_id})
         )
         execution_arn = resp["executionArn"]
+        # `created` stays "this call wrote the request": on AWS a duplicate StartExecution (same name
+        # and input) of a running execution succeeds and returns the original, so it can't tell
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
             raise

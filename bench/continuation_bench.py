@@ -75,6 +75,10 @@ class Scenario:
         return [{"role": "user", "content": self.prompt}]
 
     @property
+    def context_bound(self) -> bool:
+        return bool(self.context_length) and self.answer_tokens >= self.context_length
+
+    @property
     def limit_seconds(self) -> float:
         return self.chunk_timeout or LAMBDA_TIMEOUT
 
@@ -158,7 +162,10 @@ def provider_log(emulator: EmulatorServer) -> dict[str, Any]:
     log = emulator.requests
     return {
         "provider_requests": len(log),
-        "provider_errors": sum(1 for r in log if r["status"] != 200),
+        # HTTP errors the provider answered with; a client that hung up (longform stopping at its
+        # deadline) is logged by the emulator as 499 "disconnected" and counted apart
+        "provider_errors": sum(1 for r in log if r["status"] != 200 and not r.get("disconnected")),
+        "provider_disconnects": sum(1 for r in log if r.get("disconnected")),
         "provider_statuses": [r["status"] for r in log],
         "provider_completion_tokens": [r["completion_tokens"] for r in log],
     }
@@ -176,7 +183,7 @@ def judge(scenario: Scenario, text: str) -> dict[str, Any]:
     }
     prompt = prompt_tokens(scenario.messages)
     out["prompt_tokens"] = prompt
-    if scenario.context_length:
+    if scenario.context_bound:
         room = scenario.context_length - prompt
         out["context_room"] = room
         out["context_filled"] = out["output_tokens"] / room
@@ -246,6 +253,7 @@ def run_longform(scenario: Scenario, emulator: EmulatorServer) -> dict[str, Any]
             "reported_output_tokens": result.output_tokens if result else 0,
             "reported_context_length": result.context_length if result else None,
             "reported_context_used": result.context_used if result else None,
+            "reported_prompt_tokens": result.prompt_tokens if result else None,
             "chunk_invocations": len(gen),
             "chunk_invocation_seconds": [i.duration_seconds for i in gen],
             "chunk_invocation_errors": [i.error_type for i in gen if i.error_type],
@@ -272,6 +280,7 @@ def run_naive(scenario: Scenario, emulator: EmulatorServer) -> dict[str, Any]:
     text = ""
     durations: list[float] = []
     stopped_by = ""
+    stop_message = ""
     timeout = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)
     started = time.monotonic()
     with httpx.Client(timeout=timeout) as http:
@@ -301,7 +310,10 @@ def run_naive(scenario: Scenario, emulator: EmulatorServer) -> dict[str, Any]:
                             message = (err.get("error") or err).get("message", "")
                         except ValueError:
                             message = response.text
-                        stopped_by = f"HTTP {response.status_code}: {message[:90]}"
+                        stopped_by = f"HTTP {response.status_code}"
+                        if "context length" in message:
+                            stopped_by += " (context window)"
+                        stop_message = message
                         break
                     for line in response.iter_lines():
                         if not line.startswith("data: "):
@@ -330,6 +342,7 @@ def run_naive(scenario: Scenario, emulator: EmulatorServer) -> dict[str, Any]:
         "wall_seconds": wall,
         "status": "complete" if stopped_by == "stop" else "stopped",
         "stop_reason": stopped_by,
+        "stop_message": stop_message,
         "request_seconds": durations,
         "longest_request_seconds": max(durations, default=0.0),
         # the whole loop runs in one process: that is what one Lambda invocation would have to hold
@@ -407,11 +420,16 @@ def table(scenario: Scenario, lf_runs: list[dict[str, Any]], nv_runs: list[dict[
         )
     row("ended by", f"{lf['status']} ({lf['stop_reason']})", str(nv["stop_reason"]))
     row(
-        "provider requests (errors)",
-        f"{lf['provider_requests']} ({lf['provider_errors']})",
-        f"{nv['provider_requests']} ({nv['provider_errors']})",
+        "provider requests (HTTP errors, hung up at deadline)",
+        f"{lf['provider_requests']} ({lf['provider_errors']}, {lf['provider_disconnects']})",
+        f"{nv['provider_requests']} ({nv['provider_errors']}, {nv['provider_disconnects']})",
     )
     row("wall time", _wall(lf_runs), _wall(nv_runs), _ratio(lf["wall_seconds"], nv["wall_seconds"]))
+    if lf["chunks"]:
+        extra = statistics.median(r["wall_seconds"] for r in lf_runs) - statistics.median(
+            r["wall_seconds"] for r in nv_runs
+        )
+        row("longform wall time minus naive, per chunk", f"{extra / lf['chunks']:+.3f} s", "-")
     row("longest provider request", "-", _secs(nv["longest_request_seconds"]))
     row(
         "longest invocation (longform: GenerateChunk; naive: the whole loop)",
@@ -435,6 +453,12 @@ def table(scenario: Scenario, lf_runs: list[dict[str, Any]], nv_runs: list[dict[
         "-",
     )
     row("S3 requests per chunk invocation", _s3(lf["s3_requests_per_chunk"]), "-")
+    used = lf["reported_context_used"]
+    row(
+        "result.json: context_used (prompt_tokens)",
+        f"{_pct(used)} ({lf['reported_prompt_tokens']})",
+        "-",
+    )
     row("local stack setup (not in wall time)", _secs(lf["setup_seconds"]), "-")
 
     lines = [
@@ -500,8 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# longform vs the naive continuation loop{' (--quick)' if args.quick else ''}\n")
     info = report["machine"]
     print(
-        f"{info['cpus']} CPUs, Python {info['python']}, moto {info['moto']}; emulator on loopback in the same "
-        "process; naive loop streams with include_usage; in-process retry base 10 ms, Step Functions "
+        f"{info['cpus']} CPUs, Python {info['python']}, moto {info['moto']}; emulator on loopback in the "
+        "same process; naive loop streams with include_usage; in-process retry base 10 ms, Step Functions "
         f"Retry waits x{RETRY_SLEEP_SCALE}.\n"
     )
     bench_started = time.monotonic()

@@ -1,0 +1,176 @@
+"""The task entry points with a scripted provider (no HTTP): seams that the emulator can't produce."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from longform_core.config import Settings
+from longform_core.errors import ContextExhausted, ContextLimit, ContextWindowExceeded, JobStateInvalid
+from longform_core.job_store import JobStore, Manifest
+from longform_core.provider import StreamOutcome
+from longform_core.request import parse_request
+from longform_core.sse import Usage
+from longform_core.workflow import (
+    ChunkTaskInput,
+    FinalizeTaskInput,
+    Services,
+    finalize,
+    generate_chunk,
+)
+
+
+class ScriptedProvider:
+    """Answers each call with the next scripted outcome (or raises it) and records the bodies."""
+
+    def __init__(self, *script: StreamOutcome | Exception):
+        self.script = list(script)
+        self.bodies: list[dict[str, Any]] = []
+
+    def stream_chat(self, body: dict[str, Any], *, deadline: float) -> StreamOutcome:
+        self.bodies.append(body)
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def outcome(
+    content: str,
+    finish: str | None = "length",
+    *,
+    reasoning: str = "",
+    prompt: int = 10,
+    completion: int = 5,
+    ended_by: str = "finished",
+) -> StreamOutcome:
+    return StreamOutcome(
+        content=content,
+        reasoning=reasoning,
+        finish_reason=finish,
+        ended_by=ended_by,  # type: ignore[arg-type]
+        usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion),
+        deltas=completion,
+        model="m",
+        attempts=1,
+        ttft_seconds=0.01,
+    )
+
+
+@pytest.fixture
+def make_services(store: JobStore):
+    def factory(provider: ScriptedProvider, **settings: Any) -> Services:
+        return Services(
+            settings=Settings(jobs_bucket=store.bucket, **settings), store=store, provider=provider
+        )
+
+    return factory
+
+
+def start(store: JobStore, raw: dict[str, Any], job_id: str = "job1") -> str:
+    request = parse_request(raw)
+    store.put_request(job_id, request)
+    store.put_manifest(
+        Manifest(job_id=job_id, model="m", reasoning_phase="answer" if request.answer_start() else "start")
+    )
+    return job_id
+
+
+def run(services: Services, job_id: str) -> list[str]:
+    finishes = []
+    for _ in range(50):
+        out = generate_chunk(ChunkTaskInput(job_id=job_id), services, remaining_ms=lambda: 60_000)
+        finishes.append(out.finish_reason)
+        if out.finish_reason not in ("length", "deadline", "interrupted"):
+            break
+    return finishes
+
+
+def test_close_tag_cut_between_two_chunks(store: JobStore, make_services) -> None:
+    provider = ScriptedProvider(
+        outcome("<think>\nplan the book\n</thi", "length"),
+        outcome("nk>\n\nChapter one.", "stop"),
+    )
+    services = make_services(provider)
+    job = start(store, {"prompt": "write"})
+    assert run(services, job) == ["length", "stop"]
+    # the second prefill is exactly what the model wrote so far, partial tag included
+    assert provider.bodies[1]["messages"][-1] == {
+        "role": "assistant",
+        "content": "<think>\nplan the book\n</thi",
+    }
+    result = finalize(FinalizeTaskInput(job_id=job), services)
+    assert result.status == "succeeded"
+    assert store.get_text(f"jobs/{job}/output.md") == "Chapter one."
+    assert store.get_text(f"jobs/{job}/reasoning.md") == "plan the book"
+
+
+def test_field_reasoning_prefill_is_deepinfra_form(store: JobStore, make_services) -> None:
+    provider = ScriptedProvider(
+        outcome("", "length", reasoning="Let me think"),
+        outcome("The answer", "length", reasoning=" more."),
+        outcome(" continues.", "stop"),
+    )
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["length", "length", "stop"]
+    assert provider.bodies[1]["messages"][-1]["content"] == "<think>\nLet me think"
+    assert (
+        provider.bodies[2]["messages"][-1]["content"] == "<think>\nLet me think more.\n</think>\n\nThe answer"
+    )
+
+
+def test_context_400_shrinks_then_exhausts(store: JobStore, make_services) -> None:
+    limit = ContextLimit(context_length=100, prompt_tokens=90, requested_completion=50)
+    provider = ScriptedProvider(
+        ContextWindowExceeded("too long", limit=limit),
+        outcome("x" * 10, "length", prompt=90, completion=10),
+    )
+    services = make_services(provider, max_tokens_per_request=50)
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["context_exhausted"]
+    assert [b["max_tokens"] for b in provider.bodies] == [50, 10]
+    manifest, _ = store.get_manifest(job)
+    assert manifest.context_length == 100
+    assert finalize(FinalizeTaskInput(job_id=job), services).status == "context_exhausted"
+
+
+def test_nothing_fits_raises_the_named_error(store: JobStore, make_services) -> None:
+    limit = ContextLimit(context_length=100, prompt_tokens=120)
+    provider = ScriptedProvider(ContextWindowExceeded("too long", limit=limit))
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    with pytest.raises(ContextExhausted):
+        generate_chunk(ChunkTaskInput(job_id=job), services, remaining_ms=lambda: 60_000)
+    # a retry (should one happen) raises again rather than looping
+    with pytest.raises(ContextExhausted):
+        generate_chunk(ChunkTaskInput(job_id=job), services, remaining_ms=lambda: 60_000)
+
+
+def test_a_retry_after_the_last_commit_replays_it(store: JobStore, make_services) -> None:
+    provider = ScriptedProvider(outcome("Done.", "stop"))
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    first = generate_chunk(ChunkTaskInput(job_id=job), services, remaining_ms=lambda: 60_000)
+    again = generate_chunk(ChunkTaskInput(job_id=job), services, remaining_ms=lambda: 60_000)
+    assert (first.finish_reason, again.finish_reason, again.replayed) == ("stop", "stop", True)
+    assert len(provider.bodies) == 1
+
+
+def test_a_finished_job_is_not_generated_again(store: JobStore, make_services) -> None:
+    provider = ScriptedProvider(outcome("Done.", "stop"))
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    run(services, job)
+    finalize(FinalizeTaskInput(job_id=job), services)
+    with pytest.raises(JobStateInvalid):
+        generate_chunk(ChunkTaskInput(job_id=job), services, remaining_ms=lambda: 60_000)
+
+
+def test_prefill_styles_reach_the_body(store: JobStore, make_services) -> None:
+    provider = ScriptedProvider(outcome("a", "length"), outcome("b", "stop"))
+    services = make_services(provider, prefill_style="vllm")
+    job = start(store, {"prompt": "q"})
+    run(services, job)
+    assert provider.bodies[1]["continue_final_message"] is True
+    assert provider.bodies[1]["add_generation_prompt"] is False

@@ -252,7 +252,8 @@ def run_longform(scenario: Scenario, emulator: EmulatorServer) -> dict[str, Any]
         text = (cloud.store.get_text(result.output_key) if result else None) or ""
         entered = cloud.states_entered(job.job_id)
         chunks = result.chunks if result else 0
-        finishes = [cloud.store.get_chunk(job.job_id, i).finish_reason for i in range(chunks)]
+        records = [cloud.store.get_chunk(job.job_id, i) for i in range(chunks)]
+        finishes = [c.finish_reason for c in records]
         gen = [i for i in cloud.invocations if i.function == CHUNK_FUNCTION]
         loop = sum(1 for name in entered if name in ("GenerateChunk", "MoreToGenerate"))
         out = {
@@ -265,6 +266,8 @@ def run_longform(scenario: Scenario, emulator: EmulatorServer) -> dict[str, Any]
             "error": result.error if result else desc.get("cause"),
             "chunks": chunks,
             "chunk_finishes": finishes,
+            "chunk_max_tokens": [c.max_tokens for c in records],
+            "chunk_completion_tokens": [c.completion_tokens for c in records],
             "reported_output_tokens": result.output_tokens if result else 0,
             "reported_context_length": result.context_length if result else None,
             "reported_context_used": result.context_used if result else None,

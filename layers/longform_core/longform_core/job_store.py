@@ -23,6 +23,7 @@ many chunks came before.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -152,6 +153,14 @@ class JobResult(BaseModel):
     execution_arn: str | None = None
 
 
+@dataclass(frozen=True)
+class RunningText:
+    answer: str
+    reasoning: str
+    answer_etag: str | None
+    reasoning_etag: str | None
+
+
 class JobKeys:
     """Object keys of one job."""
 
@@ -263,17 +272,54 @@ class JobStore:
             raise JobStateInvalid(f"job {job_id}: chunk {index} is missing")
         return ChunkRecord.model_validate_json(got[0])
 
-    def read_running_text(self, manifest: Manifest, *, answer_start: str) -> tuple[str, str]:
-        """The committed answer and reasoning so far (repairs a write that outran its commit)."""
+    def read_running(self, manifest: Manifest, *, answer_start: str) -> RunningText:
+        """The committed answer and reasoning so far (repairs a write that outran its commit).
+
+        The ETags seen are kept so that :meth:`write_running` only overwrites what was read: a
+        job finalized (e.g. cancelled) meanwhile makes the in-flight chunk's write fail instead
+        of clobbering the final output.
+        """
         keys = JobKeys(manifest.job_id)
-        answer = self._read_text(keys.output) if manifest.answer_chars else ""
-        reasoning = self._read_text(keys.reasoning) if manifest.reasoning_chars else ""
+        got_answer = self._get(keys.output)  # always: its ETag guards the write
+        got_reasoning = self._get(keys.reasoning) if manifest.reasoning_chars else None
+        answer = got_answer[0].decode("utf-8") if got_answer and manifest.answer_chars else ""
+        reasoning = got_reasoning[0].decode("utf-8") if got_reasoning and manifest.reasoning_chars else ""
         if len(answer) < manifest.answer_chars or len(reasoning) < manifest.reasoning_chars:
             # output.md is shorter than committed: rebuild it from the chunks (recovery path only)
             answer, reasoning = self.assemble(manifest, answer_start=answer_start)
-        return answer[: manifest.answer_chars], reasoning[: manifest.reasoning_chars]
+        return RunningText(
+            answer=answer[: manifest.answer_chars],
+            reasoning=reasoning[: manifest.reasoning_chars],
+            answer_etag=got_answer[1] if got_answer else None,
+            reasoning_etag=got_reasoning[1] if got_reasoning else None,
+        )
+
+    def write_running(self, job_id: str, seen: RunningText, *, answer: str, reasoning: str | None) -> None:
+        """Write the running text, only over the versions ``seen`` (else JobStateInvalid)."""
+        keys = JobKeys(job_id)
+        try:
+            self._put(
+                keys.output,
+                answer.encode(),
+                "text/markdown; charset=utf-8",
+                if_match=seen.answer_etag,
+                if_none_match=seen.answer_etag is None,
+            )
+            if reasoning is not None:
+                # unconditional: output.md is written first and every time, so its condition
+                # already stops a chunk that lost the race with finalize
+                self._put(keys.reasoning, reasoning.encode(), "text/markdown; charset=utf-8")
+        except ClientError as exc:
+            if _is_precondition_failure(exc):
+                raise JobStateInvalid(f"job {job_id}: its output changed under this chunk (cancelled?)") from exc
+            raise
+
+    def read_running_text(self, manifest: Manifest, *, answer_start: str) -> tuple[str, str]:
+        running = self.read_running(manifest, answer_start=answer_start)
+        return running.answer, running.reasoning
 
     def write_running_text(self, job_id: str, *, answer: str, reasoning: str | None) -> None:
+        """Unconditional write of the running text (tests and repairs)."""
         keys = JobKeys(job_id)
         self._put(keys.output, answer.encode(), "text/markdown; charset=utf-8")
         if reasoning is not None:

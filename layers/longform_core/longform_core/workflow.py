@@ -27,7 +27,16 @@ from .continuation import (
     shrink_after_context_error,
 )
 from .errors import ContextExhausted, ContextWindowExceeded, JobStateInvalid, ProviderUnavailable
-from .job_store import CONTINUE_FINISHES, ChunkRecord, JobResult, JobStatus, JobStore, Manifest, utcnow
+from .job_store import (
+    CONTINUE_FINISHES,
+    ChunkRecord,
+    JobResult,
+    JobStatus,
+    JobStore,
+    Manifest,
+    RunningText,
+    utcnow,
+)
 from .provider import StreamOutcome
 from .reasoning import ThinkTagSplitter, build_prefill, clean_answer, clean_reasoning
 from .request import GenerationRequest
@@ -112,7 +121,8 @@ def generate_chunk(
 
     budget = job_budget(request, settings, manifest)
     answer_start = request.answer_start()
-    answer_so_far, reasoning_so_far = store.read_running_text(manifest, answer_start=answer_start)
+    running = store.read_running(manifest, answer_start=answer_start)
+    answer_so_far, reasoning_so_far = running.answer, running.reasoning
     if manifest.chunks == 0 and not answer_so_far and answer_start:
         answer_so_far = answer_start
     in_reasoning = manifest.reasoning_phase == "reasoning"
@@ -170,6 +180,7 @@ def generate_chunk(
         manifest=manifest,
         etag=etag,
         outcome=outcome,
+        running=running,
         answer_so_far=answer_so_far,
         reasoning_so_far=reasoning_so_far,
         max_tokens=max_tokens,
@@ -215,6 +226,7 @@ def _commit_chunk(
     manifest: Manifest,
     etag: str,
     outcome: StreamOutcome,
+    running: RunningText,
     answer_so_far: str,
     reasoning_so_far: str,
     max_tokens: int,
@@ -278,7 +290,7 @@ def _commit_chunk(
     store.put_chunk(chunk)
     answer = answer_so_far + new_answer
     reasoning = reasoning_so_far + new_reasoning
-    store.write_running_text(manifest.job_id, answer=answer, reasoning=reasoning if reasoning else None)
+    store.write_running(manifest.job_id, running, answer=answer, reasoning=reasoning if reasoning else None)
 
     # -- commit: the manifest is the source of truth -----------------------------------------
     if manifest.started_at is None:

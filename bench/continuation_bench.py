@@ -1,8 +1,8 @@
 """longform against the naive continuation loop, scenario by scenario, in one run.
 
-    .venv/bin/python bench/continuation_bench.py            # full run (~2-3 min on 2 cores)
-    .venv/bin/python bench/continuation_bench.py --quick    # smaller slow-model scenario, no repeats
-    .venv/bin/python bench/continuation_bench.py --json out/bench.json
+    .venv/bin/python bench/continuation_bench.py                 # full run, ~1.5 min on 2 cores
+    .venv/bin/python bench/continuation_bench.py --quick         # ~25 s: smaller slow scenario, 1 run each
+    .venv/bin/python bench/continuation_bench.py --json /tmp/bench.json --only deadline
 
 Both methods talk to the same in-process emulator (``longform.emulator``) on loopback; it is reset
 and configured identically before every run, and both get the same prompt.
@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -199,7 +200,7 @@ def judge(scenario: Scenario, text: str) -> dict[str, Any]:
     prompt = prompt_tokens(scenario.messages)
     out["prompt_tokens"] = prompt
     if scenario.context_bound:
-        room = scenario.context_length - prompt
+        room = (scenario.context_length or 0) - prompt
         out["context_room"] = room
         out["context_filled"] = out["output_tokens"] / room
     return out
@@ -403,7 +404,7 @@ def _wall(runs: list[dict[str, Any]]) -> str:
     return f"{med:.3f} s (min {min(times):.3f}, max {max(times):.3f}, n={len(times)})"
 
 
-def _correct(scenario: Scenario, runs: list[dict[str, Any]]) -> str:
+def _correct(runs: list[dict[str, Any]]) -> str:
     exact = sum(1 for r in runs if r["exact"])
     prefix = sum(1 for r in runs if r["prefix"])
     n = len(runs)
@@ -428,7 +429,7 @@ def table(scenario: Scenario, lf_runs: list[dict[str, Any]], nv_runs: list[dict[
         f"{nv['output_tokens']:,}",
         _ratio(lf["output_tokens"], nv["output_tokens"]),
     )
-    row("correct", _correct(scenario, lf_runs), _correct(scenario, nv_runs))
+    row("correct", _correct(lf_runs), _correct(nv_runs))
     if lf.get("context_filled") is not None:
         row(
             f"context filled (of {lf['context_room']:,} after the prompt)",
@@ -514,7 +515,17 @@ def machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return None
 
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    status = git("status", "--porcelain", "--untracked-files=no")
     return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "tracked_changes": None if status is None else bool(status),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -528,7 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="smaller slow-model scenario, one run each")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller slow-model scenario, no extra scenario, one run each"
+    )
     parser.add_argument(
         "--repeat", type=int, default=None, help="runs per fast scenario (default 3, quick 1)"
     )
@@ -542,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# longform vs the naive continuation loop{' (--quick)' if args.quick else ''}\n")
     info = report["machine"]
     print(
+        f"commit {info['commit']}{' + local changes' if info['tracked_changes'] else ''}; "
         f"{info['cpus']} CPUs, Python {info['python']}, moto {info['moto']}; emulator on loopback in the "
         "same process; naive loop streams with include_usage; in-process retry base 10 ms, Step Functions "
         f"Retry waits x{RETRY_SLEEP_SCALE}.\n"

@@ -32,6 +32,11 @@ class Settings(BaseModel):
     # consecutive chunks with reasoning but no answer text before the job is stopped
     max_reasoning_only_chunks: int = Field(default=8, ge=1)
     request_timeout_connect: float = 10.0
+    # entry points (API, S3 drop folder)
+    state_machine_arn: str | None = None
+    event_bus_name: str | None = None  # None: no completion events
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1)
+    output_inline_max_bytes: int = Field(default=262_144, ge=1)
     # in-process retries of 429/5xx before the error goes to the state machine's Retry
     provider_max_attempts: int = Field(default=4, ge=1)
     provider_retry_base_seconds: float = Field(default=0.5, ge=0)
@@ -68,6 +73,10 @@ class Settings(BaseModel):
             deadline_margin_seconds=opt_float("DEADLINE_MARGIN_SECONDS", 30.0),
             prefill_style=env.get("PREFILL_STYLE", "").strip() or "assistant",
             max_reasoning_only_chunks=opt_int("MAX_REASONING_ONLY_CHUNKS") or 8,
+            state_machine_arn=env.get("STATE_MACHINE_ARN", "").strip() or None,
+            event_bus_name=env.get("EVENT_BUS_NAME", "").strip() or None,
+            api_max_body_bytes=opt_int("API_MAX_BODY_BYTES") or 1_048_576,
+            output_inline_max_bytes=opt_int("OUTPUT_INLINE_MAX_BYTES") or 262_144,
             provider_max_attempts=opt_int("PROVIDER_MAX_ATTEMPTS") or 4,
             provider_retry_base_seconds=opt_float("PROVIDER_RETRY_BASE_SECONDS", 0.5),
         )

@@ -50,6 +50,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class JobSource(BaseModel):
+    """Where a job came from, when that decides where its results go (the S3 drop folder)."""
+
+    kind: Literal["s3"]
+    key: str  # requests/{name}.json
+    name: str  # results/{name}.md, results/{name}.json
+    etag: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.key}"
+
+
 class Manifest(BaseModel):
     """Progress of a job and everything the next chunk needs. Constant size."""
 
@@ -63,6 +75,7 @@ class Manifest(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
     execution_arn: str | None = None
+    source: JobSource | None = None
 
     chunks: int = 0
     # committed lengths (in characters) of output.md / reasoning.md while running
@@ -311,7 +324,9 @@ class JobStore:
                 self._put(keys.reasoning, reasoning.encode(), "text/markdown; charset=utf-8")
         except ClientError as exc:
             if _is_precondition_failure(exc):
-                raise JobStateInvalid(f"job {job_id}: its output changed under this chunk (cancelled?)") from exc
+                raise JobStateInvalid(
+                    f"job {job_id}: its output changed under this chunk (cancelled?)"
+                ) from exc
             raise
 
     def read_running_text(self, manifest: Manifest, *, answer_start: str) -> tuple[str, str]:
@@ -354,6 +369,15 @@ class JobStore:
     def get_result(self, job_id: str) -> JobResult | None:
         got = self._get(JobKeys(job_id).result)
         return None if got is None else JobResult.model_validate_json(got[0])
+
+    def write_source_results(self, source: JobSource, *, answer: str, result: JobResult) -> None:
+        """The drop folder's answer: ``results/{name}.md`` and ``results/{name}.json``."""
+        self._put(f"results/{source.name}.md", answer.encode(), "text/markdown; charset=utf-8")
+        self._put_json(f"results/{source.name}.json", result)
+
+    def write_source_error(self, name: str, body: dict[str, Any]) -> None:
+        """``results/{name}.error.json``: every problem of a request that started nothing."""
+        self._put(f"results/{name}.error.json", json.dumps(body, indent=1).encode(), "application/json")
 
     def get_text(self, key: str) -> str | None:
         got = self._get(key)

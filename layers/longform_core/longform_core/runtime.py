@@ -10,6 +10,7 @@ import httpx
 
 from .config import Settings
 from .job_store import JobStore
+from .notify import CompletionPublisher
 from .provider import ProviderClient
 from .retry import RetryPolicy
 from .workflow import Services
@@ -57,7 +58,18 @@ def build_services(settings: Settings | None = None) -> Services:
         ),
         connect_timeout=settings.request_timeout_connect,
     )
-    return Services(settings=settings, store=JobStore(s3, settings.jobs_bucket), provider=provider)
+    publisher = None
+    if settings.event_bus_name:
+        publisher = CompletionPublisher(
+            boto3.client("events"), bus_name=settings.event_bus_name, bucket=settings.jobs_bucket
+        )
+    return Services(
+        settings=settings,
+        store=JobStore(s3, settings.jobs_bucket),
+        provider=provider,
+        publisher=publisher,
+        sfn=boto3.client("stepfunctions") if settings.state_machine_arn else None,
+    )
 
 
 def get_services() -> Services:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from .config import Settings
 from .errors import IdempotencyConflict, JobStateInvalid
-from .job_store import JobStore, Manifest
+from .job_store import JobSource, JobStore, Manifest
 from .request import GenerationRequest, parse_request
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ def submit_job(
     state_machine_arn: str,
     settings: Settings,
     idempotency_key: str | None = None,
+    source: JobSource | None = None,
 ) -> SubmittedJob:
     request = raw if isinstance(raw, GenerationRequest) else parse_request(raw)
     job_id = job_id_for(idempotency_key)
@@ -71,6 +72,7 @@ def submit_job(
             job_id=job_id,
             model=model,
             execution_arn=execution_arn,
+            source=source,
             reasoning_phase="answer" if request.answer_start() else "start",
         )
         with contextlib.suppress(JobStateInvalid):  # a concurrent duplicate wrote it first

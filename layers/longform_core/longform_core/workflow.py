@@ -89,6 +89,10 @@ class FinalizeTaskOutput(BaseModel):
     output_key: str
 
 
+class Publisher(Protocol):
+    def publish(self, result: JobResult) -> None: ...
+
+
 @dataclass
 class Services:
     """Everything the entry points need, created once per container and passed in."""
@@ -97,6 +101,8 @@ class Services:
     store: JobStore
     provider: StreamingProvider
     clock: Callable[[], float] = time.monotonic
+    publisher: Publisher | None = None  # the completion event (finalize)
+    sfn: Any = None  # Step Functions client (submit, cancel)
 
 
 def generate_chunk(
@@ -370,7 +376,7 @@ def finalize(
 
     status: JobStatus
     error: str | None = None
-    if manifest.status == "cancelled":
+    if manifest.status == "cancelled" or task.status == "cancelled":
         status = "cancelled"
     elif task.status == "context_exhausted" or manifest.stop_reason == "context_exhausted":
         status = "context_exhausted"
@@ -420,6 +426,8 @@ def finalize(
         execution_arn=manifest.execution_arn,
     )
     store.write_final(task.job_id, answer=answer, reasoning=reasoning or None, result=result)
+    if manifest.source is not None:
+        store.write_source_results(manifest.source, answer=answer, result=result)
     manifest.status = status
     manifest.finished_at = finished_at
     manifest.error = result.error
@@ -429,6 +437,8 @@ def finalize(
     manifest.answer_chars = len(answer)
     manifest.reasoning_chars = len(reasoning)
     store.put_manifest(manifest, if_match=etag)
+    if services.publisher is not None:
+        services.publisher.publish(result)
     if metrics is not None:
         metrics.add_metric(name=f"Jobs{status.title().replace('_', '')}", unit="Count", value=1)
     return FinalizeTaskOutput(

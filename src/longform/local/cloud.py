@@ -271,6 +271,10 @@ class LocalCloud:
         self.state_machine_arn = self.sfn.create_state_machine(
             name=STATE_MACHINE_NAME, definition=definition, roleArn=role_arn, type="STANDARD"
         )["stateMachineArn"]
+        # set inside the patched environment above, so it goes away with the cloud
+        os.environ["STATE_MACHINE_ARN"] = self.state_machine_arn
+        os.environ["EVENT_BUS_NAME"] = "default"
+        reset_services()
 
     @staticmethod
     def _quiet_logger(module: ModuleType) -> None:

@@ -1,0 +1,56 @@
+"""The completion event: an EventBridge event on every terminal status."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from .job_store import JobResult
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+else:
+    EventBridgeClient = Any
+
+EVENT_SOURCE = "longform"
+DETAIL_TYPE = "Generation Finished"
+
+
+def finished_event_detail(result: JobResult, *, bucket: str) -> dict[str, Any]:
+    return {
+        "job_id": result.job_id,
+        "status": result.status,
+        "finish_reason": result.finish_reason,
+        "stop_reason": result.stop_reason,
+        "chunks": result.chunks,
+        "prompt_tokens": result.prompt_tokens,
+        "output_tokens": result.output_tokens,
+        "estimated_cost_usd": result.estimated_cost_usd,
+        "output": {"bucket": bucket, "key": result.output_key, "uri": f"s3://{bucket}/{result.output_key}"},
+        "result_key": f"jobs/{result.job_id}/result.json",
+        "error": result.error,
+    }
+
+
+class CompletionPublisher:
+    """Puts ``Generation Finished`` on an event bus (no text in the event, only where it is)."""
+
+    def __init__(self, events: EventBridgeClient, *, bus_name: str, bucket: str):
+        self.events = events
+        self.bus_name = bus_name
+        self.bucket = bucket
+
+    def publish(self, result: JobResult) -> None:
+        resp = self.events.put_events(
+            Entries=[
+                {
+                    "Source": EVENT_SOURCE,
+                    "DetailType": DETAIL_TYPE,
+                    "Detail": json.dumps(finished_event_detail(result, bucket=self.bucket), default=str),
+                    "EventBusName": self.bus_name,
+                    "Resources": [result.execution_arn] if result.execution_arn else [],
+                }
+            ]
+        )
+        if resp.get("FailedEntryCount"):
+            raise RuntimeError(f"EventBridge rejected the completion event: {resp.get('Entries')}")

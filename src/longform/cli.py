@@ -67,6 +67,94 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.status in SUCCESS_STATUSES else 1
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import time
+
+    from longform.local.cloud import CloudConfig, LocalCloud, quiet_moto_logs
+    from longform.local.runner import RunOptions, provider_for
+    from longform.local.serve import LocalApi
+
+    options = RunOptions(request={}, base_url=args.base_url, api_key_env=args.api_key_env)
+    with provider_for(options) as provider, quiet_moto_logs():
+        config = CloudConfig(
+            provider_base_url=provider.base_url,
+            model=provider.model,
+            api_key=provider.api_key,
+            log_level="INFO" if args.verbose else "WARNING",
+        )
+        with LocalCloud(config) as cloud, LocalApi(cloud, host=args.host, port=args.port) as api:
+            example = json.dumps({"prompt": "Write a 20,000-word story"})
+            print(f"longform API on {api.url}/generations (local, no auth)")
+            print(f"  model {provider.model} on {provider.label}")
+            print(f"  try: curl -s -X POST {api.url}/generations -d '{example}'")
+            sys.stdout.flush()
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                return 0
+
+
+def _client(args: argparse.Namespace) -> Any:
+    import os
+
+    from longform.client import ApiClient
+
+    key = os.environ.get(args.api_key_env_name) if args.api_key_env_name else None
+    return ApiClient(args.api, api_key=key)
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _api_call(fn: Any) -> int:
+    from longform.client import ApiError
+
+    try:
+        fn()
+    except ApiError as exc:
+        sys.stderr.write(f"longform: {exc}\n")
+        return 1
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    client = _client(args)
+    raw = _request_from_args(args)
+    return _api_call(lambda: _print(client.submit(raw, idempotency_key=args.idempotency_key)))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    client = _client(args)
+    return _api_call(lambda: _print(client.status(args.job_id)))
+
+
+def _cmd_output(args: argparse.Namespace) -> int:
+    client = _client(args)
+
+    def show() -> None:
+        if args.follow:
+            for text in client.follow(args.job_id, poll=args.poll, offset=args.offset):
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            return
+        page = client.output(args.job_id, offset=args.offset)
+        if page.get("text") is None and page.get("url"):
+            import httpx
+
+            sys.stdout.write(httpx.get(page["url"], timeout=120).text[args.offset :])
+        else:
+            sys.stdout.write(page.get("text") or "")
+
+    return _api_call(show)
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    client = _client(args)
+    return _api_call(lambda: _print(client.cancel(args.job_id)))
+
+
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from longform.emulator.cli import run_from_args
 
@@ -112,6 +200,67 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--emulator-token-delay", type=float, help="emulator: seconds per token (slow model)")
     run.add_argument("--verbose", action="store_true", help="show the handlers' INFO logs on stderr")
     run.set_defaults(func=_cmd_run)
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the HTTP API locally (no Docker): the API function in-process on the local moto cloud",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8787)
+    serve.add_argument("--base-url", help="an OpenAI-compatible provider instead of the emulator")
+    serve.add_argument("--api-key-env", default="DEEPINFRA_API_KEY")
+    serve.add_argument("--verbose", action="store_true")
+    serve.set_defaults(func=_cmd_serve)
+
+    def client_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--api",
+            help="the API base URL (default $LONGFORM_API_URL or http://127.0.0.1:8787); "
+            "an execute-api URL is signed with SigV4 using your AWS credentials",
+        )
+        p.add_argument(
+            "--api-key-env-name",
+            metavar="VAR",
+            help="send the API key in this variable as x-api-key instead of SigV4",
+        )
+
+    submit = sub.add_parser("submit", help="submit a job to a deployed or local API")
+    client_args(submit)
+    source = submit.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt")
+    source.add_argument("--request")
+    submit.add_argument("--idempotency-key")
+    for name in (
+        "model",
+        "max_tokens_per_request",
+        "context_length",
+        "max_output_tokens",
+        "max_chunks",
+        "seed",
+    ):
+        submit.add_argument("--" + name.replace("_", "-"), dest=name, type=str if name == "model" else int)
+    submit.add_argument("--temperature", type=float)
+    submit.set_defaults(func=_cmd_submit)
+
+    status = sub.add_parser("status", help="status and progress of a job")
+    client_args(status)
+    status.add_argument("job_id")
+    status.set_defaults(func=_cmd_status)
+
+    output = sub.add_parser("output", help="the output of a job so far")
+    client_args(output)
+    output.add_argument("job_id")
+    output.add_argument("--offset", type=int, default=0)
+    output.add_argument(
+        "--follow", action="store_true", help="keep printing as the output grows, until the job ends"
+    )
+    output.add_argument("--poll", type=float, default=1.0)
+    output.set_defaults(func=_cmd_output)
+
+    cancel = sub.add_parser("cancel", help="cancel a job (its partial output is kept)")
+    client_args(cancel)
+    cancel.add_argument("job_id")
+    cancel.set_defaults(func=_cmd_cancel)
 
     emu = sub.add_parser("emulator", help="run the DeepInfra-compatible emulator on loopback")
     from longform.emulator.cli import add_arguments

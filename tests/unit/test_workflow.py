@@ -174,3 +174,24 @@ def test_prefill_styles_reach_the_body(store: JobStore, make_services) -> None:
     run(services, job)
     assert provider.bodies[1]["continue_final_message"] is True
     assert provider.bodies[1]["add_generation_prompt"] is False
+
+
+def test_first_prompt_tokens_when_the_first_chunk_carried_no_usage(store: JobStore, make_services) -> None:
+    cut = StreamOutcome(
+        content="abc",
+        reasoning="",
+        finish_reason=None,
+        ended_by="deadline",
+        usage=None,
+        deltas=300,
+        model="m",
+        attempts=1,
+        ttft_seconds=None,
+    )
+    provider = ScriptedProvider(cut, outcome("def", "stop", prompt=325, completion=5))
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["deadline", "stop"]
+    manifest, _ = store.get_manifest(job)
+    assert manifest.first_prompt_tokens == 25  # 325 minus the 300 tokens the cut chunk produced
+    assert manifest.completion_tokens_total == 305

@@ -313,7 +313,9 @@ def _commit_chunk(
     )
     if usage is not None and usage.prompt_tokens:
         if manifest.first_prompt_tokens is None:
-            manifest.first_prompt_tokens = usage.prompt_tokens
+            # the prompt of the job's first request; when the first chunks were cut and carried no
+            # usage, derive it from this one, whose prompt holds the output so far
+            manifest.first_prompt_tokens = max(0, usage.prompt_tokens - manifest.completion_tokens_total)
         manifest.last_prompt_tokens = usage.prompt_tokens
     elif manifest.last_prompt_tokens is not None and manifest.last_completion_tokens is not None:
         manifest.last_prompt_tokens += manifest.last_completion_tokens  # no usage: keep the running sum

@@ -1,0 +1,141 @@
+"""``longform serve``: the API function on loopback, without Docker.
+
+Each HTTP request becomes an API Gateway REST proxy event and goes to the very handler in
+``functions/api/app.py`` (in-process, inside the local moto cloud, like every other function),
+and its proxy response goes back over HTTP. There is no authorizer locally; on AWS the API
+requires IAM (SigV4) or an API key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .cloud import LocalCloud, LocalLambdaContext
+
+API_FUNCTION = "ApiFunction"
+STAGE = "local"
+TEXT_TYPES = ("application/json", "text/", "application/problem+json")
+
+
+def proxy_event(method: str, target: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """An API Gateway REST API (v1) proxy event, as the Lambda integration would deliver it."""
+    parts = urlsplit(target)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    text_body = not body or _is_text(headers.get("content-type", "application/json"))
+    now = datetime.now(UTC)
+    return {
+        "resource": parts.path,
+        "path": parts.path,
+        "httpMethod": method,
+        "headers": dict(headers),
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": parts.path,
+            "httpMethod": method,
+            "path": f"/{STAGE}{parts.path}",
+            "stage": STAGE,
+            "requestId": str(uuid.uuid4()),
+            "requestTimeEpoch": int(now.timestamp() * 1000),
+            "protocol": "HTTP/1.1",
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent", "")},
+            "accountId": "123456789012",
+            "apiId": "local",
+        },
+        "body": (body.decode("utf-8", "replace") if text_body else base64.b64encode(body).decode())
+        if body
+        else None,
+        "isBase64Encoded": bool(body) and not text_body,
+    }
+
+
+def _is_text(content_type: str) -> bool:
+    return any(content_type.lower().startswith(t) for t in TEXT_TYPES)
+
+
+class LocalApi:
+    """Serves the API function of a running :class:`LocalCloud` on loopback."""
+
+    def __init__(self, cloud: LocalCloud, *, host: str = "127.0.0.1", port: int = 8787):
+        self.cloud = cloud
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "longform-local-api"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status, out_headers, out_body = api.invoke(self.command, self.path, headers, body)
+                self.send_response(status)
+                for key, value in out_headers.items():
+                    if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(out_body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(out_body)
+
+            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        host_text = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://{host_text}:{port}"
+
+    def invoke(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        event = proxy_event(method, target, headers, body)
+        spec = self.cloud.specs[API_FUNCTION]
+        context = LocalLambdaContext(spec, self.cloud.timeout_for(API_FUNCTION))
+        try:
+            result = self.cloud._handlers[API_FUNCTION](event, context)
+        except Exception as exc:  # the real integration answers 502 for a crashed function
+            payload = json.dumps({"message": "Internal server error", "error": type(exc).__name__}).encode()
+            return 502, {"Content-Type": "application/json"}, payload
+        status = int(result.get("statusCode", 200))
+        out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
+        for key, values in (result.get("multiValueHeaders") or {}).items():
+            if values:
+                out_headers[key] = ", ".join(str(v) for v in values)
+        raw = result.get("body") or ""
+        out_body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
+        return status, out_headers, out_body
+
+    def start(self) -> LocalApi:
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="longform-local-api", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> LocalApi:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -64,8 +64,8 @@ def test_crash_before_the_provider_call_is_retried(make_cloud: CloudFactory, emu
 
 
 def test_crash_between_writing_the_chunk_and_the_manifest(make_cloud: CloudFactory, emulator) -> None:
-    """The chunk and output.md are written, the manifest (the commit point) is not: the retry rewrites
-    the same chunk key and truncates output.md back to the committed length."""
+    """The chunk is written, the manifest (the commit point) is not: the retry rewrites the same
+    chunk key, and nothing of the lost attempt reaches output.md."""
     request = {"prompt": prompt(3_500), "max_tokens_per_request": 1_000}
     original = JobStore.put_manifest
     state = {"crashed": False}
@@ -83,6 +83,27 @@ def test_crash_between_writing_the_chunk_and_the_manifest(make_cloud: CloudFacto
         assert result.chunks == 4
         keys = cloud.s3.list_objects_v2(Bucket=cloud.store.bucket, Prefix=f"jobs/{result.job_id}/chunks/")
         assert [o["Key"].rsplit("/", 1)[1] for o in keys["Contents"]] == [f"{i:06d}.json" for i in range(4)]
+
+
+def test_crash_between_the_commit_and_the_text_write(make_cloud: CloudFactory, emulator) -> None:
+    """The manifest is committed but output.md is not rewritten: the next chunk finds output.md
+    shorter than committed and rebuilds it from the chunks."""
+    request = {"prompt": prompt(3_500), "max_tokens_per_request": 1_000}
+    original = JobStore.write_running_text
+    state = {"calls": 0}
+
+    def flaky_write(self: JobStore, job_id: str, **kwargs: Any) -> None:
+        state["calls"] += 1
+        if state["calls"] == 2:
+            raise ConnectionError("simulated crash after the commit")
+        original(self, job_id, **kwargs)
+
+    with make_cloud() as cloud, mock.patch.object(JobStore, "write_running_text", flaky_write):
+        result, _, output = run_job(cloud, request)
+        assert output == expected(request, emulator).answer
+        assert result.chunks == 4
+        errors = [i.error_type for i in cloud.invocations if i.error_type]
+        assert errors == ["ConnectionError"]
 
 
 def test_provider_down_for_good_fails_the_job_and_keeps_the_output(
@@ -125,8 +146,10 @@ def test_s3_requests_per_chunk_stay_constant(make_cloud: CloudFactory, emulator)
         assert output == expected(request, emulator).answer
         assert result.chunks == 13
         counts = [len(c) for c in per_chunk]
-        assert counts == [6] * 13, counts
+        # the first chunk has no text so far to read; from then on 3 GETs and 3 PUTs, however long the job
+        assert counts == [5] + [6] * 12, counts
         assert per_chunk[5] == ["GetObject", "GetObject", "GetObject", "PutObject", "PutObject", "PutObject"]
+        assert per_chunk[0] == ["GetObject", "GetObject", "PutObject", "PutObject", "PutObject"]
 
 
 def test_a_model_that_goes_silent_is_cut_at_the_deadline(make_cloud: CloudFactory, emulator) -> None:

@@ -23,7 +23,6 @@ many chunks came before.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -86,6 +85,9 @@ class Manifest(BaseModel):
     # a possible partial <think>/</think> tag at the end of the last chunk, not yet filed as
     # answer or reasoning (at most 8 characters; it goes into the next prefill as written)
     held_text: str = ""
+    # the blank lines between the think block and the first answer text: part of what the model
+    # wrote (so of the prefill), not of the answer users read
+    answer_lead: str = ""
     reasoning_only_streak: int = 0
 
     first_prompt_tokens: int | None = None
@@ -119,6 +121,7 @@ class ChunkRecord(BaseModel):
     job_id: str
     index: int
     text: str
+    text_lead: str = ""  # blank lines before the first answer text, kept out of ``text``
     reasoning: str = ""
     finish_reason: str  # internal: stop | length | deadline | interrupted
     provider_finish_reason: str | None = None
@@ -164,14 +167,6 @@ class JobResult(BaseModel):
     duration_seconds: float | None
     chunk_durations_ms: list[int]
     execution_arn: str | None = None
-
-
-@dataclass(frozen=True)
-class RunningText:
-    answer: str
-    reasoning: str
-    answer_etag: str | None
-    reasoning_etag: str | None
 
 
 class JobKeys:
@@ -285,56 +280,21 @@ class JobStore:
             raise JobStateInvalid(f"job {job_id}: chunk {index} is missing")
         return ChunkRecord.model_validate_json(got[0])
 
-    def read_running(self, manifest: Manifest, *, answer_start: str) -> RunningText:
-        """The committed answer and reasoning so far (repairs a write that outran its commit).
+    def read_running_text(self, manifest: Manifest, *, answer_start: str) -> tuple[str, str]:
+        """The committed answer and reasoning so far.
 
-        The ETags seen are kept so that :meth:`write_running` only overwrites what was read: a
-        job finalized (e.g. cancelled) meanwhile makes the in-flight chunk's write fail instead
-        of clobbering the final output.
+        Text past the committed length is ignored; a text shorter than committed (a crash between
+        the manifest commit and the text write) is rebuilt from the chunks (recovery path only).
         """
         keys = JobKeys(manifest.job_id)
-        got_answer = self._get(keys.output)  # always: its ETag guards the write
-        got_reasoning = self._get(keys.reasoning) if manifest.reasoning_chars else None
-        answer = got_answer[0].decode("utf-8") if got_answer and manifest.answer_chars else ""
-        reasoning = got_reasoning[0].decode("utf-8") if got_reasoning and manifest.reasoning_chars else ""
+        answer = self._read_text(keys.output) if manifest.answer_chars else ""
+        reasoning = self._read_text(keys.reasoning) if manifest.reasoning_chars else ""
         if len(answer) < manifest.answer_chars or len(reasoning) < manifest.reasoning_chars:
-            # output.md is shorter than committed: rebuild it from the chunks (recovery path only)
             answer, reasoning = self.assemble(manifest, answer_start=answer_start)
-        return RunningText(
-            answer=answer[: manifest.answer_chars],
-            reasoning=reasoning[: manifest.reasoning_chars],
-            answer_etag=got_answer[1] if got_answer else None,
-            reasoning_etag=got_reasoning[1] if got_reasoning else None,
-        )
-
-    def write_running(self, job_id: str, seen: RunningText, *, answer: str, reasoning: str | None) -> None:
-        """Write the running text, only over the versions ``seen`` (else JobStateInvalid)."""
-        keys = JobKeys(job_id)
-        try:
-            self._put(
-                keys.output,
-                answer.encode(),
-                "text/markdown; charset=utf-8",
-                if_match=seen.answer_etag,
-                if_none_match=seen.answer_etag is None,
-            )
-            if reasoning is not None:
-                # unconditional: output.md is written first and every time, so its condition
-                # already stops a chunk that lost the race with finalize
-                self._put(keys.reasoning, reasoning.encode(), "text/markdown; charset=utf-8")
-        except ClientError as exc:
-            if _is_precondition_failure(exc):
-                raise JobStateInvalid(
-                    f"job {job_id}: its output changed under this chunk (cancelled?)"
-                ) from exc
-            raise
-
-    def read_running_text(self, manifest: Manifest, *, answer_start: str) -> tuple[str, str]:
-        running = self.read_running(manifest, answer_start=answer_start)
-        return running.answer, running.reasoning
+        return answer[: manifest.answer_chars], reasoning[: manifest.reasoning_chars]
 
     def write_running_text(self, job_id: str, *, answer: str, reasoning: str | None) -> None:
-        """Unconditional write of the running text (tests and repairs)."""
+        """The text so far, written after each commit (what GET .../output serves while running)."""
         keys = JobKeys(job_id)
         self._put(keys.output, answer.encode(), "text/markdown; charset=utf-8")
         if reasoning is not None:

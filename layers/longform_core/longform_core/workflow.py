@@ -34,11 +34,10 @@ from .job_store import (
     JobStatus,
     JobStore,
     Manifest,
-    RunningText,
     utcnow,
 )
 from .provider import StreamOutcome
-from .reasoning import ThinkTagSplitter, build_prefill, clean_answer, clean_reasoning
+from .reasoning import ThinkTagSplitter, build_prefill, clean_reasoning
 from .request import GenerationRequest
 
 MAX_CONTEXT_RETRIES = 4
@@ -127,13 +126,14 @@ def generate_chunk(
 
     budget = job_budget(request, settings, manifest)
     answer_start = request.answer_start()
-    running = store.read_running(manifest, answer_start=answer_start)
-    answer_so_far, reasoning_so_far = running.answer, running.reasoning
+    answer_so_far, reasoning_so_far = store.read_running_text(manifest, answer_start=answer_start)
     if manifest.chunks == 0 and not answer_so_far and answer_start:
         answer_so_far = answer_start
     in_reasoning = manifest.reasoning_phase == "reasoning"
     prefill = build_prefill(
-        answer=answer_so_far + ("" if in_reasoning else manifest.held_text),
+        # the model's own text: the blank lines after its think block are kept out of output.md
+        # (answer_lead) but belong to the prefill
+        answer=manifest.answer_lead + answer_so_far + ("" if in_reasoning else manifest.held_text),
         reasoning=reasoning_so_far + (manifest.held_text if in_reasoning else ""),
         reasoning_format=manifest.reasoning_format,
         reasoning_open=in_reasoning,
@@ -186,7 +186,6 @@ def generate_chunk(
         manifest=manifest,
         etag=etag,
         outcome=outcome,
-        running=running,
         answer_so_far=answer_so_far,
         reasoning_so_far=reasoning_so_far,
         max_tokens=max_tokens,
@@ -232,7 +231,6 @@ def _commit_chunk(
     manifest: Manifest,
     etag: str,
     outcome: StreamOutcome,
-    running: RunningText,
     answer_so_far: str,
     reasoning_so_far: str,
     max_tokens: int,
@@ -267,6 +265,14 @@ def _commit_chunk(
         fmt = "inline" if (splitter.saw_tag or manifest.reasoning_format == "inline") else "none"
         phase = splitter.phase
 
+    # output.md is the clean answer at all times: the blank lines between a think block and the
+    # first answer text are kept apart (manifest.answer_lead), so the running output and the final
+    # one are the same text and a late writer can never put a different version in place
+    lead = ""
+    if new_answer and not answer_so_far and (reasoning_so_far or new_reasoning):
+        clean = new_answer.lstrip("\r\n")
+        lead, new_answer = new_answer[: len(new_answer) - len(clean)], clean
+
     usage = outcome.usage
     prompt_tokens = usage.prompt_tokens if usage else 0
     completion_tokens = usage.completion_tokens if usage and usage.completion_tokens else outcome.deltas
@@ -276,6 +282,7 @@ def _commit_chunk(
         job_id=manifest.job_id,
         index=index,
         text=new_answer,
+        text_lead=lead,
         reasoning=new_reasoning,
         finish_reason=finish,
         provider_finish_reason=outcome.finish_reason,
@@ -296,7 +303,6 @@ def _commit_chunk(
     store.put_chunk(chunk)
     answer = answer_so_far + new_answer
     reasoning = reasoning_so_far + new_reasoning
-    store.write_running(manifest.job_id, running, answer=answer, reasoning=reasoning if reasoning else None)
 
     # -- commit: the manifest is the source of truth -----------------------------------------
     if manifest.started_at is None:
@@ -308,6 +314,7 @@ def _commit_chunk(
     manifest.reasoning_format = fmt  # type: ignore[assignment]
     manifest.reasoning_phase = phase  # type: ignore[assignment]
     manifest.held_text = split.held
+    manifest.answer_lead += lead
     manifest.reasoning_only_streak = (
         manifest.reasoning_only_streak + 1 if (new_reasoning and not new_answer) else 0
     )
@@ -339,7 +346,11 @@ def _commit_chunk(
     )
     manifest.last_finish_reason = reported
     manifest.stop_reason = stop_reason
+    # the commit. Only a committed chunk reaches output.md: a chunk that loses the race with a
+    # cancel (which finalizes the job) fails here and writes nothing more. A crash between the
+    # commit and the write leaves output.md short, which the next reader rebuilds from the chunks.
     store.put_manifest(manifest, if_match=etag)
+    store.write_running_text(manifest.job_id, answer=answer, reasoning=reasoning if reasoning else None)
 
     if metrics is not None:
         metrics.add_metric(name="ChunksGenerated", unit="Count", value=1)
@@ -366,15 +377,13 @@ def finalize(
     request = store.get_request(task.job_id)
     manifest, etag = store.get_manifest(task.job_id)
     answer_start = request.answer_start()
-    raw_answer, raw_reasoning = store.assemble(manifest, answer_start=answer_start)
+    answer, raw_reasoning = store.assemble(manifest, answer_start=answer_start)
     if manifest.held_text:  # the job ended (budget, error) with a partial tag held back: keep it
         if manifest.reasoning_phase == "reasoning":
             raw_reasoning += manifest.held_text
         else:
-            raw_answer += manifest.held_text
-    had_reasoning = bool(raw_reasoning)
-    answer = clean_answer(raw_answer, had_reasoning=had_reasoning)
-    reasoning = clean_reasoning(raw_reasoning)
+            answer += manifest.held_text
+    reasoning = clean_reasoning(raw_reasoning)  # the answer is kept clean chunk by chunk
 
     status: JobStatus
     error: str | None = None

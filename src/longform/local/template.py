@@ -101,3 +101,31 @@ def state_machine_wiring(template: dict[str, Any]) -> tuple[str, dict[str, str]]
                 wiring[key] = value["Ref"]
         return str(props["DefinitionUri"]), wiring
     raise ValueError("template.yaml has no AWS::Serverless::StateMachine")
+
+
+@dataclass(frozen=True)
+class EventRuleSpec:
+    """An ``AWS::Events::Rule`` of the template whose targets are functions of the template."""
+
+    logical_id: str
+    event_pattern: dict[str, Any]  # as written: intrinsic functions (e.g. !Ref JobsBucket) unresolved
+    functions: tuple[str, ...]  # logical ids of the target functions
+
+
+def event_rules(template: dict[str, Any]) -> list[EventRuleSpec]:
+    resources = template.get("Resources") or {}
+    rules: list[EventRuleSpec] = []
+    for logical_id, res in resources.items():
+        if res.get("Type") != "AWS::Events::Rule":
+            continue
+        props = res.get("Properties") or {}
+        targets = tuple(
+            target["Arn"]["Fn::GetAtt"][0]
+            for target in props.get("Targets") or []
+            if isinstance(target.get("Arn"), dict)
+            and "Fn::GetAtt" in target["Arn"]
+            and resources.get(target["Arn"]["Fn::GetAtt"][0], {}).get("Type") == "AWS::Serverless::Function"
+        )
+        if targets and isinstance(props.get("EventPattern"), dict):
+            rules.append(EventRuleSpec(logical_id, props["EventPattern"], targets))
+    return rules

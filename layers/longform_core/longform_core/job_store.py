@@ -12,12 +12,13 @@ Layout (``jobs/{id}/``)::
 Durability protocol for one chunk (``manifest.json`` is the commit point)::
 
     read manifest (+ETag) -> read output.md/reasoning.md -> call the model
-    -> PUT chunks/n -> PUT output.md/reasoning.md -> PUT manifest (If-Match: ETag)
+    -> PUT chunks/n -> PUT manifest (If-Match: ETag) -> PUT output.md/reasoning.md
 
-A retried chunk rewrites its own key and truncates the running text back to the committed
-length recorded in the manifest, so nothing is doubled or dropped at a seam; a crash at any point
-loses at most the chunk in flight. The number of S3 requests per chunk does not depend on how
-many chunks came before.
+A retried chunk rewrites its own key; only a committed chunk reaches output.md, and text past the
+committed length is never read, so nothing is doubled or dropped at a seam. A crash between the
+commit and the text write leaves output.md short; the next reader rebuilds it from the chunks.
+A crash at any point loses at most the chunk in flight. The number of S3 requests per chunk does
+not depend on how many chunks came before (3 GETs and 3 PUTs).
 """
 
 from __future__ import annotations

@@ -8,13 +8,14 @@ DEV_STAMP     := $(VENV)/.dev-installed
 NODE_STAMP    := node_modules/.installed
 PROMPT ?= Write a 40,000-word illustrated history of lighthouses, from the Pharos of Alexandria to automated LED beacons.
 
-.PHONY: help setup setup-dev run test lint format typecheck infra unit integration build bench clean
+.PHONY: help setup setup-dev run test lint format typecheck infra unit integration build bench openapi clean
 
 help:
 	@echo "make run    set up and run one long job end to end locally (emulator, real state machine)"
 	@echo "make test   set up and run every test and check (lint, types, template, ASL, unit, integration)"
 	@echo "make build  sam build (needs python3.13 on PATH; pyenv's 3.13.0 is used when present)"
 	@echo "make bench  benchmarks (see docs/benchmarks.md)"
+	@echo "make openapi  rewrite docs/openapi.json from the API's code (a test fails when it drifts)"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +69,9 @@ build: $(DEV_STAMP)
 
 bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/continuation_bench.py
+
+openapi: $(RUNTIME_STAMP)
+	$(BIN)/python -m longform.openapi docs/openapi.json
 
 clean:
 	rm -rf .aws-sam out .pytest_cache .mypy_cache .ruff_cache

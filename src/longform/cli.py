@@ -81,6 +81,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             model=provider.model,
             api_key=provider.api_key,
             log_level="INFO" if args.verbose else "WARNING",
+            # the local bucket exists only inside this process: a presigned URL would point nowhere,
+            # so outputs are always served inline locally
+            extra_env={"OUTPUT_INLINE_MAX_BYTES": str(1 << 30)},
         )
         with LocalCloud(config) as cloud, LocalApi(cloud, host=args.host, port=args.port) as api:
             example = json.dumps({"prompt": "Write a 20,000-word story"})

@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from longform_core.job_store import Manifest
 from longform_core.request import parse_request
+from longform_core.submit import job_id_for
 
-from longform.local.cloud import LocalCloud, LocalLambdaContext
+from longform.local.cloud import BUCKET, LocalCloud, LocalLambdaContext
 
 from .conftest import CloudFactory, expected
 
@@ -44,6 +46,13 @@ def test_every_event_file_is_used() -> None:
         "finalize_failed.json",
         "execution_input.json",
         "request.json",
+        "s3_object_created.json",
+        "s3_notification.json",
+        "api_post_generations.json",
+        "api_get_generation.json",
+        "api_get_output.json",
+        "api_delete_generation.json",
+        "api_list_generations.json",
     }
 
 
@@ -95,3 +104,95 @@ def test_execution_input_starts_the_state_machine(make_cloud: CloudFactory) -> N
 def test_a_malformed_event_is_rejected_by_the_parser(make_cloud: CloudFactory) -> None:
     with make_cloud() as cloud, pytest.raises(Exception, match="job_id"):
         invoke(cloud, "GenerateChunkFunction", {"job_id": "../../etc/passwd"})
+
+
+def _upload_without_trigger(cloud: LocalCloud, key: str, body: bytes) -> None:
+    """Put an object under requests/ without the rule firing: the sample event is the delivery."""
+    boto3.client("events", region_name="us-east-1").disable_rule(Name="DropFolderRule")
+    cloud.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "body"),
+    [
+        # EventBridge "Object Created", as the deployed rule delivers it
+        ("s3_object_created.json", "requests/examples/lighthouse-lenses.json", None),
+        # an S3 notification record: the key arrives URL-encoded ("+" for a space)
+        ("s3_notification.json", "requests/notes/lighthouse lenses.txt", b"A note on lighthouse lenses."),
+    ],
+)
+def test_s3_events_start_a_job_whose_results_appear(
+    make_cloud: CloudFactory, emulator, name: str, key: str, body: bytes | None
+) -> None:
+    event = load(name)
+    raw = (EVENTS / "request.json").read_bytes() if body is None else body
+    with make_cloud() as cloud:
+        _upload_without_trigger(cloud, key, raw)
+        (outcome,) = invoke(cloud, "DropFolderFunction", event)["outcomes"]
+        stem = key.removeprefix("requests/").rsplit(".", 1)[0]
+        assert outcome["action"] == "started"
+        assert outcome["key"] == key
+        assert outcome["name"] == stem
+        assert cloud.wait(outcome["job_id"], timeout=60)["status"] == "SUCCEEDED"
+        request = load("request.json") if body is None else {"prompt": body.decode()}
+        want = expected(request, emulator).answer
+        assert cloud.store.get_text(f"results/{stem}.md") == want
+        result = json.loads(cloud.store.get_text(f"results/{stem}.json"))
+        assert result["status"] == "succeeded"
+        assert result["job_id"] == outcome["job_id"]
+        # the same event delivered again starts nothing new
+        (again,) = invoke(cloud, "DropFolderFunction", event)["outcomes"]
+        assert again["action"] == "duplicate" and again["job_id"] == outcome["job_id"]
+        assert len(cloud.sfn.list_executions(stateMachineArn=cloud.state_machine_arn)["executions"]) == 1
+
+
+# ---- the HTTP API's proxy events (ApiFunction) ---------------------------------------------------
+
+
+def test_api_post_event_starts_the_job(make_cloud: CloudFactory, emulator) -> None:
+    with make_cloud() as cloud:
+        response = invoke(cloud, "ApiFunction", load("api_post_generations.json"))
+        assert response["statusCode"] == 202
+        body = json.loads(response["body"])
+        assert body["job_id"] == job_id_for("example-order-0001")
+        assert response["multiValueHeaders"]["Location"] == [f"/v1/generations/{body['job_id']}"]
+        assert cloud.wait(body["job_id"], timeout=60)["status"] == "SUCCEEDED"
+        want = expected(load("request.json"), emulator).answer
+        assert cloud.store.get_text(f"jobs/{body['job_id']}/output.md") == want
+
+
+def test_api_get_events_read_status_and_output(make_cloud: CloudFactory, emulator) -> None:
+    with make_cloud() as cloud:
+        seed(cloud)
+        view = invoke(cloud, "ApiFunction", load("api_get_generation.json"))
+        assert view["statusCode"] == 200
+        assert json.loads(view["body"])["job_id"] == JOB
+        assert json.loads(view["body"])["status"] == "queued"
+        invoke(cloud, "GenerateChunkFunction", load("generate_chunk.json"))
+        invoke(cloud, "FinalizeFunction", load("finalize.json"))
+        output = invoke(cloud, "ApiFunction", load("api_get_output.json"))
+        assert output["statusCode"] == 200
+        page = json.loads(output["body"])
+        assert page["text"] == expected(load("request.json"), emulator).answer
+        assert page["complete"] is True
+
+
+def test_api_delete_event_cancels_the_job(make_cloud: CloudFactory) -> None:
+    with make_cloud() as cloud:
+        seed(cloud)
+        response = invoke(cloud, "ApiFunction", load("api_delete_generation.json"))
+        assert response["statusCode"] == 200
+        assert json.loads(response["body"])["status"] == "cancelled"
+        result = cloud.store.get_result(JOB)
+        assert result is not None and result.status == "cancelled"
+
+
+def test_api_list_event_lists_the_jobs(make_cloud: CloudFactory) -> None:
+    with make_cloud() as cloud:
+        job = cloud.submit(load("request.json"))
+        cloud.wait(job.job_id, timeout=60)
+        response = invoke(cloud, "ApiFunction", load("api_list_generations.json"))
+        assert response["statusCode"] == 200
+        page = json.loads(response["body"])
+        assert [item["job_id"] for item in page["items"]] == [job.job_id]
+        assert page["items"][0]["status"] == "succeeded"

@@ -230,10 +230,20 @@ def test_state_machine_role_invokes_exactly_the_functions_of_the_asl(
     assert invokable == asl_functions
 
 
+# prefixes a function may touch besides jobs/: the drop folder reads requests/ and writes error
+# files, finalize (and the API, whose cancel finalizes) writes the drop folder's results
+EXTRA_S3_PREFIXES: dict[str, tuple[str, ...]] = {
+    "DropFolderFunction": ("requests/", "results/"),
+    "FinalizeFunction": ("results/",),
+    "ApiFunction": ("results/",),
+}
+
+
 def test_function_s3_access_is_confined_to_jobs_prefix(
     resources: dict[str, Any], template: dict[str, Any]
 ) -> None:
     for name in functions(resources):
+        allowed = ("jobs/", *EXTRA_S3_PREFIXES.get(name, ()))
         props = function_properties(template, name)
         for policy in props["Policies"]:
             assert isinstance(policy, dict), f"{name}: no managed/string policies ({policy!r})"
@@ -253,10 +263,15 @@ def test_function_s3_access_is_confined_to_jobs_prefix(
                 (operator,) = statement["Condition"]
                 prefixes = statement["Condition"][operator]["s3:prefix"]
                 assert operator in ("StringLike", "StringLikeIfExists", "StringEquals")
-                assert all(p.startswith("jobs/") for p in as_list(prefixes)), name
+                assert all(p.startswith(allowed) for p in as_list(prefixes)), name
             else:
-                assert actions <= {"s3:GetObject", "s3:PutObject"}, (name, actions)
-                assert resource.endswith(":::${JobsBucket}/jobs/*"), name
+                path = resource.partition(":::${JobsBucket}/")[2]
+                if path == "results/*.error.json" and "results/" in allowed:
+                    # the drop folder writes error files, and clears one a good request replaces
+                    assert actions <= {"s3:PutObject", "s3:DeleteObject"}, (name, actions)
+                else:
+                    assert path in {f"{prefix}*" for prefix in allowed}, (name, path)
+                    assert actions <= {"s3:GetObject", "s3:PutObject"}, (name, actions)
 
 
 def test_secret_access_only_for_the_chunk_function_and_only_when_configured(
@@ -318,6 +333,8 @@ def test_no_environment_variable_holds_a_secret(resources: dict[str, Any], templ
                     assert value == "" or value.startswith("arn:"), f"{name}: {var}"
                 else:
                     assert set(value) == {"Ref"}, f"{name}: {var}"
+                    if value["Ref"] in template["Resources"]:
+                        continue  # a resource of this stack whose Ref is its ARN (the state machine)
                     assert value["Ref"].endswith("Arn"), f"{name}: {var}"
                     assert params[value["Ref"]].get("NoEcho") is not True, var
                     assert "arn:" in params[value["Ref"]].get("AllowedPattern", ""), var
@@ -433,7 +450,7 @@ def test_every_log_group_has_retention_and_every_function_its_own_group(
 def test_alarms_cover_failed_and_timed_out_executions_and_function_errors(resources: dict[str, Any]) -> None:
     alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     watched = {
-        (a["Namespace"], a["MetricName"], referenced_resource(a["Dimensions"][0]["Value"])) for a in alarms
+        (a["Namespace"], a["MetricName"], names_used(a["Dimensions"][0]["Value"]).pop()) for a in alarms
     }
     assert ("AWS/States", "ExecutionsFailed", "GenerationStateMachine") in watched
     assert ("AWS/States", "ExecutionsTimedOut", "GenerationStateMachine") in watched
@@ -472,5 +489,110 @@ def test_every_parameter_and_condition_is_used(template: dict[str, Any]) -> None
 
 def test_every_reference_resolves(template: dict[str, Any]) -> None:
     known = set(template["Parameters"]) | set(template["Resources"]) | set(template.get("Conditions", {}))
+    # SAM's own references to what it generates: !Ref GenerationsApi.Stage
+    known |= {f"{n}.Stage" for n, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Api"}
     unresolved = {n for n in names_used(template) if not n.startswith("AWS::")} - known
     assert unresolved == set()
+
+
+# ---- the S3 drop folder and the completion event -------------------------------------------------
+
+
+def test_drop_folder_trigger_is_restricted_to_objects_created_under_requests(
+    resources: dict[str, Any], template: dict[str, Any]
+) -> None:
+    # the bucket sends its events to EventBridge: no bucket <-> function dependency
+    assert resources["JobsBucket"]["Properties"]["NotificationConfiguration"] == {
+        "EventBridgeConfiguration": {"EventBridgeEnabled": True}
+    }
+    rules = {n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
+    function_arn = {"Fn::GetAtt": ["DropFolderFunction", "Arn"]}
+    triggers = {n: p for n, p in rules.items() if any(t["Arn"] == function_arn for t in p["Targets"])}
+    assert list(triggers) == ["DropFolderRule"]
+    rule = triggers["DropFolderRule"]
+    assert rule.get("EventBusName", "default") == "default"
+    assert rule["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [{"Ref": "JobsBucket"}]},
+            "object": {"key": [{"prefix": "requests/"}]},
+        },
+    }
+    (target,) = rule["Targets"]
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["DropFolderDeadLetterQueue", "Arn"]}
+    permissions = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Permission"
+        and names_used(r["Properties"]["FunctionName"]) == {"DropFolderFunction"}
+    ]
+    assert permissions == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Fn::GetAtt": ["DropFolderFunction", "Arn"]},
+            "Principal": "events.amazonaws.com",
+            "SourceArn": {"Fn::GetAtt": ["DropFolderRule", "Arn"]},
+        }
+    ]
+    # a failed submit is retried, then parked in the dead-letter queue, which is alarmed
+    props = function_properties(template, "DropFolderFunction")
+    invoke = props["EventInvokeConfig"]
+    assert invoke["MaximumRetryAttempts"] == 2
+    assert invoke["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["DropFolderDeadLetterQueue", "Arn"]},
+    }
+    queue_policy = resources["DropFolderDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]
+    (grant,) = queue_policy["Statement"]
+    assert grant["Principal"] == {"Service": "events.amazonaws.com"}
+    assert grant["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["DropFolderRule", "Arn"]}}}
+    alarmed = {
+        names_used(r["Properties"]["Dimensions"][0]["Value"]).pop()
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "AWS/SQS"
+    }
+    assert "DropFolderDeadLetterQueue" in alarmed
+
+
+def test_drop_folder_starts_executions_of_the_state_machine_only(template: dict[str, Any]) -> None:
+    props = function_properties(template, "DropFolderFunction")
+    assert props["Environment"]["Variables"]["STATE_MACHINE_ARN"] == {"Ref": "GenerationStateMachine"}
+    states = [
+        s
+        for s, _ in policy_statements(props["Policies"])
+        if any(a.startswith("states:") for a in as_list(s["Action"]))
+    ]
+    assert states == [
+        {
+            "Sid": "StartJobs",
+            "Effect": "Allow",
+            "Action": "states:StartExecution",
+            "Resource": {"Ref": "GenerationStateMachine"},
+        }
+    ]
+
+
+def test_every_function_that_publishes_completion_events_may_put_them(
+    resources: dict[str, Any], template: dict[str, Any]
+) -> None:
+    publishers = set()
+    for name in functions(resources):
+        props = function_properties(template, name)
+        bus = props.get("Environment", {}).get("Variables", {}).get("EVENT_BUS_NAME")
+        puts = [
+            s
+            for s, _ in policy_statements(props.get("Policies", []))
+            if "events:PutEvents" in as_list(s["Action"])
+        ]
+        if bus is None:
+            assert puts == [], f"{name} may put events but publishes none"
+            continue
+        publishers.add(name)
+        assert bus == "default", name
+        (statement,) = puts
+        assert statement["Resource"] == {
+            "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"
+        }
+        assert statement["Condition"]["StringEquals"]["events:source"] == "longform"
+    assert "FinalizeFunction" in publishers

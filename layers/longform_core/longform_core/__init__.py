@@ -11,6 +11,7 @@ One module per concept:
 - ``continuation``  the continuation policy: prefill, context budget, deadline, stop conditions
 - ``job_store``     the S3 layout: request, chunks, manifest, output, result
 - ``submit``        the one submit path shared by every entry point
+- ``drop_folder``   the S3 drop folder: requests/{name} -> a job, or results/{name}.error.json
 - ``workflow``      the Step Functions task entry points: generate one chunk, finalize a job
 - ``config``        settings from the environment
 - ``runtime``       clients created once per Lambda container

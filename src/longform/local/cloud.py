@@ -6,11 +6,16 @@ interpreter. Lambda tasks are dispatched in-process to the real handlers in ``fu
 through ``LambdaSimpleBackend.invoke``, the one seam moto offers; an exception becomes a function
 error with ``errorType`` = the exception's class name, as the Python Lambda runtime reports it,
 so ``Retry`` and ``Catch`` match exactly as on AWS.
+
+The template's EventBridge rules that target its functions are created too, and the bucket sends
+its events to EventBridge as ``template.yaml`` configures it: an upload under ``requests/`` reaches
+the drop folder function asynchronously (retried twice on an error), as on AWS.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import io
 import json
@@ -31,7 +36,7 @@ from unittest import mock
 
 import boto3
 
-from .template import FunctionSpec, function_specs, load_template, state_machine_wiring
+from .template import FunctionSpec, event_rules, function_specs, load_template, state_machine_wiring
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -81,6 +86,17 @@ class Invocation:
     @property
     def timed_out(self) -> bool:
         return self.duration_seconds > self.timeout_seconds
+
+
+@dataclass
+class Delivery:
+    """An asynchronous invocation (EventBridge -> Lambda): its event, last response and attempts."""
+
+    function: str
+    event: dict[str, Any]
+    response: Any
+    error_type: str | None
+    attempts: int
 
 
 # A hook tests use to make an invocation misbehave: called with (function, event); it may raise
@@ -136,6 +152,8 @@ class LocalCloud:
         self.template = load_template(self.root / "template.yaml")
         self.specs = function_specs(self.template)
         self.invocations: list[Invocation] = []
+        self.deliveries: list[Delivery] = []  # asynchronous invocations, once each has ended
+        self._async_threads: list[threading.Thread] = []
         self.fault_hook: FaultHook | None = None
         self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self._stack = contextlib.ExitStack()
@@ -193,6 +211,7 @@ class LocalCloud:
             return cloud._invoke(function_name, body, response_headers)
 
         self._stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", invoke))
+        self._patch_event_rules()
         if self.config.retry_sleep_scale != 1.0:
             self._stack.enter_context(
                 mock.patch.object(retrier_decl, "time", _ScaledTime(self.config.retry_sleep_scale))
@@ -275,6 +294,7 @@ class LocalCloud:
         os.environ["STATE_MACHINE_ARN"] = self.state_machine_arn
         os.environ["EVENT_BUS_NAME"] = "default"
         reset_services()
+        self._create_event_rules(function_arns)
 
     @staticmethod
     def _quiet_logger(module: ModuleType) -> None:
@@ -283,6 +303,89 @@ class LocalCloud:
         handler = getattr(logger, "registered_handler", None)
         if isinstance(handler, logging.StreamHandler):
             handler.stream = sys.stderr  # not setStream(): the old stream may be closed
+
+    # ---- EventBridge -> Lambda (the S3 drop folder) ---------------------------------------------
+
+    def _create_event_rules(self, function_arns: dict[str, str]) -> None:
+        """The template's rules that target its functions, and the bucket's events to EventBridge."""
+        bucket = (self.template.get("Resources") or {}).get("JobsBucket", {}).get("Properties") or {}
+        eventbridge = (bucket.get("NotificationConfiguration") or {}).get("EventBridgeConfiguration") or {}
+        if eventbridge.get("EventBridgeEnabled"):
+            self.s3.put_bucket_notification_configuration(
+                Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+        events = boto3.client("events", region_name=REGION)
+        for rule in event_rules(self.template):
+            pattern = _resolve_refs(rule.event_pattern, {"JobsBucket": BUCKET})
+            events.put_rule(Name=rule.logical_id, EventPattern=json.dumps(pattern), State="ENABLED")
+            events.put_targets(
+                Rule=rule.logical_id,
+                Targets=[{"Id": name, "Arn": function_arns[name]} for name in rule.functions],
+            )
+
+    def _patch_event_rules(self) -> None:
+        """moto's rules deliver to SQS, logs and buses only: hand Lambda targets to ``_invoke_async``."""
+        from moto.events.models import Rule
+
+        original = Rule.send_to_targets
+        cloud = self
+
+        def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
+            functions = [t for t in rule.targets if ":lambda:" in t["Arn"] and ":function:" in t["Arn"]]
+            if len(functions) < len(rule.targets):  # moto raises on the Lambda targets: spare it those
+                others = copy.copy(rule)
+                others.targets = [t for t in rule.targets if t not in functions]
+                original(others, event, transform_input)
+            if rule.state != "ENABLED" or not rule.event_pattern.matches_event(event):
+                return
+            for target in functions:
+                cloud._invoke_async(target["Arn"], json.loads(json.dumps(event, default=str)))
+
+        self._stack.enter_context(mock.patch.object(Rule, "send_to_targets", send_to_targets))
+
+    def _invoke_async(self, function_arn: str, event: dict[str, Any]) -> None:
+        """Lambda's asynchronous invocation: in the background, retried twice on a function error."""
+
+        def run() -> None:
+            name = function_arn.split(":function:")[-1].split(":")[0]
+            body = json.dumps(event).encode()
+            for attempt in range(1, 4):
+                headers: dict[str, Any] = {}
+                response = json.loads(self._invoke(function_arn, body, headers))
+                failed = "x-amz-function-error" in headers and isinstance(response, dict)
+                error_type = str(response.get("errorType")) if failed else None
+                if error_type is None or attempt == 3:
+                    with self._lock:
+                        self.deliveries.append(Delivery(name, event, response, error_type, attempt))
+                    return
+
+        thread = threading.Thread(target=run, name="longform-async-invoke", daemon=True)
+        with self._lock:
+            self._async_threads.append(thread)
+        thread.start()
+
+    def wait_async(self, timeout: float = 120.0) -> None:
+        """Wait for every asynchronous invocation started so far (and those they started)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = [t for t in self._async_threads if t.is_alive()]
+            if not pending:
+                return
+            for thread in pending:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} async invocation(s) still running after {timeout}s")
+
+    def drop(self, name: str, body: bytes | str, suffix: str = ".json") -> list[dict[str, Any]]:
+        """Upload ``requests/{name}{suffix}`` as a user would; the drop folder's outcomes."""
+        with self._lock:
+            seen = len(self.deliveries)
+        self.s3.put_object(Bucket=BUCKET, Key=f"requests/{name}{suffix}", Body=body)
+        self.wait_async()
+        with self._lock:
+            new = self.deliveries[seen:]
+        return [o for d in new if isinstance(d.response, dict) for o in d.response.get("outcomes", [])]
 
     def timeout_for(self, logical_id: str) -> float:
         return float(self.config.timeouts.get(logical_id, self.specs[logical_id].timeout_seconds))
@@ -404,6 +507,8 @@ class LocalCloud:
 
     def _wait_all(self) -> None:
         """Executions run in background threads: let them finish before the mock goes away."""
+        with contextlib.suppress(Exception):
+            self.wait_async()
         try:
             executions = self.sfn.list_executions(
                 stateMachineArn=self.state_machine_arn, statusFilter="RUNNING"
@@ -413,6 +518,17 @@ class LocalCloud:
         for execution in executions.get("executions", []):
             with contextlib.suppress(Exception):
                 self.wait(execution["name"], timeout=120)
+
+
+def _resolve_refs(node: Any, refs: dict[str, str]) -> Any:
+    """``{"Ref": name}`` -> ``refs[name]`` throughout a template fragment."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"} and node["Ref"] in refs:
+            return refs[node["Ref"]]
+        return {k: _resolve_refs(v, refs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_refs(v, refs) for v in node]
+    return node
 
 
 @contextlib.contextmanager

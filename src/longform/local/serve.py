@@ -88,7 +88,12 @@ class LocalApi:
                 if self.command != "HEAD":
                     self.wfile.write(out_body)
 
-            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = do_OPTIONS = _handle
+            def __getattr__(self, name: str) -> Any:
+                # every method (QUERY, TRACE, ...) goes to the function, as API Gateway's ANY does;
+                # the function answers 405 with Allow for the ones it lacks
+                if name.startswith("do_"):
+                    return self._handle
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

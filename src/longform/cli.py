@@ -98,6 +98,42 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 return 0
 
 
+def _cmd_drop(args: argparse.Namespace) -> int:
+    """The S3 drop folder, locally: upload FILE as requests/{name}{ext}, wait, fetch results/{name}.*."""
+    from longform.local.cloud import BUCKET, CloudConfig, LocalCloud, quiet_moto_logs
+    from longform.local.runner import RunOptions, provider_for
+
+    path = Path(args.file)
+    if path.suffix not in (".json", ".txt", ".md"):
+        sys.stderr.write("longform: the drop folder takes .json requests and .txt/.md prompts\n")
+        return 2
+    name = args.name or path.stem
+    options = RunOptions(request={}, base_url=args.base_url, api_key_env=args.api_key_env)
+    with provider_for(options) as provider, quiet_moto_logs():
+        config = CloudConfig(
+            provider_base_url=provider.base_url, model=provider.model, api_key=provider.api_key
+        )
+        with LocalCloud(config) as cloud:
+            outcomes = cloud.drop(name, path.read_bytes(), suffix=path.suffix)
+            for outcome in outcomes:
+                if outcome.get("job_id"):
+                    sys.stderr.write(
+                        f"longform: requests/{name}{path.suffix} started job {outcome['job_id']}\n"
+                    )
+                    cloud.wait(outcome["job_id"], timeout=24 * 3600)
+            cloud.wait_async()
+            out_dir = Path(args.out)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            listing = cloud.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"results/{name}.")
+            written = []
+            for obj in listing.get("Contents", []):
+                target = out_dir / obj["Key"].rsplit("/", 1)[-1]
+                target.write_bytes(cloud.s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read())
+                written.append(f"{obj['Key']} -> {target}")
+    print("\n".join(written) if written else f"no results/{name}.* written")
+    return 0 if written and not any(w.startswith(f"results/{name}.error") for w in written) else 1
+
+
 def _client(args: argparse.Namespace) -> Any:
     import os
 
@@ -214,6 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key-env", default="DEEPINFRA_API_KEY")
     serve.add_argument("--verbose", action="store_true")
     serve.set_defaults(func=_cmd_serve)
+
+    drop = sub.add_parser(
+        "drop",
+        help="the S3 drop folder, locally: upload FILE as requests/NAME, wait, copy results/NAME.* to --out",
+    )
+    drop.add_argument("file", help="a .json request, or a .txt/.md prompt")
+    drop.add_argument("--name", help="the name under requests/ (default: the file name without extension)")
+    drop.add_argument(
+        "--out", default="out/results", help="where to copy results/NAME.* (default out/results)"
+    )
+    drop.add_argument("--base-url", help="an OpenAI-compatible provider instead of the emulator")
+    drop.add_argument("--api-key-env", default="DEEPINFRA_API_KEY")
+    drop.set_defaults(func=_cmd_drop)
 
     def client_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(

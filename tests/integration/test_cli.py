@@ -81,3 +81,26 @@ def test_run_bad_request_exits_2_naming_the_problems(
     payload = json.loads(captured.out.strip().splitlines()[-1])
     assert payload["status"] == "invalid"
     assert {p["field"] for p in payload["problems"]} >= {"messages", "max_chunks", "colour"}
+
+
+def test_drop_command_runs_the_drop_folder_locally(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
+    prompt_file = tmp_path / "kelp.txt"
+    prompt_file.write_text("Write a 1,200-word note on kelp forests.")
+    out = tmp_path / "results"
+    assert main(["drop", str(prompt_file), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["kelp.json", "kelp.md"]
+    result = json.loads((out / "kelp.json").read_text())
+    assert result["status"] == "succeeded"
+    assert result["output_tokens"] == 1200
+    model = result["model"]
+    assert (out / "kelp.md").read_text() == uncapped_answer(
+        [{"role": "user", "content": "Write a 1,200-word note on kelp forests."}], model=model
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"prompt": ""}')
+    assert main(["drop", str(bad), "--out", str(out)]) == 1
+    problems = json.loads((out / "bad.error.json").read_text())["problems"]
+    assert problems == [{"field": "prompt", "message": "must not be empty"}]

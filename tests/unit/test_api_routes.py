@@ -20,17 +20,8 @@ from longform_core.submit import job_id_for
 
 from tests.apigw import api_event, body_of, header
 
-from .conftest import BUCKET, REGION
+from .conftest import BUCKET, PASS_MACHINE, REGION, TRUST
 
-PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
-TRUST = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
-        ],
-    }
-)
 REQUEST = {"prompt": "Write a long essay about tide clocks.", "max_output_tokens": 5000}
 
 

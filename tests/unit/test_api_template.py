@@ -7,21 +7,14 @@ import json
 from typing import Any
 
 import pytest
-from cfnlint.decode import cfn_yaml
 
-from .test_template import TEMPLATE_PATH, as_list, function_properties, names_used, policy_statements
+from .test_template import as_list, function_properties, names_used, policy_statements
 
 API_PATHS = ["/generations", "/generations/{job_id}", "/generations/{job_id}/output"]
 INTEGRATION_URI = (
     "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
     "${ApiFunction.Arn}/invocations"
 )
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(json.dumps(cfn_yaml.load(str(TEMPLATE_PATH))))
-    return loaded
 
 
 @pytest.fixture(scope="module")

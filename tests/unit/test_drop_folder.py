@@ -17,15 +17,8 @@ from longform_core.drop_folder import (
 from longform_core.job_store import JobStore
 from longform_core.workflow import Services
 
-PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
-TRUST = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
-        ],
-    }
-)
+from .conftest import PASS_MACHINE, TRUST
+
 GOOD = {"prompt": "Write a history of tides.", "max_chunks": 5}
 
 

@@ -13,15 +13,7 @@ from longform_core.job_store import JobStore
 from longform_core.request import parse_request
 from longform_core.submit import execution_arn_for, job_id_for, submit_job
 
-PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
-TRUST = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
-        ],
-    }
-)
+from .conftest import PASS_MACHINE, TRUST
 
 
 @pytest.fixture

@@ -6,14 +6,12 @@ exist; these tests can, offline and in milliseconds.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import cfn_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
@@ -21,14 +19,6 @@ TEMPLATE_PATH = ROOT / "template.yaml"
 FUNCTION_TYPES = {"AWS::Serverless::Function", "AWS::Lambda::Function"}
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 SUB_VARIABLE = re.compile(r"\$\{(?!!)([A-Za-z0-9_:]+)(?:\.[A-Za-z0-9_.]+)?\}")
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    # cfn_yaml understands the short tags (!Ref, !GetAtt, !Sub, !If ...); the JSON round trip turns
-    # its node classes into plain dicts and lists.
-    loaded: dict[str, Any] = json.loads(json.dumps(cfn_yaml.load(str(TEMPLATE_PATH))))
-    return loaded
 
 
 @pytest.fixture(scope="module")

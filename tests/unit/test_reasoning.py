@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from longform_core.reasoning import ThinkTagSplitter, build_prefill, clean_answer, clean_reasoning
+from longform_core.reasoning import ThinkTagSplitter, build_prefill, clean_reasoning
 
 RAW = "<think>\nplan\n</think>\n\nAnswer text"
 REASONING = "\nplan\n"
@@ -149,9 +149,7 @@ def test_prefill_inline_over_several_chunks_equals_the_raw_text() -> None:
     assert prefill == raw
 
 
-def test_clean_answer_and_reasoning() -> None:
-    assert clean_answer("\n\nAnswer", had_reasoning=True) == "Answer"
-    assert clean_answer("\n\nAnswer", had_reasoning=False) == "\n\nAnswer"
+def test_clean_reasoning() -> None:
     assert clean_reasoning("\nplan\n") == "plan"
 
 

@@ -195,3 +195,19 @@ def test_first_prompt_tokens_when_the_first_chunk_carried_no_usage(store: JobSto
     manifest, _ = store.get_manifest(job)
     assert manifest.first_prompt_tokens == 25  # 325 minus the 300 tokens the cut chunk produced
     assert manifest.completion_tokens_total == 305
+
+
+def test_finalize_reads_each_chunk_once(store: JobStore, make_services, monkeypatch) -> None:
+    provider = ScriptedProvider(outcome("a", "length"), outcome("b", "length"), outcome("c", "stop"))
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    run(services, job)
+    reads: list[int] = []
+    original = JobStore.get_chunk
+    monkeypatch.setattr(JobStore, "get_chunk", lambda self, j, i: reads.append(i) or original(self, j, i))
+    finalize(FinalizeTaskInput(job_id=job), services)
+    assert reads == [0, 1, 2]
+    result = store.get_result(job)
+    assert result is not None
+    assert len(result.chunk_durations_ms) == 3
+    assert store.get_text(result.output_key) == "abc"

@@ -111,10 +111,6 @@ class Manifest(BaseModel):
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
-    @property
-    def output_tokens(self) -> int:
-        return self.completion_tokens_total
-
 
 class ChunkRecord(BaseModel):
     """One continuation chunk as stored in ``chunks/{n:06d}.json``."""
@@ -288,8 +284,8 @@ class JobStore:
         the manifest commit and the text write) is rebuilt from the chunks (recovery path only).
         """
         keys = JobKeys(manifest.job_id)
-        answer = self._read_text(keys.output) if manifest.answer_chars else ""
-        reasoning = self._read_text(keys.reasoning) if manifest.reasoning_chars else ""
+        answer = (self.get_text(keys.output) or "") if manifest.answer_chars else ""
+        reasoning = (self.get_text(keys.reasoning) or "") if manifest.reasoning_chars else ""
         if len(answer) < manifest.answer_chars or len(reasoning) < manifest.reasoning_chars:
             answer, reasoning = self.assemble(manifest, answer_start=answer_start)
         return answer[: manifest.answer_chars], reasoning[: manifest.reasoning_chars]
@@ -301,31 +297,22 @@ class JobStore:
         if reasoning is not None:
             self._put(keys.reasoning, reasoning.encode(), "text/markdown; charset=utf-8")
 
-    def _read_text(self, key: str) -> str:
-        got = self._get(key)
-        return "" if got is None else got[0].decode("utf-8")
+    def read_chunks(self, manifest: Manifest) -> list[ChunkRecord]:
+        """Every committed chunk, in order (one GET per chunk: finalize and recovery only)."""
+        return [self.get_chunk(manifest.job_id, index) for index in range(manifest.chunks)]
 
     def assemble(self, manifest: Manifest, *, answer_start: str) -> tuple[str, str]:
-        """Answer and reasoning from the stored chunks (one GET per chunk: finalize/recovery only)."""
-        answers = [answer_start]
-        reasonings: list[str] = []
-        for index in range(manifest.chunks):
-            chunk = self.get_chunk(manifest.job_id, index)
-            answers.append(chunk.text)
-            reasonings.append(chunk.reasoning)
-        return "".join(answers), "".join(reasonings)
+        """Answer and reasoning from the stored chunks."""
+        return assemble_chunks(self.read_chunks(manifest), answer_start=answer_start)
 
     def chunk_durations(self, manifest: Manifest) -> list[int]:
-        return [self.get_chunk(manifest.job_id, i).duration_ms for i in range(manifest.chunks)]
+        return [chunk.duration_ms for chunk in self.read_chunks(manifest)]
 
     # ---- final outputs ----------------------------------------------------------------------
 
     def write_final(self, job_id: str, *, answer: str, reasoning: str | None, result: JobResult) -> None:
-        keys = JobKeys(job_id)
-        self._put(keys.output, answer.encode(), "text/markdown; charset=utf-8")
-        if reasoning:
-            self._put(keys.reasoning, reasoning.encode(), "text/markdown; charset=utf-8")
-        self._put_json(keys.result, result)
+        self.write_running_text(job_id, answer=answer, reasoning=reasoning or None)
+        self._put_json(JobKeys(job_id).result, result)
 
     def get_result(self, job_id: str) -> JobResult | None:
         got = self._get(JobKeys(job_id).result)
@@ -351,5 +338,6 @@ def _is_precondition_failure(exc: ClientError) -> bool:
     return code in ("PreconditionFailed", "ConditionalRequestConflict", "412") or status in (409, 412)
 
 
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), default=str)
+def assemble_chunks(chunks: list[ChunkRecord], *, answer_start: str) -> tuple[str, str]:
+    """The answer (the user's start + every chunk's text) and the reasoning, seam by seam."""
+    return answer_start + "".join(c.text for c in chunks), "".join(c.reasoning for c in chunks)

@@ -130,10 +130,5 @@ def build_prefill(
     return f"{OPEN}\n{reasoning}\n{CLOSE}\n\n{answer}"
 
 
-def clean_answer(raw: str, *, had_reasoning: bool) -> str:
-    """The answer as shown to users: without the blank lines that follow a think block."""
-    return raw.lstrip("\r\n") if had_reasoning else raw
-
-
 def clean_reasoning(raw: str) -> str:
     return raw.strip("\r\n")

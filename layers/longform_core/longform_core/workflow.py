@@ -30,10 +30,12 @@ from .errors import ContextExhausted, ContextWindowExceeded, JobStateInvalid, Pr
 from .job_store import (
     CONTINUE_FINISHES,
     ChunkRecord,
+    JobKeys,
     JobResult,
     JobStatus,
     JobStore,
     Manifest,
+    assemble_chunks,
     utcnow,
 )
 from .provider import StreamOutcome
@@ -377,7 +379,8 @@ def finalize(
     request = store.get_request(task.job_id)
     manifest, etag = store.get_manifest(task.job_id)
     answer_start = request.answer_start()
-    answer, raw_reasoning = store.assemble(manifest, answer_start=answer_start)
+    chunks = store.read_chunks(manifest)  # read once: the text and the durations
+    answer, raw_reasoning = assemble_chunks(chunks, answer_start=answer_start)
     if manifest.held_text:  # the job ended (budget, error) with a partial tag held back: keep it
         if manifest.reasoning_phase == "reasoning":
             raw_reasoning += manifest.held_text
@@ -409,7 +412,7 @@ def finalize(
     if ctx and manifest.first_prompt_tokens:
         room = ctx - manifest.first_prompt_tokens
         context_used = round(manifest.completion_tokens_total / room, 6) if room > 0 else None
-    keys_output = f"jobs/{task.job_id}/output.md"
+    keys = JobKeys(task.job_id)
     result = JobResult(
         job_id=task.job_id,
         status=status,
@@ -425,15 +428,15 @@ def finalize(
         estimated_cost_usd=manifest.estimated_cost_usd,
         context_length=ctx,
         context_used=context_used,
-        output_key=keys_output,
-        reasoning_key=f"jobs/{task.job_id}/reasoning.md" if reasoning else None,
+        output_key=keys.output,
+        reasoning_key=keys.reasoning if reasoning else None,
         output_chars=len(answer),
         reasoning_chars=len(reasoning),
         created_at=manifest.created_at,
         started_at=manifest.started_at,
         finished_at=finished_at,
         duration_seconds=(finished_at - manifest.started_at).total_seconds() if manifest.started_at else None,
-        chunk_durations_ms=store.chunk_durations(manifest),
+        chunk_durations_ms=[chunk.duration_ms for chunk in chunks],
         execution_arn=manifest.execution_arn,
     )
     store.write_final(task.job_id, answer=answer, reasoning=reasoning or None, result=result)
@@ -458,7 +461,7 @@ def finalize(
         finish_reason=result.finish_reason,
         chunks=manifest.chunks,
         output_tokens=manifest.completion_tokens_total,
-        output_key=keys_output,
+        output_key=keys.output,
     )
 
 

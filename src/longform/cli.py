@@ -200,6 +200,20 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """The request: --prompt or --request FILE, and the fields a flag may override (_request_from_args)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="the prompt text")
+    source.add_argument("--request", help="a JSON request file (the public request format)")
+    parser.add_argument("--model")
+    parser.add_argument("--max-tokens-per-request", type=int, help="per-request output cap (default 16384)")
+    parser.add_argument("--context-length", type=int, help="the model's context length, when known")
+    parser.add_argument("--max-output-tokens", type=int, help="budget for the whole job")
+    parser.add_argument("--max-chunks", type=int)
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--seed", type=int)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="longform",
@@ -216,20 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
             "(DEEPINFRA_API_KEY by default) is set, which selects real DeepInfra."
         ),
     )
-    source = run.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prompt", help="the prompt text")
-    source.add_argument("--request", help="a JSON request file (the public request format)")
-    run.add_argument("--model")
+    add_request_arguments(run)
     run.add_argument("--base-url", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     run.add_argument(
         "--api-key-env", default="DEEPINFRA_API_KEY", help="environment variable holding the API key"
     )
-    run.add_argument("--max-tokens-per-request", type=int, help="per-request output cap (default 16384)")
-    run.add_argument("--context-length", type=int, help="the model's context length, when known")
-    run.add_argument("--max-output-tokens", type=int, help="budget for the whole job")
-    run.add_argument("--max-chunks", type=int)
-    run.add_argument("--temperature", type=float)
-    run.add_argument("--seed", type=int)
     run.add_argument("--out", help="where to write the output (default out/<job id>.md)")
     run.add_argument("--json", action="store_true", help="print a JSON summary as the last line on stdout")
     run.add_argument("--chunk-timeout", type=float, help="override the chunk Lambda's timeout (seconds)")
@@ -278,20 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="submit a job to a deployed or local API")
     client_args(submit)
-    source = submit.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prompt")
-    source.add_argument("--request")
+    add_request_arguments(submit)
     submit.add_argument("--idempotency-key")
-    for name in (
-        "model",
-        "max_tokens_per_request",
-        "context_length",
-        "max_output_tokens",
-        "max_chunks",
-        "seed",
-    ):
-        submit.add_argument("--" + name.replace("_", "-"), dest=name, type=str if name == "model" else int)
-    submit.add_argument("--temperature", type=float)
     submit.set_defaults(func=_cmd_submit)
 
     status = sub.add_parser("status", help="status and progress of a job")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from cfnlint.decode import cfn_yaml
-from longform_core.job_store import JobStore
+from longform_core.job_store import JobKeys, JobResult, JobStore
 from moto import mock_aws
 
 REGION = "us-east-1"
@@ -55,6 +56,22 @@ def store(s3: Any) -> JobStore:
     return JobStore(s3, BUCKET)
 
 
+@pytest.fixture
+def sfn(aws: None) -> Any:
+    return boto3.client("stepfunctions", region_name=REGION)
+
+
+@pytest.fixture
+def machine(sfn: Any) -> str:
+    """A pass-through state machine: for tests that only need executions to start."""
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="longform-sfn", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    arn: str = sfn.create_state_machine(name="longform-test", definition=PASS_MACHINE, roleArn=role)[
+        "stateMachineArn"
+    ]
+    return arn
+
+
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
     # cfn_yaml understands the short tags (!Ref, !GetAtt, !Sub, !If ...); the JSON round trip turns
@@ -63,3 +80,33 @@ def template() -> dict[str, Any]:
         json.dumps(cfn_yaml.load(str(Path(__file__).resolve().parents[2] / "template.yaml")))
     )
     return loaded
+
+
+def make_result(job_id: str, **overrides: Any) -> JobResult:
+    """A finished job's result.json with plausible values; tests override what they look at."""
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    values: dict[str, Any] = {
+        "job_id": job_id,
+        "status": "succeeded",
+        "finish_reason": "stop",
+        "stop_reason": "stop",
+        "model": "m/1",
+        "chunks": 2,
+        "prompt_tokens": 10,
+        "prompt_tokens_total": 30,
+        "output_tokens": 50,
+        "cached_tokens": 0,
+        "estimated_cost_usd": None,
+        "context_length": None,
+        "output_key": JobKeys(job_id).output,
+        "reasoning_key": None,
+        "output_chars": 5,
+        "reasoning_chars": 0,
+        "created_at": now,
+        "started_at": now,
+        "finished_at": now,
+        "duration_seconds": 0.0,
+        "chunk_durations_ms": [1, 2],
+    }
+    values.update(overrides)
+    return JobResult(**values)

@@ -9,18 +9,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 import requests
 from longform_core import api
-from longform_core.job_store import JobKeys, JobResult, JobStore, Manifest, utcnow
+from longform_core.job_store import JobStore, Manifest, utcnow
 from longform_core.request import parse_request
 from longform_core.runtime import reset_services
 from longform_core.submit import job_id_for
 
 from tests.apigw import api_event, body_of, header
 
-from .conftest import BUCKET, PASS_MACHINE, REGION, TRUST
+from .conftest import BUCKET, REGION, make_result
 
 REQUEST = {"prompt": "Write a long essay about tide clocks.", "max_output_tokens": 5000}
 
@@ -57,14 +56,7 @@ ApiFactory = Callable[..., Api]
 
 
 @pytest.fixture
-def make_api(s3: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiFactory]:
-    sfn = boto3.client("stepfunctions", region_name=REGION)
-    role = boto3.client("iam", region_name=REGION).create_role(
-        RoleName="longform-sfn", AssumeRolePolicyDocument=TRUST
-    )["Role"]["Arn"]
-    machine = sfn.create_state_machine(name="longform-test", definition=PASS_MACHINE, roleArn=role)[
-        "stateMachineArn"
-    ]
+def make_api(s3: Any, sfn: Any, machine: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiFactory]:
 
     def factory(**env: str) -> Api:
         monkeypatch.setenv("JOBS_BUCKET", BUCKET)
@@ -302,28 +294,15 @@ def test_get_a_running_job(call: Api) -> None:
 def test_get_a_finished_job_has_its_finish_reason(call: Api) -> None:
     manifest = seed(call.store, "job-2", status="succeeded", text="All of it.")
     now = utcnow()
-    result = JobResult(
-        job_id="job-2",
-        status="succeeded",
-        finish_reason="stop",
-        stop_reason="stop",
-        model="m/1",
-        chunks=2,
-        prompt_tokens=10,
+    result = make_result(
+        "job-2",
         prompt_tokens_total=20,
         output_tokens=5,
-        cached_tokens=0,
-        estimated_cost_usd=None,
-        context_length=None,
-        output_key=JobKeys("job-2").output,
-        reasoning_key=None,
         output_chars=10,
-        reasoning_chars=0,
         created_at=manifest.created_at,
         started_at=manifest.started_at,
         finished_at=now,
         duration_seconds=1.0,
-        chunk_durations_ms=[1, 2],
     )
     call.store.write_final("job-2", answer="All of it.", reasoning=None, result=result)
     view = body_of(call("GET", "/generations/job-2"))

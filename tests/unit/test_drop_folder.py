@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
 from longform_core.config import Settings
 from longform_core.drop_folder import (
@@ -16,8 +15,6 @@ from longform_core.drop_folder import (
 )
 from longform_core.job_store import JobStore
 from longform_core.workflow import Services
-
-from .conftest import PASS_MACHINE, TRUST
 
 GOOD = {"prompt": "Write a history of tides.", "max_chunks": 5}
 
@@ -33,21 +30,6 @@ class Counter:
 
     def add_metric(self, name: str, unit: Any, value: float) -> None:
         self.counts[name] = self.counts.get(name, 0) + value
-
-
-@pytest.fixture
-def sfn(aws: None) -> Any:
-    return boto3.client("stepfunctions", region_name="us-east-1")
-
-
-@pytest.fixture
-def machine(sfn: Any) -> str:
-    iam = boto3.client("iam", region_name="us-east-1")
-    role = iam.create_role(RoleName="longform-sfn", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
-    arn: str = sfn.create_state_machine(name="longform-test", definition=PASS_MACHINE, roleArn=role)[
-        "stateMachineArn"
-    ]
-    return arn
 
 
 @pytest.fixture

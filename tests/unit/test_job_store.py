@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 from longform_core.errors import JobNotFound, JobStateInvalid
-from longform_core.job_store import ChunkRecord, JobKeys, JobResult, JobStore, Manifest
+from longform_core.job_store import ChunkRecord, JobKeys, JobStore, Manifest
 from longform_core.request import parse_request
+
+from .conftest import make_result
 
 JOB = "job-123"
 START = "Chapter 1\n\n"
@@ -255,30 +257,7 @@ def test_assemble_with_a_missing_chunk_fails_loudly(store: JobStore, s3: Any) ->
 
 
 def test_write_final_and_get_result(store: JobStore) -> None:
-    now = datetime(2025, 1, 1, tzinfo=UTC)
-    result = JobResult(
-        job_id=JOB,
-        status="succeeded",
-        finish_reason="stop",
-        stop_reason="stop",
-        model="m/1",
-        chunks=2,
-        prompt_tokens=10,
-        prompt_tokens_total=30,
-        output_tokens=50,
-        cached_tokens=0,
-        estimated_cost_usd=None,
-        context_length=None,
-        output_key=f"jobs/{JOB}/output.md",
-        reasoning_key=None,
-        output_chars=5,
-        reasoning_chars=0,
-        created_at=now,
-        started_at=now,
-        finished_at=now,
-        duration_seconds=0.0,
-        chunk_durations_ms=[1, 2],
-    )
+    result = make_result(JOB)
     assert store.get_result(JOB) is None
     store.write_final(JOB, answer="Final", reasoning=None, result=result)
     assert store.get_result(JOB) == result

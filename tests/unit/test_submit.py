@@ -5,29 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
 from longform_core.config import Settings
 from longform_core.errors import IdempotencyConflict, RequestInvalid
 from longform_core.job_store import JobStore
 from longform_core.request import parse_request
 from longform_core.submit import execution_arn_for, job_id_for, submit_job
-
-from .conftest import PASS_MACHINE, TRUST
-
-
-@pytest.fixture
-def sfn(aws: None) -> Any:
-    return boto3.client("stepfunctions", region_name="us-east-1")
-
-
-@pytest.fixture
-def machine(sfn: Any) -> str:
-    iam = boto3.client("iam", region_name="us-east-1")
-    role = iam.create_role(RoleName="longform-sfn", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
-    return sfn.create_state_machine(name="longform-test", definition=PASS_MACHINE, roleArn=role)[
-        "stateMachineArn"
-    ]
 
 
 @pytest.fixture

@@ -246,7 +246,7 @@ def test_assemble_concatenates_in_order_with_the_answer_start(store: JobStore) -
     manifest, answer, reasoning = committed_job(store)
     assert store.assemble(manifest, answer_start=START) == (answer, reasoning)
     assert store.assemble(manifest, answer_start="") == ("".join(TEXTS), reasoning)
-    assert store.chunk_durations(manifest) == [100, 200, 300]
+    assert [c.duration_ms for c in store.read_chunks(manifest)] == [100, 200, 300]
 
 
 def test_assemble_with_a_missing_chunk_fails_loudly(store: JobStore, s3: Any) -> None:

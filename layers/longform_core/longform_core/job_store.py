@@ -305,9 +305,6 @@ class JobStore:
         """Answer and reasoning from the stored chunks."""
         return assemble_chunks(self.read_chunks(manifest), answer_start=answer_start)
 
-    def chunk_durations(self, manifest: Manifest) -> list[int]:
-        return [chunk.duration_ms for chunk in self.read_chunks(manifest)]
-
     # ---- final outputs ----------------------------------------------------------------------
 
     def write_final(self, job_id: str, *, answer: str, reasoning: str | None, result: JobResult) -> None:

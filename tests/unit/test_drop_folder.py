@@ -20,7 +20,7 @@ GOOD = {"prompt": "Write a history of tides.", "max_chunks": 5}
 
 
 class NoProvider:
-    def stream_chat(self, body: dict[str, Any], *, deadline: float) -> Any:
+    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> Any:
         raise AssertionError("the drop folder never calls the model")
 
 

@@ -141,7 +141,7 @@ def test_normal_stream() -> None:
     clock = FakeClock()
     rec = Recorder(ok())
     client = make_client(rec, clock)
-    out = client.stream_chat(BODY, deadline=clock.now + 600)
+    out = client.chat(BODY, deadline=clock.now + 600)
     assert out.content == "Hello, world"
     assert out.reasoning == ""
     assert out.finish_reason == "stop"
@@ -162,8 +162,8 @@ def test_request_body_url_and_headers() -> None:
     keys = iter(["key-1", "key-2"])
     client = make_client(rec, clock, api_key=lambda: next(keys))
     body = dict(BODY)
-    client.stream_chat(body, deadline=clock.now + 600)
-    client.stream_chat(body, deadline=clock.now + 600)
+    client.chat(body, deadline=clock.now + 600)
+    client.chat(body, deadline=clock.now + 600)
     first = rec.requests[0]
     assert str(first.url) == "https://provider.test/v1/openai/chat/completions"
     assert first.method == "POST"
@@ -183,7 +183,7 @@ def test_request_body_url_and_headers() -> None:
 def test_no_authorization_header_without_a_key() -> None:
     clock = FakeClock()
     rec = Recorder(ok())
-    make_client(rec, clock, api_key=lambda: None).stream_chat(BODY, deadline=clock.now + 600)
+    make_client(rec, clock, api_key=lambda: None).chat(BODY, deadline=clock.now + 600)
     assert "authorization" not in rec.requests[0].headers
 
 
@@ -194,7 +194,7 @@ def test_429_with_retry_after_is_retried_after_waiting() -> None:
     clock = FakeClock()
     rec = Recorder(error_response(429, {"error": {"message": "Model is busy"}}, {"Retry-After": "3"}), ok())
     client = make_client(rec, clock)
-    out = client.stream_chat(BODY, deadline=clock.now + 600)
+    out = client.chat(BODY, deadline=clock.now + 600)
     assert out.content == "Hello, world"
     assert out.attempts == 2
     assert rec.calls == 2
@@ -207,7 +207,7 @@ def test_retry_after_longer_than_the_in_process_limit_goes_to_the_workflow() -> 
     rec = Recorder(error_response(429, {"error": {"message": "busy"}}, {"Retry-After": "120"}), ok())
     client = make_client(rec, clock)
     with pytest.raises(ProviderRateLimited) as info:
-        client.stream_chat(BODY, deadline=clock.now + 900)
+        client.chat(BODY, deadline=clock.now + 900)
     assert info.value.retry_after == 120.0
     assert rec.calls == 1
     assert clock.sleeps == []
@@ -218,7 +218,7 @@ def test_5xx_exhausts_attempts() -> None:
     rec = Recorder(error_response(500, b"Internal Server Error"))
     client = make_client(rec, clock, max_attempts=3)
     with pytest.raises(ProviderUnavailable) as info:
-        client.stream_chat(BODY, deadline=clock.now + 600)
+        client.chat(BODY, deadline=clock.now + 600)
     assert info.value.status == 500
     assert rec.calls == 3
     assert len(clock.sleeps) == 2
@@ -229,7 +229,7 @@ def test_5xx_exhausts_attempts() -> None:
 def test_5xx_then_success(status: int) -> None:
     clock = FakeClock()
     rec = Recorder(error_response(status, b"bad gateway"), ok())
-    out = make_client(rec, clock).stream_chat(BODY, deadline=clock.now + 600)
+    out = make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
     assert out.content == "Hello, world"
     assert out.attempts == 2
 
@@ -245,7 +245,7 @@ def test_context_400_raises_immediately() -> None:
         error_response(400, {"object": "error", "message": message, "type": "BadRequestError", "code": 400})
     )
     with pytest.raises(ContextWindowExceeded) as info:
-        make_client(rec, clock).stream_chat(BODY, deadline=clock.now + 600)
+        make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
     assert info.value.limit.context_length == 16000
     assert info.value.limit.prompt_tokens == 13069
     assert rec.calls == 1
@@ -256,7 +256,7 @@ def test_other_400_raises_immediately() -> None:
     clock = FakeClock()
     rec = Recorder(error_response(400, {"error": {"message": "unknown model"}}))
     with pytest.raises(ProviderRequestInvalid):
-        make_client(rec, clock).stream_chat(BODY, deadline=clock.now + 600)
+        make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
     assert rec.calls == 1
 
 
@@ -264,7 +264,7 @@ def test_401_is_not_retried() -> None:
     clock = FakeClock()
     rec = Recorder(error_response(401, {"error": {"message": "bad key"}}))
     with pytest.raises(ProviderAuthenticationFailed) as info:
-        make_client(rec, clock).stream_chat(BODY, deadline=clock.now + 600)
+        make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
     assert info.value.status == 401
     assert rec.calls == 1
     assert clock.sleeps == []
@@ -274,7 +274,7 @@ def test_no_retry_when_the_deadline_is_too_near() -> None:
     clock = FakeClock()
     rec = Recorder(error_response(429, {"error": {"message": "busy"}}, {"Retry-After": "1"}), ok())
     with pytest.raises(ProviderRateLimited):
-        make_client(rec, clock).stream_chat(BODY, deadline=clock.now + 2.5)
+        make_client(rec, clock).chat(BODY, deadline=clock.now + 2.5)
     assert rec.calls == 1
     assert clock.sleeps == []
 
@@ -287,7 +287,7 @@ def test_connection_failure_is_unavailable_and_retried() -> None:
 
     rec = Recorder(refuse)
     with pytest.raises(ProviderUnavailable):
-        make_client(rec, clock, max_attempts=2).stream_chat(BODY, deadline=clock.now + 600)
+        make_client(rec, clock, max_attempts=2).chat(BODY, deadline=clock.now + 600)
     assert rec.calls == 2
 
 
@@ -305,20 +305,140 @@ def breaking(parts: list[bytes]) -> Callable[[httpx.Request], httpx.Response]:
     return respond
 
 
-def test_stream_that_ends_without_done_or_finish_is_interrupted_with_text_kept() -> None:
+def completion(content: str, finish: str = "stop", usage: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "id": "c2",
+        "object": "chat.completion",
+        "model": "m/1",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}
+        ],
+        "usage": usage or USAGE,
+    }
+
+
+def json_response(obj: Any, status: int = 200) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda _: httpx.Response(status, json=obj)
+
+
+CONTEXT_400 = {
+    "error": {
+        "code": 400,
+        "message": (
+            "request (2060 tokens) exceeds the available context size (2048 tokens), try increasing it"
+        ),
+        "type": "exceed_context_size_error",
+        "n_prompt_tokens": 2060,
+        "n_ctx": 2048,
+    }
+}
+
+
+def test_stream_that_ends_without_finish_is_asked_again_without_streaming() -> None:
     clock = FakeClock()
-    rec = Recorder(ok(lambda: [delta("Once upon"), delta(" a time")]))
-    out = make_client(rec, clock).stream_chat(BODY, deadline=clock.now + 600)
-    assert out.ended_by == "interrupted"
-    assert out.content == "Once upon a time"
-    assert out.finish_reason is None
+    rec = Recorder(
+        ok(lambda: [delta("Once upon"), delta(" a time")]), json_response(completion("Once upon a time."))
+    )
+    out = make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
+    assert rec.calls == 2
+    second = json.loads(rec.requests[1].content)
+    assert "stream" not in second and "stream_options" not in second
+    assert second["messages"] == BODY["messages"] and second["max_tokens"] == BODY["max_tokens"]
+    # the complete, non-streamed answer replaces the stream's partial one
+    assert (out.content, out.finish_reason, out.ended_by) == ("Once upon a time.", "stop", "finished")
+    assert out.streamed is False
+    assert out.detail is not None and "answered without streaming" in out.detail
+
+
+def test_empty_stream_that_ends_without_finish_learns_the_context_error() -> None:
+    """HTTP 200, no text, no finish, no [DONE]; the same request without streaming gets the 400."""
+    clock = FakeClock()
+    rec = Recorder(
+        ok(lambda: [event({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})]),
+        json_response(CONTEXT_400, 400),
+    )
+    with pytest.raises(ContextWindowExceeded) as info:
+        make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
+    assert info.value.limit.context_length == 2048
+    assert info.value.limit.prompt_tokens == 2060
+    assert rec.calls == 2
+    assert clock.sleeps == []
+
+
+def test_stream_without_finish_keeps_its_text_when_the_second_request_fails_for_a_passing_reason() -> None:
+    clock = FakeClock()
+    rec = Recorder(
+        ok(lambda: [delta("Once upon"), delta(" a time")]),
+        error_response(503, {"error": {"message": "busy"}}),
+    )
+    out = make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
+    assert rec.calls == 2
+    assert (out.content, out.ended_by, out.finish_reason) == ("Once upon a time", "interrupted", None)
+
+
+def test_stream_without_finish_and_no_time_for_a_second_request_keeps_its_text() -> None:
+    clock = FakeClock()
+    rec = Recorder(ok(lambda: [delta("Once upon")]), json_response(completion("never asked")))
+    out = make_client(rec, clock).chat(BODY, deadline=clock.now + 1.5)
     assert rec.calls == 1
+    assert (out.content, out.ended_by) == ("Once upon", "interrupted")
+
+
+def test_without_streaming_the_body_has_no_stream_fields_and_the_answer_is_whole() -> None:
+    clock = FakeClock()
+    rec = Recorder(json_response(completion("Hello, world", "length")))
+    out = make_client(rec, clock).chat(BODY, deadline=clock.now + 600, stream=False)
+    body = json.loads(rec.requests[0].content)
+    assert "stream" not in body and "stream_options" not in body
+    assert (out.content, out.finish_reason, out.ended_by, out.streamed) == (
+        "Hello, world",
+        "length",
+        "finished",
+        False,
+    )
+    assert out.usage is not None and out.usage.completion_tokens == 3
+    assert out.first_delta is None
+
+
+def test_without_streaming_errors_are_classified_and_retried_like_streams() -> None:
+    clock = FakeClock()
+    rec = Recorder(
+        error_response(429, {"error": {"message": "busy"}}, {"Retry-After": "2"}),
+        json_response(completion("Hi")),
+    )
+    out = make_client(rec, clock).chat(BODY, deadline=clock.now + 600, stream=False)
+    assert out.content == "Hi" and rec.calls == 2
+    assert len(clock.sleeps) == 1 and clock.sleeps[0] >= 2.0  # Retry-After honoured
+    rec = Recorder(json_response(CONTEXT_400, 400))
+    with pytest.raises(ContextWindowExceeded):
+        make_client(rec, clock).chat(BODY, deadline=clock.now + 600, stream=False)
+    assert rec.calls == 1
+
+
+def test_without_streaming_a_timeout_keeps_nothing_and_is_unavailable() -> None:
+    clock = FakeClock()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with pytest.raises(ProviderUnavailable):
+        make_client(Recorder(slow), clock, max_attempts=1).chat(BODY, deadline=clock.now + 600, stream=False)
+
+
+def test_first_delta_is_reported_as_it_arrived() -> None:
+    clock = FakeClock()
+    rec = Recorder(
+        ok(lambda: [delta("Once upon a time, a sailor named"), delta(" Jo"), delta("", finish="length")])
+    )
+    out = make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
+    assert out.first_delta == "Once upon a time, a sailor named"
+    assert out.content == "Once upon a time, a sailor named Jo"
 
 
 def test_done_without_finish_reason_is_interrupted() -> None:
     clock = FakeClock()
     rec = Recorder(ok(lambda: [delta("Once"), event("[DONE]")]))
-    out = make_client(rec, clock).stream_chat(BODY, deadline=clock.now + 600)
+    out = make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
     assert out.ended_by == "interrupted"
     assert out.content == "Once"
 
@@ -326,7 +446,7 @@ def test_done_without_finish_reason_is_interrupted() -> None:
 def test_stream_that_breaks_after_text_keeps_it() -> None:
     clock = FakeClock()
     rec = Recorder(breaking([delta("Once upon"), delta(" a time")]))
-    out = make_client(rec, clock).stream_chat(BODY, deadline=clock.now + 600)
+    out = make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
     assert out.ended_by == "interrupted"
     assert out.content == "Once upon a time"
     assert out.detail is not None
@@ -338,14 +458,14 @@ def test_stream_that_breaks_before_any_text_is_unavailable() -> None:
     clock = FakeClock()
     rec = Recorder(breaking([b": keep-alive\n\n", delta(None)]))
     with pytest.raises(ProviderUnavailable):
-        make_client(rec, clock, max_attempts=2).stream_chat(BODY, deadline=clock.now + 600)
+        make_client(rec, clock, max_attempts=2).chat(BODY, deadline=clock.now + 600)
     assert rec.calls == 2  # retried, since nothing was lost
 
 
 def test_stream_that_breaks_before_text_then_succeeds() -> None:
     clock = FakeClock()
     rec = Recorder(breaking([]), ok())
-    out = make_client(rec, clock).stream_chat(BODY, deadline=clock.now + 600)
+    out = make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
     assert out.content == "Hello, world"
     assert out.attempts == 2
 
@@ -354,7 +474,7 @@ def test_break_after_the_finish_chunk_is_still_finished() -> None:
     """OpenAI-style: finish_reason, then a usage-only chunk and [DONE]; the cut loses only usage."""
     clock = FakeClock()
     rec = Recorder(breaking([delta("All"), delta(" done.", finish="stop")]))
-    out = make_client(rec, clock).stream_chat(BODY, deadline=clock.now + 600)
+    out = make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
     assert out.content == "All done."
     assert out.ended_by == "finished"
     assert out.finish_reason == "stop"
@@ -364,14 +484,14 @@ def test_error_event_before_any_text_is_classified() -> None:
     clock = FakeClock()
     rec = Recorder(ok(lambda: [event({"error": {"message": "bad key", "code": 401}})]))
     with pytest.raises(ProviderAuthenticationFailed):
-        make_client(rec, clock).stream_chat(BODY, deadline=clock.now + 600)
+        make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
     assert rec.calls == 1
 
 
 def test_error_event_after_text_keeps_the_text() -> None:
     clock = FakeClock()
     rec = Recorder(ok(lambda: [delta("Part"), event({"error": {"message": "overloaded", "code": 503}})]))
-    out = make_client(rec, clock).stream_chat(BODY, deadline=clock.now + 600)
+    out = make_client(rec, clock).chat(BODY, deadline=clock.now + 600)
     assert out.content == "Part"
     assert out.ended_by == "interrupted"
     assert out.detail is not None
@@ -402,7 +522,7 @@ def test_deadline_mid_stream_returns_the_text_so_far() -> None:
     words = [f"w{i} " for i in range(20)]
     parts = [delta(w) for w in words] + [delta(finish="stop"), event("[DONE]")]
     rec = Recorder(ticking(clock, parts, seconds_per_event=1.0))
-    out = make_client(rec, clock).stream_chat(BODY, deadline=5.5)
+    out = make_client(rec, clock).chat(BODY, deadline=5.5)
     assert out.ended_by == "deadline"
     assert out.finish_reason is None
     assert out.content == "".join(words[:6])  # events at t=1..6; reading stops at the first past 5.5
@@ -414,7 +534,7 @@ def test_deadline_on_the_finish_chunk_is_still_finished() -> None:
     clock = FakeClock(start=0.0)
     parts = [delta("a"), delta("b", finish="length", usage=USAGE), event("[DONE]")]
     rec = Recorder(ticking(clock, parts, seconds_per_event=1.0))
-    out = make_client(rec, clock).stream_chat(BODY, deadline=1.5)
+    out = make_client(rec, clock).chat(BODY, deadline=1.5)
     assert out.content == "ab"
     assert out.ended_by == "finished"
     assert out.finish_reason == "length"
@@ -425,7 +545,7 @@ def test_deadline_before_any_text_is_unavailable() -> None:
     parts = [b": keep-alive\n\n", b": keep-alive\n\n", delta("late")]
     rec = Recorder(ticking(clock, parts, seconds_per_event=5.0))
     with pytest.raises(ProviderUnavailable):
-        make_client(rec, clock).stream_chat(BODY, deadline=3.0)
+        make_client(rec, clock).chat(BODY, deadline=3.0)
     assert rec.calls == 1  # no time left for another try
 
 
@@ -433,7 +553,7 @@ def test_keep_alives_after_the_deadline_do_not_keep_it_reading() -> None:
     clock = FakeClock(start=0.0)
     parts = [delta("kept"), *([b": keep-alive\n\n"] * 50), delta("too late"), delta(finish="stop")]
     rec = Recorder(ticking(clock, parts, seconds_per_event=1.0))
-    out = make_client(rec, clock).stream_chat(BODY, deadline=3.5)
+    out = make_client(rec, clock).chat(BODY, deadline=3.5)
     assert out.ended_by == "deadline"
     assert out.content == "kept"
     assert clock.now <= 5.0
@@ -443,5 +563,5 @@ def test_past_deadline_sends_nothing() -> None:
     clock = FakeClock(start=10.0)
     rec = Recorder(ok())
     with pytest.raises(ProviderUnavailable):
-        make_client(rec, clock).stream_chat(BODY, deadline=9.0)
+        make_client(rec, clock).chat(BODY, deadline=9.0)
     assert rec.calls == 0

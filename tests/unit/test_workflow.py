@@ -26,9 +26,11 @@ class ScriptedProvider:
     def __init__(self, *script: StreamOutcome | Exception):
         self.script = list(script)
         self.bodies: list[dict[str, Any]] = []
+        self.streamed: list[bool] = []
 
-    def stream_chat(self, body: dict[str, Any], *, deadline: float) -> StreamOutcome:
+    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> StreamOutcome:
         self.bodies.append(body)
+        self.streamed.append(stream)
         item = self.script.pop(0)
         if isinstance(item, Exception):
             raise item
@@ -43,6 +45,7 @@ def outcome(
     prompt: int = 10,
     completion: int = 5,
     ended_by: str = "finished",
+    first_delta: str | None = None,
 ) -> StreamOutcome:
     return StreamOutcome(
         content=content,
@@ -54,6 +57,7 @@ def outcome(
         model="m",
         attempts=1,
         ttft_seconds=0.01,
+        first_delta=first_delta,
     )
 
 
@@ -211,3 +215,135 @@ def test_finalize_reads_each_chunk_once(store: JobStore, make_services, monkeypa
     assert result is not None
     assert len(result.chunk_durations_ms) == 3
     assert store.get_text(result.output_key) == "abc"
+
+
+# ---- servers that echo the prefill (llama.cpp) ------------------------------------------------
+
+A = "Once upon a time, a sailor named Jo kept the light."  # 51 characters: a full echo is evidence
+B = " Every night he climbed the stairs."
+C = " The end."
+
+
+def test_an_echoing_server_doubles_nothing(store: JobStore, make_services) -> None:
+    provider = ScriptedProvider(
+        outcome(A, "length"),
+        outcome(A + B, "length", first_delta=A + " Every"),  # the echo merged into the first delta
+        outcome(A + B + C, "stop"),
+    )
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["length", "length", "stop"]
+    assert [b["messages"][-1]["content"] for b in provider.bodies[1:]] == [A, A + B]
+    finalize(FinalizeTaskInput(job_id=job), services)
+    result = store.get_result(job)
+    assert result is not None and store.get_text(result.output_key) == A + B + C
+    manifest, _ = store.get_manifest(job)
+    assert manifest.prefill_echo is True
+    chunks = store.read_chunks(manifest)
+    assert [(c.echo, c.echo_stripped_chars, c.text) for c in chunks] == [
+        ("none", 0, A),
+        ("stripped", len(A), B),
+        ("stripped", len(A + B), C),
+    ]
+
+
+def test_a_users_short_start_echoed_merged_is_stripped_and_expected_from_then_on(
+    store: JobStore, make_services
+) -> None:
+    start_text = "Dear keeper,"  # 12 characters: only the merged first delta is evidence
+    provider = ScriptedProvider(
+        outcome(start_text + " the light", "length", first_delta=start_text + " the"),
+        outcome(start_text + " the light" + " is out.", "stop"),
+    )
+    services = make_services(provider)
+    job = start(
+        store, {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": start_text}]}
+    )
+    assert run(services, job) == ["length", "stop"]
+    finalize(FinalizeTaskInput(job_id=job), services)
+    result = store.get_result(job)
+    assert result is not None and store.get_text(result.output_key) == start_text + " the light is out."
+
+
+def test_a_users_short_start_repeated_by_the_model_is_kept(store: JobStore, make_services) -> None:
+    start_text = "Ho, ho,"
+    provider = ScriptedProvider(outcome(" ho, ho, ho!", "stop"))  # no echo: the model's own words
+    services = make_services(provider)
+    job = start(
+        store, {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": start_text}]}
+    )
+    run(services, job)
+    finalize(FinalizeTaskInput(job_id=job), services)
+    result = store.get_result(job)
+    assert result is not None and store.get_text(result.output_key) == "Ho, ho, ho, ho, ho!"
+
+
+# ---- replies that add nothing -----------------------------------------------------------------
+
+
+def test_a_continuation_that_adds_nothing_and_stops_is_a_normal_stop(store: JobStore, make_services) -> None:
+    provider = ScriptedProvider(outcome(A, "length"), outcome("", "stop", completion=0))
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["length", "stop"]
+    assert finalize(FinalizeTaskInput(job_id=job), services).status == "succeeded"
+    result = store.get_result(job)
+    assert result is not None and store.get_text(result.output_key) == A
+
+
+def test_an_echo_alone_that_stops_is_a_normal_stop(store: JobStore, make_services) -> None:
+    provider = ScriptedProvider(outcome(A, "length"), outcome(A, "stop", completion=0))
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["length", "stop"]
+    finalize(FinalizeTaskInput(job_id=job), services)
+    result = store.get_result(job)
+    assert result is not None and store.get_text(result.output_key) == A
+
+
+def test_a_length_cut_before_any_new_token_means_the_context_is_full(store: JobStore, make_services) -> None:
+    # llama.cpp stops a full context with finish "length" and nothing new, without an error
+    provider = ScriptedProvider(outcome(A, "length"), outcome(A, "length", prompt=511, completion=0))
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    generate_chunk(ChunkTaskInput(job_id=job), services, remaining_ms=lambda: 60_000)
+    with pytest.raises(ContextExhausted):
+        generate_chunk(ChunkTaskInput(job_id=job), services, remaining_ms=lambda: 60_000)
+    out = finalize(FinalizeTaskInput(job_id=job, status="context_exhausted"), services)
+    assert out.status == "context_exhausted"
+    result = store.get_result(job)
+    assert result is not None and store.get_text(result.output_key) == A
+
+
+# ---- context errors without numbers, streaming off --------------------------------------------
+
+
+def test_a_context_error_without_numbers_halves_until_it_fits(store: JobStore, make_services) -> None:
+    vague = ContextWindowExceeded("context window exceeded", limit=ContextLimit(context_length=0))
+    provider = ScriptedProvider(vague, vague, vague, outcome("fits", "stop"))
+    services = make_services(provider, max_tokens_per_request=1000)
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["stop"]
+    assert [b["max_tokens"] for b in provider.bodies] == [1000, 500, 250, 125]
+
+
+def test_a_context_error_without_numbers_ends_exhausted_when_nothing_fits(
+    store: JobStore, make_services
+) -> None:
+    vague = ContextWindowExceeded("context window exceeded", limit=ContextLimit(context_length=0))
+    provider = ScriptedProvider(*([vague] * 12))
+    services = make_services(provider, max_tokens_per_request=1000)
+    job = start(store, {"prompt": "q"})
+    with pytest.raises(ContextExhausted):
+        generate_chunk(ChunkTaskInput(job_id=job), services, remaining_ms=lambda: 60_000)
+    assert [b["max_tokens"] for b in provider.bodies] == [1000, 500, 250, 125, 62, 31, 15, 7, 3, 1]
+
+
+def test_streaming_is_the_deployments_default_and_a_request_may_turn_it_off(
+    store: JobStore, make_services
+) -> None:
+    provider = ScriptedProvider(outcome("a", "stop"), outcome("b", "stop"), outcome("c", "stop"))
+    run(make_services(provider), start(store, {"prompt": "q"}, "j1"))
+    run(make_services(provider, provider_stream=False), start(store, {"prompt": "q"}, "j2"))
+    run(make_services(provider, provider_stream=False), start(store, {"prompt": "q", "stream": True}, "j3"))
+    assert provider.streamed == [True, False, True]

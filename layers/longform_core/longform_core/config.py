@@ -32,6 +32,8 @@ class Settings(BaseModel):
     # consecutive chunks with reasoning but no answer text before the job is stopped
     max_reasoning_only_chunks: int = Field(default=8, ge=1)
     request_timeout_connect: float = 10.0
+    # stream the provider's replies; off for gateways that buffer SSE (a request may override)
+    provider_stream: bool = True
     # entry points (API, S3 drop folder)
     state_machine_arn: str | None = None
     event_bus_name: str | None = None  # None: no completion events
@@ -60,6 +62,16 @@ class Settings(BaseModel):
             except ValueError:
                 raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
+        def opt_bool(name: str, default: bool) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if not raw:
+                return default
+            if raw in ("true", "1", "yes", "on"):
+                return True
+            if raw in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(f"{name} must be true or false, got {raw!r}")
+
         bucket = env.get("JOBS_BUCKET", "").strip()
         if not bucket:
             raise RuntimeError("JOBS_BUCKET is not set")
@@ -73,6 +85,7 @@ class Settings(BaseModel):
             deadline_margin_seconds=opt_float("DEADLINE_MARGIN_SECONDS", 30.0),
             prefill_style=env.get("PREFILL_STYLE", "").strip() or "assistant",
             max_reasoning_only_chunks=opt_int("MAX_REASONING_ONLY_CHUNKS") or 8,
+            provider_stream=opt_bool("PROVIDER_STREAM", True),
             state_machine_arn=env.get("STATE_MACHINE_ARN", "").strip() or None,
             event_bus_name=env.get("EVENT_BUS_NAME", "").strip() or None,
             api_max_body_bytes=opt_int("API_MAX_BODY_BYTES") or 1_048_576,

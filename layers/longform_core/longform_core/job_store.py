@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from .echo import EchoVerdict
 from .errors import JobNotFound, JobStateInvalid
 from .reasoning import Phase, ReasoningFormat
 from .request import GenerationRequest
@@ -90,6 +91,9 @@ class Manifest(BaseModel):
     # wrote (so of the prefill), not of the answer users read
     answer_lead: str = ""
     reasoning_only_streak: int = 0
+    # the provider sends the prefill back at the start of its reply (see echo.py); once seen, it
+    # is expected on every chunk of the job
+    prefill_echo: bool = False
 
     first_prompt_tokens: int | None = None
     last_prompt_tokens: int | None = None
@@ -135,6 +139,9 @@ class ChunkRecord(BaseModel):
     attempts: int = 1
     context_retries: int = 0
     detail: str | None = None
+    streamed: bool = True
+    echo: EchoVerdict = "none"  # what was decided about a prefill echo (echo.py)
+    echo_stripped_chars: int = 0
 
 
 class JobResult(BaseModel):

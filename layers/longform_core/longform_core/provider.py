@@ -1,8 +1,15 @@
 """The OpenAI-compatible provider client (DeepInfra, vLLM, llama.cpp, Ollama, OpenRouter, ...).
 
-One call = one streamed chat completion, read until the model finishes, the stream breaks, or
-the caller's deadline arrives, whichever is first. Whatever text arrived is always returned:
-losing generated text is never the right answer to a broken stream.
+One call = one chat completion, streamed by default and read until the model finishes, the stream
+breaks, or the caller's deadline arrives, whichever is first. Whatever text arrived is always
+returned: losing generated text is never the right answer to a broken stream.
+
+A stream that *ends* cleanly but wrong (no ``finish_reason``, no ``[DONE]``) is evidence, not an
+outage: some servers answer a streamed request that does not fit their context with HTTP 200 and
+an empty (or short) stream, while the same request without streaming gets the proper 400. Such a
+stream is asked once more without streaming, and that answer (the context error, or the text)
+decides. ``stream=False`` sends every request without streaming (for gateways that buffer SSE);
+the whole reply then arrives at once, so the deadline can only be a read timeout.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import httpx
@@ -26,6 +33,7 @@ EndedBy = Literal["finished", "deadline", "interrupted"]
 
 # below this many seconds to the deadline a new request isn't worth starting
 MIN_SECONDS_FOR_A_REQUEST = 2.0
+ENDED_WITHOUT_FINISH = "stream ended without finish_reason or [DONE]"
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,8 @@ class StreamOutcome:
     attempts: int
     ttft_seconds: float | None
     detail: str | None = None
+    first_delta: str | None = None  # the first content delta of a stream (echo evidence)
+    streamed: bool = True
 
     @property
     def has_text(self) -> bool:
@@ -108,19 +118,28 @@ class ProviderClient:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def stream_chat(self, body: dict[str, Any], *, deadline: float) -> StreamOutcome:
-        """Stream one completion, retrying rate limits and outages that happen before any text.
+    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> StreamOutcome:
+        """One completion, retrying rate limits and outages that happen before any text.
 
         ``deadline`` is a ``clock()`` value: reading stops there and what arrived is returned with
         ``ended_by="deadline"``. Raises a :class:`ProviderError` subclass when no text was produced.
         """
         payload = dict(body)
-        payload["stream"] = True
-        payload["stream_options"] = {"include_usage": True}
+        if stream:
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}
+        else:
+            payload.pop("stream", None)
+            payload.pop("stream_options", None)
         attempt = 0
         while True:
             try:
-                outcome = self._stream_once(payload, deadline=deadline, attempt=attempt + 1)
+                if stream:
+                    outcome = self._stream_once(payload, deadline=deadline, attempt=attempt + 1)
+                    if outcome.detail == ENDED_WITHOUT_FINISH:
+                        outcome = self._ask_without_streaming(payload, outcome, deadline=deadline)
+                else:
+                    outcome = self._complete_once(payload, deadline=deadline, attempt=attempt + 1)
             except ProviderError as exc:
                 if not exc.retryable:
                     raise
@@ -136,17 +155,91 @@ class ProviderClient:
                 continue
             return outcome
 
-    def _stream_once(self, payload: dict[str, Any], *, deadline: float, attempt: int) -> StreamOutcome:
+    def _timeout(self, deadline: float) -> tuple[float, httpx.Timeout]:
         started = self._clock()
         remaining = deadline - started
         if remaining <= 0:
             raise ProviderUnavailable("no time left before the invocation deadline")
-        timeout = httpx.Timeout(
+        return started, httpx.Timeout(
             connect=min(self._connect_timeout, remaining),
             read=max(0.05, remaining),
             write=min(30.0, remaining),
             pool=min(10.0, remaining),
         )
+
+    def _ask_without_streaming(
+        self, payload: dict[str, Any], streamed: StreamOutcome, *, deadline: float
+    ) -> StreamOutcome:
+        """The stream ended without a finish: ask once without streaming and let that answer decide.
+
+        A context error (or any other permanent error) is raised; a complete answer replaces the
+        stream's; when the second request fails for a passing reason, or the deadline is too near
+        for it, the stream's text (if any) stands as an interrupted chunk.
+        """
+        if self._clock() + MIN_SECONDS_FOR_A_REQUEST > deadline:
+            return self._streamed_or_unavailable(streamed)
+        plain = {k: v for k, v in payload.items() if k not in ("stream", "stream_options")}
+        try:
+            answer = self._complete_once(plain, deadline=deadline, attempt=streamed.attempts)
+        except ProviderError as exc:
+            if not exc.retryable:
+                raise
+            return self._streamed_or_unavailable(streamed)
+        return replace(
+            answer,
+            detail=f"{ENDED_WITHOUT_FINISH}; answered without streaming",
+            first_delta=None,
+        )
+
+    @staticmethod
+    def _streamed_or_unavailable(streamed: StreamOutcome) -> StreamOutcome:
+        if not streamed.has_text:
+            raise ProviderUnavailable(f"stream produced no text: {ENDED_WITHOUT_FINISH}")
+        return streamed
+
+    def _complete_once(self, payload: dict[str, Any], *, deadline: float, attempt: int) -> StreamOutcome:
+        """One request without streaming: the whole reply at once (a timeout keeps nothing)."""
+        started, timeout = self._timeout(deadline)
+        try:
+            response = self._http.post(self._url, json=payload, headers=self._headers(), timeout=timeout)
+        except httpx.TimeoutException as exc:
+            raise ProviderUnavailable(f"provider timed out: {exc!r}") from exc
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise ProviderUnavailable(f"provider connection failed: {exc!r}") from exc
+        if response.status_code != 200:
+            raise classify_error(
+                response.status_code,
+                response.content,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        try:
+            obj = response.json()
+        except ValueError as exc:
+            raise ProviderUnavailable(f"the provider's answer is not JSON: {response.text[:200]!r}") from exc
+        acc = StreamAccumulator()
+        if isinstance(obj, dict):
+            acc.feed(obj)
+        if acc.error is not None:
+            code = str(acc.error.get("code", ""))
+            raise classify_error(int(code) if code.isdigit() else 503, {"error": acc.error})
+        if acc.finish_reason is None and not (acc.content or acc.reasoning):
+            raise ProviderUnavailable("the provider answered without a choice")
+        return StreamOutcome(
+            content=acc.text,
+            reasoning=acc.reasoning_text,
+            finish_reason=acc.finish_reason,
+            ended_by="finished" if acc.finish_reason is not None else "interrupted",
+            usage=acc.usage,
+            deltas=acc.deltas,
+            model=acc.model,
+            attempts=attempt,
+            ttft_seconds=self._clock() - started,
+            detail=None if acc.finish_reason is not None else "the answer has no finish_reason",
+            streamed=False,
+        )
+
+    def _stream_once(self, payload: dict[str, Any], *, deadline: float, attempt: int) -> StreamOutcome:
+        started, timeout = self._timeout(deadline)
         acc = StreamAccumulator()
         ttft: float | None = None
         ended_by: EndedBy = "finished"
@@ -216,7 +309,8 @@ class ProviderClient:
             # lost, and continuing a finished answer would append text the model never meant
             ended_by = "finished"
         if ended_by == "finished" and not acc.done and acc.finish_reason is None:
-            ended_by, detail = "interrupted", detail or "stream ended without finish_reason or [DONE]"
+            # the server closed the stream cleanly without saying why: evidence for chat() to weigh
+            return self._outcome(acc, "interrupted", ENDED_WITHOUT_FINISH, attempt, ttft)
         if ended_by == "finished" and acc.finish_reason is None:
             # [DONE] without a finish reason: treat as a cut so the job continues rather than stops
             ended_by, detail = "interrupted", "stream ended without a finish_reason"
@@ -227,6 +321,12 @@ class ProviderClient:
             if ended_by == "deadline":
                 raise ProviderUnavailable("no text arrived before the invocation deadline")
             raise ProviderUnavailable(f"stream produced no text: {detail}")
+        return self._outcome(acc, ended_by, detail, attempt, ttft)
+
+    @staticmethod
+    def _outcome(
+        acc: StreamAccumulator, ended_by: EndedBy, detail: str | None, attempt: int, ttft: float | None
+    ) -> StreamOutcome:
         return StreamOutcome(
             content=acc.text,
             reasoning=acc.reasoning_text,
@@ -238,6 +338,7 @@ class ProviderClient:
             attempts=attempt,
             ttft_seconds=ttft,
             detail=detail,
+            first_delta=acc.first_content,
         )
 
 

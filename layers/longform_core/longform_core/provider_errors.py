@@ -1,7 +1,10 @@
 """Classifying provider error answers (pure): status + body -> a typed error.
 
-The context-window 400 comes in several wordings (vLLM, DeepInfra, OpenAI-compatible servers);
-:func:`parse_context_limit` reads the numbers out of each of them.
+A context-window error is recognised by what it says, not by a list of sentences: the structured
+fields where a server gives them, otherwise any 400/413/422 whose message is about the context
+length/size/window; :func:`parse_context_limit` reads whatever numbers the wording carries. The
+wordings of the servers and gateways this was checked against, each with its source, are the
+table of ``tests/unit/test_context_wordings.py``.
 """
 
 from __future__ import annotations
@@ -20,41 +23,143 @@ from .errors import (
     ProviderUnavailable,
 )
 
-_MAX_CONTEXT = re.compile(r"maximum context length is\s+(\d+)\s*tokens", re.IGNORECASE)
-# "However, you requested 17165 tokens (13069 in the messages, 4096 in the completion)"
-_REQUESTED = re.compile(
-    r"requested\s+(\d+)\s*tokens\s*\((\d+)\s*in the messages,\s*(\d+)\s*in the completion\)",
+# ---- is it about the context window? ----------------------------------------------------------
+# structured signals: llama.cpp's error type, OpenAI's (and Groq's, LiteLLM's) error code
+CONTEXT_ERROR_CODES = frozenset(
+    {
+        "exceed_context_size_error",
+        "context_length_exceeded",
+        "context_window_exceeded",
+        "string_above_max_length",
+    }
+)
+# a message about the context length / size / window in any of the servers' wordings
+_ABOUT_CONTEXT = re.compile(
+    r"context[ _-]?(?:length|size|window|limit)"
+    r"|maximum (?:model|sequence) length|max_model_len"
+    r"|prompt is too long|input is too long|too many (?:input )?tokens"
+    r"|`inputs` tokens \+ `max_new_tokens`"
+    r"|maximum number of tokens allowed"
+    r"|contextwindowexceeded",
     re.IGNORECASE,
 )
-# "'max_tokens' or 'max_completion_tokens' is too large: 16384."
-_TOO_LARGE = re.compile(r"too large:\s*(\d+)", re.IGNORECASE)
-# "your request has 52189 input tokens"
-_INPUT_TOKENS = re.compile(r"request has\s+(\d+)\s*input tokens", re.IGNORECASE)
-# "(16384 > 65536 - 52189)"
-_ARITHMETIC = re.compile(r"\((\d+)\s*>\s*(\d+)\s*-\s*(\d+)\)")
-# a few other servers: "context length of 8192 ... prompt is 9001 tokens"
-_CONTEXT_HINT = re.compile(r"context[ _](?:length|window)", re.IGNORECASE)
+
+# ---- the numbers, wherever a wording puts them -------------------------------------------------
+_N = r"(\d[\d,]*)"  # 16384 or 16,384
+_CONTEXT_PATTERNS = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        rf"maximum context length is\s+(?:about\s+)?{_N}",  # OpenAI, vLLM, DeepInfra, Groq, OpenRouter
+        rf"context (?:size|length|window|limit)\s*(?:of|is|:)?\s*\(?{_N}",  # llama.cpp, others
+        rf"maximum model length (?:of|is)\s*{_N}",  # vLLM's decoder-prompt check
+        rf"must be <=\s*{_N}",  # TGI, Together
+        rf"tokens\s*>\s*{_N}\s*maximum",  # Anthropic
+        rf"model with\s+{_N}\s+maximum context length",  # Mistral
+        rf"maximum number of tokens allowed\s*\({_N}\)",  # Gemini
+    )
+]
+_PROMPT_PATTERNS = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        rf"{_N}\s*in the messages",
+        rf"request has\s+{_N}\s*input tokens",
+        rf"(?:request|input)\s*\({_N}\s*tokens\)",  # llama.cpp
+        rf"prompt \(length\s*{_N}\)",  # vLLM
+        rf"given:\s*{_N}\s*`inputs` tokens",  # TGI
+        rf"prompt contains\s+{_N}\s*tokens",  # Mistral
+        rf"prompt is too long:\s*{_N}\s*tokens",  # Anthropic
+        rf"input token count\s*\({_N}\)",  # Gemini
+    )
+]
+_COMPLETION_PATTERNS = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        rf"{_N}\s*in the completion",
+        rf"too large:\s*{_N}",
+        rf"and\s+{_N}\s*`max_new_tokens`",
+    )
+]
+# "(16384 > 65536 - 52189)": completion > context - prompt (vLLM)
+_ARITHMETIC = re.compile(rf"\({_N}\s*>\s*{_N}\s*-\s*{_N}\)")
+# "197451 + 8192 > 200000": prompt + completion > context (Anthropic)
+_SUM = re.compile(rf"{_N}\s*\+\s*{_N}\s*>\s*{_N}")
+
+
+def _int(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def _first(patterns: list[re.Pattern[str]], message: str) -> int | None:
+    for pattern in patterns:
+        if m := pattern.search(message):
+            return _int(m.group(1))
+    return None
 
 
 def parse_context_limit(message: str) -> ContextLimit | None:
-    """The context length, prompt tokens and requested completion in a context-window error."""
-    m_ctx = _MAX_CONTEXT.search(message)
-    m_arith = _ARITHMETIC.search(message)
-    if m_ctx is None and m_arith is None:
+    """The context length, prompt tokens and requested completion in a context-window message.
+
+    None when the message names no context length (it may still be about the context: see
+    :func:`is_about_context`).
+    """
+    context = _first(_CONTEXT_PATTERNS, message)
+    prompt = _first(_PROMPT_PATTERNS, message)
+    requested = _first(_COMPLETION_PATTERNS, message)
+    if m := _ARITHMETIC.search(message):
+        requested, context, prompt = _int(m.group(1)), _int(m.group(2)), _int(m.group(3))
+    elif m := _SUM.search(message):
+        prompt, requested, context = _int(m.group(1)), _int(m.group(2)), _int(m.group(3))
+    if context is None:
         return None
-    context_length = int(m_ctx.group(1)) if m_ctx else int(m_arith.group(2))  # type: ignore[union-attr]
-    prompt: int | None = None
-    requested: int | None = None
-    if m := _REQUESTED.search(message):
-        prompt, requested = int(m.group(2)), int(m.group(3))
-    if m := _INPUT_TOKENS.search(message):
-        prompt = int(m.group(1))
-    if m := _TOO_LARGE.search(message):
-        requested = int(m.group(1))
-    if m_arith is not None:
-        requested = int(m_arith.group(1))
-        prompt = int(m_arith.group(3))
-    return ContextLimit(context_length=context_length, prompt_tokens=prompt, requested_completion=requested)
+    return ContextLimit(context_length=context, prompt_tokens=prompt, requested_completion=requested)
+
+
+def is_about_context(message: str) -> bool:
+    return _ABOUT_CONTEXT.search(message) is not None
+
+
+def _error_object(body: Any) -> dict[str, Any]:
+    """The error object of a body (``{"error": {...}}`` or flat), or {}."""
+    if isinstance(body, (bytes, bytearray)):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError:
+            return {}
+    if not isinstance(body, dict):
+        return {}
+    err = body.get("error")
+    return err if isinstance(err, dict) else body
+
+
+def _structured_int(obj: dict[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = obj.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def context_limit_of(body: Any, message: str) -> ContextLimit | None:
+    """The :class:`ContextLimit` of an error answer about the context window, else None.
+
+    Structured fields win where a server gives them (llama.cpp's ``type:
+    exceed_context_size_error`` with ``n_ctx`` / ``n_prompt_tokens``, OpenAI's ``code:
+    context_length_exceeded``); otherwise a message about the context length/size/window, with
+    its numbers when it has them (``context_length`` 0 when it has none: the caller halves).
+    """
+    err = _error_object(body)
+    codes = {str(err.get(k, "")).lower() for k in ("type", "code")}
+    structured = bool(codes & CONTEXT_ERROR_CODES)
+    if not structured and not is_about_context(message):
+        return None
+    parsed = parse_context_limit(message) or ContextLimit(context_length=0)
+    return ContextLimit(
+        context_length=_structured_int(err, "n_ctx", "context_length") or parsed.context_length,
+        prompt_tokens=_structured_int(err, "n_prompt_tokens", "prompt_tokens") or parsed.prompt_tokens,
+        requested_completion=parsed.requested_completion,
+    )
 
 
 def error_message(body: Any) -> str:
@@ -88,11 +193,9 @@ def classify_error(status: int, body: Any, *, retry_after: float | None = None) 
     """Map an HTTP error answer to the error taxonomy."""
     message = error_message(body) or f"HTTP {status}"
     if status in (400, 413, 422):
-        limit = parse_context_limit(message)
+        limit = context_limit_of(body, message)
         if limit is not None:
             return ContextWindowExceeded(message, limit=limit, status=status)
-        if _CONTEXT_HINT.search(message) and "exceed" in message.lower():
-            return ContextWindowExceeded(message, limit=ContextLimit(context_length=0), status=status)
         return ProviderRequestInvalid(message, status=status)
     if status in (401, 403):
         return ProviderAuthenticationFailed(message, status=status)

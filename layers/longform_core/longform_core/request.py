@@ -54,6 +54,8 @@ class GenerationRequest(BaseModel):
     max_cost_usd: float | None = Field(default=None, gt=0.0, le=100_000.0)
     max_tokens_per_request: int | None = Field(default=None, ge=1, le=1_000_000)
     context_length: int | None = Field(default=None, ge=16, le=100_000_000)
+    # stream the provider's replies (None: the deployment's default); some gateways buffer SSE
+    stream: bool | None = None
 
     @field_validator("stop", mode="before")
     @classmethod

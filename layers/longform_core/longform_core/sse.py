@@ -78,6 +78,7 @@ class StreamAccumulator:
     done: bool = False
     deltas: int = 0
     error: dict[str, Any] | None = None
+    first_content: str | None = None  # the first content delta as it arrived
 
     def feed_data(self, data: str) -> None:
         if data == DONE:
@@ -106,6 +107,8 @@ class StreamAccumulator:
             delta = choice.get("delta") or choice.get("message") or {}
             piece = delta.get("content")
             if isinstance(piece, str) and piece:
+                if self.first_content is None:
+                    self.first_content = piece
                 self.content.append(piece)
                 self.deltas += 1
             thought = delta.get("reasoning_content")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from .continuation import (
     plan_max_tokens,
     shrink_after_context_error,
 )
+from .echo import EchoResult, SentPrefill, strip_echo
 from .errors import ContextExhausted, ContextWindowExceeded, JobStateInvalid, ProviderUnavailable
 from .job_store import (
     CONTINUE_FINISHES,
@@ -42,11 +43,13 @@ from .provider import StreamOutcome
 from .reasoning import ThinkTagSplitter, build_prefill, clean_reasoning
 from .request import GenerationRequest
 
-MAX_CONTEXT_RETRIES = 4
+# context-window 400s one chunk may answer by shrinking: with numbers one or two are enough; a
+# wording without numbers is answered by halving, which needs up to log2(cap) tries
+MAX_CONTEXT_RETRIES = 24
 
 
 class StreamingProvider(Protocol):
-    def stream_chat(self, body: dict[str, Any], *, deadline: float) -> StreamOutcome: ...
+    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> StreamOutcome: ...
 
 
 class MetricsSink(Protocol):
@@ -132,11 +135,13 @@ def generate_chunk(
     if manifest.chunks == 0 and not answer_so_far and answer_start:
         answer_so_far = answer_start
     in_reasoning = manifest.reasoning_phase == "reasoning"
+    # the model's own text: the blank lines after its think block are kept out of output.md
+    # (answer_lead) but belong to the prefill
+    prefill_answer = manifest.answer_lead + answer_so_far + ("" if in_reasoning else manifest.held_text)
+    prefill_reasoning = reasoning_so_far + (manifest.held_text if in_reasoning else "")
     prefill = build_prefill(
-        # the model's own text: the blank lines after its think block are kept out of output.md
-        # (answer_lead) but belong to the prefill
-        answer=manifest.answer_lead + answer_so_far + ("" if in_reasoning else manifest.held_text),
-        reasoning=reasoning_so_far + (manifest.held_text if in_reasoning else ""),
+        answer=prefill_answer,
+        reasoning=prefill_reasoning,
         reasoning_format=manifest.reasoning_format,
         reasoning_open=in_reasoning,
     )
@@ -158,12 +163,13 @@ def generate_chunk(
     started = services.clock()
     context_retries = 0
     learned_context = manifest.context_length
+    stream = request.stream if request.stream is not None else settings.provider_stream
     while True:
         body = build_body(
             request, model=model, prefill=prefill, max_tokens=max_tokens, prefill_style=settings.prefill_style
         )
         try:
-            outcome = services.provider.stream_chat(body, deadline=deadline)
+            outcome = services.provider.chat(body, deadline=deadline, stream=stream)
             break
         except ContextWindowExceeded as exc:
             context_retries += 1
@@ -182,6 +188,27 @@ def generate_chunk(
             max_tokens = shrunk
 
     duration_ms = int((services.clock() - started) * 1000)
+    echo = strip_echo(
+        SentPrefill(prefill, reasoning=prefill_reasoning, answer=prefill_answer),
+        content=outcome.content,
+        reasoning=outcome.reasoning,
+        first_delta=outcome.first_delta,
+        echo_seen=manifest.prefill_echo,
+    )
+    if echo.stripped:
+        outcome = replace(outcome, content=echo.content, reasoning=echo.reasoning)
+    no_new_tokens = outcome.usage is None or not outcome.usage.completion_tokens
+    if (
+        not outcome.has_text
+        and no_new_tokens
+        and chunk_finish(outcome.finish_reason, outcome.ended_by) == "length"
+    ):
+        # cut for length before a single new token although max_tokens >= 1: the only limit left
+        # is the context (llama.cpp stops a full context this way, without an error)
+        _record_context(store, manifest, etag, learned_context)
+        raise ContextExhausted(
+            f"job {task.job_id}: the provider stopped for length without adding text: the context is full"
+        )
     return _commit_chunk(
         services,
         request=request,
@@ -195,6 +222,7 @@ def generate_chunk(
         duration_ms=duration_ms,
         context_retries=context_retries,
         learned_context=learned_context,
+        echo=echo,
         metrics=metrics,
     )
 
@@ -240,16 +268,18 @@ def _commit_chunk(
     duration_ms: int,
     context_retries: int,
     learned_context: int | None,
+    echo: EchoResult,
     metrics: MetricsSink | None,
 ) -> ChunkTaskOutput:
     settings, store = services.settings, services.store
-    if not outcome.has_text:
+    finish = chunk_finish(outcome.finish_reason, outcome.ended_by)
+    if not outcome.has_text and finish != "stop":
+        # (a "stop" that adds nothing is a normal end: the answer was already complete)
         raise ProviderUnavailable("the provider finished without producing any text")
 
     # -- split reasoning from the answer, carrying the phase over from the previous chunk -------
     phase0 = manifest.reasoning_phase
     field_format = manifest.reasoning_format == "field" or bool(outcome.reasoning)
-    finish = chunk_finish(outcome.finish_reason, outcome.ended_by)
     splitter = ThinkTagSplitter("answer" if field_format else phase0, held=manifest.held_text)
     splitter.feed(outcome.content)
     split = splitter.finish(final=finish not in CONTINUE_FINISHES)
@@ -301,6 +331,9 @@ def _commit_chunk(
         attempts=outcome.attempts,
         context_retries=context_retries,
         detail=outcome.detail,
+        streamed=outcome.streamed,
+        echo=echo.verdict,
+        echo_stripped_chars=echo.stripped_chars,
     )
     store.put_chunk(chunk)
     answer = answer_so_far + new_answer
@@ -316,6 +349,7 @@ def _commit_chunk(
     manifest.reasoning_format = fmt  # type: ignore[assignment]
     manifest.reasoning_phase = phase  # type: ignore[assignment]
     manifest.held_text = split.held
+    manifest.prefill_echo = manifest.prefill_echo or echo.stripped
     manifest.answer_lead += lead
     manifest.reasoning_only_streak = (
         manifest.reasoning_only_streak + 1 if (new_reasoning and not new_answer) else 0

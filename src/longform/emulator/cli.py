@@ -10,6 +10,7 @@ from typing import Any, get_args
 from longform.emulator.model import ReasoningMode
 from longform.emulator.server import (
     ContextErrorStyle,
+    EchoPrefillMode,
     EmulatorServer,
     EmulatorSettings,
     ErrorBodyStyle,
@@ -27,11 +28,13 @@ _SETTING_OPTIONS = (
     "reasoning",
     "token_delay",
     "overflow",
+    "silent_stream_tokens",
     "context_error_style",
     "error_body",
     "usage_chunk",
     "keepalive_every",
     "prefill_style",
+    "echo_prefill",
     "api_key",
 )
 
@@ -68,7 +71,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overflow",
         choices=get_args(OverflowMode),
-        help="prompt + max_tokens over the context: reject with 400 or clamp (default: reject)",
+        help=(
+            "a request over the context: reject with 400, clamp max_tokens, llamacpp (400 only when "
+            "the prompt fills the context, else stop with 'length' when it is full), silent_stream "
+            "(streamed: 200 and a stream that ends without finish_reason or [DONE]) (default: reject)"
+        ),
+    )
+    parser.add_argument(
+        "--silent-stream-tokens",
+        type=int,
+        help="--overflow silent_stream: token deltas sent before the stream ends (default: 0)",
     )
     parser.add_argument(
         "--context-error-style",
@@ -90,6 +102,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prefill-style",
         choices=get_args(PrefillStyle),
         help="how a trailing assistant message is continued (default: assistant)",
+    )
+    parser.add_argument(
+        "--echo-prefill",
+        choices=get_args(EchoPrefillMode),
+        help=(
+            "send a continued prefill back at the start of the reply, as llama-server: merged with "
+            "the first new delta, or split into its own deltas (default: off)"
+        ),
     )
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY'")
     parser.add_argument("--verbose", action="store_true", help="log every request")

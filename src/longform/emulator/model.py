@@ -363,7 +363,7 @@ def overlap(text: str, target: str) -> int:
     return 0
 
 
-def _split_prefill(prefill: str) -> tuple[bool, str, str]:
+def split_prefill(prefill: str) -> tuple[bool, str, str]:
     """(reasoning still open, reasoning part, answer part) of a prefill."""
     if not prefill.startswith(THINK_OPEN):
         return False, "", prefill
@@ -392,7 +392,7 @@ def plan_continuation(canonical: Canonical, prefill: str | None) -> Plan:
             return Plan((), canonical.rest("content", len(prefill)), "prefix")
         found = overlap(prefill, full)
         return Plan((), canonical.rest("content", found), "realigned" if found else "appended")
-    is_open, reasoning_part, answer_part = _split_prefill(prefill)
+    is_open, reasoning_part, answer_part = split_prefill(prefill)
     if is_open:
         reasoning = canonical.reasoning if canonical.style == "field" else ""
         mode: Literal["prefix", "realigned", "appended"] = "prefix"

@@ -2,8 +2,10 @@
 
 ``EmulatorServer`` serves ``POST {base_url}/chat/completions`` with the deterministic
 model of ``longform.emulator.model``: per-request output cap, context window with the
-real providers' 400 wordings, prefill continuation in several provider styles, ``stop``
-sequences, SSE streaming with usage, reasoning output, and injectable faults. It is
+real providers' 400 wordings (and llama.cpp's behaviour, or a stream that ends silently),
+prefill continuation in several provider styles (optionally echoing the prefill back, as
+llama.cpp does), ``stop`` sequences, SSE streaming with usage, reasoning output, and
+injectable faults. It is
 controlled in process (``configure``, ``inject``, ``reset``, ``requests``) or over HTTP
 (``/_emulator/config``, ``/_emulator/faults``, ``/_emulator/reset``,
 ``/_emulator/requests``, ``/_emulator/health``).
@@ -35,6 +37,7 @@ from longform.emulator.model import (
     message_text,
     plan_continuation,
     prompt_tokens,
+    split_prefill,
 )
 
 __all__ = [
@@ -46,13 +49,16 @@ __all__ = [
     "EmulatorSettings",
     "context_error_message",
     "error_body",
+    "llamacpp_context_error_body",
+    "llamacpp_context_error_message",
 ]
 
-OverflowMode = Literal["reject", "clamp"]
+OverflowMode = Literal["reject", "clamp", "llamacpp", "silent_stream"]
 ContextErrorStyle = Literal["requested", "too_large"]
-ErrorBodyStyle = Literal["nested", "flat"]
+ErrorBodyStyle = Literal["nested", "flat", "llamacpp"]
 UsageChunkMode = Literal["last", "separate"]
 PrefillStyle = Literal["assistant", "vllm", "prefix", "none", "reject"]
+EchoPrefillMode = Literal["off", "merged", "split"]
 
 CHAT_PATHS = ("/v1/openai/chat/completions", "/v1/chat/completions")
 MODEL_PATHS = ("/v1/openai/models", "/v1/models")
@@ -62,6 +68,8 @@ MAX_LOG = 10_000
 MAX_PREFIX_CONVERSATIONS = 512
 PREFILL_WHITESPACE_MESSAGE = "Assistant prefill must not end with whitespace"
 PREFILL_REJECTED_MESSAGE = "This model does not support assistant message prefill"
+ECHO_PIECE_CHARS = 7
+"""echo_prefill="split": the echoed prefill is sent in deltas of at most this many characters."""
 
 
 @dataclass
@@ -81,7 +89,19 @@ class EmulatorSettings:
     token_delay: float = 0.0
     """Seconds per emitted token."""
     overflow: OverflowMode = "reject"
-    """prompt + max_tokens > context: "reject" (400) or "clamp" (reduce max_tokens)."""
+    """A request over the context window (prompt >= context, or prompt + max_tokens > context):
+
+    - "reject": HTTP 400 (``context_error_style`` wording, ``error_body`` style);
+    - "clamp": a prompt that leaves room is served with max_tokens reduced to what fits;
+    - "llamacpp": as llama.cpp's llama-server: only prompt >= context is rejected (400,
+      ``llamacpp_context_error_body`` whatever ``error_body`` is); otherwise generation stops
+      with "length" when the context is full (limit min(max_tokens, cap, context - prompt));
+    - "silent_stream": a streamed request gets HTTP 200 and a stream that ends cleanly after
+      ``silent_stream_tokens`` token deltas, with no finish_reason, no usage and no
+      ``data: [DONE]``; without streaming, the same 400 as "reject".
+    """
+    silent_stream_tokens: int = 0
+    """overflow="silent_stream": token deltas sent before the stream ends (0: none)."""
     context_error_style: ContextErrorStyle = "requested"
     error_body: ErrorBodyStyle = "nested"
     usage_chunk: UsageChunkMode = "last"
@@ -92,6 +112,11 @@ class EmulatorSettings:
     price_output_per_mtok: float = 0.40
     prefill_style: PrefillStyle = "assistant"
     reject_trailing_whitespace_prefill: bool = False
+    echo_prefill: EchoPrefillMode = "off"
+    """Send a continued prefill back at the start of the reply (as llama.cpp's llama-server):
+    "merged" (streamed: with the first new delta), "split" (streamed: in deltas of at most
+    ``ECHO_PIECE_CHARS`` characters before the new ones), "off". Without streaming, both
+    put it at the start of the message. usage.completion_tokens counts only new tokens."""
     verbose: bool = False
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
@@ -110,7 +135,13 @@ class EmulatorSettings:
 
 
 _SETTING_TYPES: dict[str, Any] = get_type_hints(EmulatorSettings)
-_INT_SETTINGS = {"cap": 1, "answer_tokens": 0, "reasoning_tokens": 0, "keepalive_every": 0}
+_INT_SETTINGS = {
+    "cap": 1,
+    "answer_tokens": 0,
+    "reasoning_tokens": 0,
+    "keepalive_every": 0,
+    "silent_stream_tokens": 0,
+}
 _FLOAT_SETTINGS = ("token_delay", "price_input_per_mtok", "price_output_per_mtok")
 
 
@@ -195,7 +226,37 @@ def context_error_message(
     )
 
 
+def llamacpp_context_error_message(n_prompt_tokens: int, n_ctx: int) -> str:
+    """llama-server's wording for a prompt that leaves no room in the context."""
+    return (
+        f"request ({n_prompt_tokens} tokens) exceeds the available context size ({n_ctx} tokens), "
+        "try increasing it"
+    )
+
+
+def llamacpp_context_error_body(n_prompt_tokens: int, n_ctx: int) -> dict[str, Any]:
+    """llama-server's 400 body for a prompt that leaves no room (prompt tokens >= n_ctx)."""
+    return {
+        "error": {
+            "code": 400,
+            "message": llamacpp_context_error_message(n_prompt_tokens, n_ctx),
+            "type": "exceed_context_size_error",
+            "n_prompt_tokens": n_prompt_tokens,
+            "n_ctx": n_ctx,
+        }
+    }
+
+
 _NESTED_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
+_LLAMACPP_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    500: "server_error",
+    501: "not_supported_error",
+    503: "unavailable_error",
+}
 _FLAT_TYPES = {
     400: "BadRequestError",
     401: "AuthenticationError",
@@ -218,6 +279,9 @@ def error_body(status: int, message: str, style: ErrorBodyStyle = "nested") -> d
     if style == "flat":
         kind = _FLAT_TYPES.get(status, "InternalServerError" if status >= 500 else "APIError")
         return {"object": "error", "message": message, "type": kind, "code": status}
+    if style == "llamacpp":  # format_error_response in llama.cpp's tools/server/server-common.cpp
+        kind = _LLAMACPP_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        return {"error": {"code": status, "message": message, "type": kind}}
     nested = _NESTED_TYPES.get(status, "rate_limit_error" if status == 429 else "server_error")
     if 400 <= status < 500 and status not in _NESTED_TYPES and status != 429:
         nested = "invalid_request_error"
@@ -225,11 +289,19 @@ def error_body(status: int, message: str, style: ErrorBodyStyle = "nested") -> d
 
 
 class _HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = dict(headers or {})
+        self.body = body
+        """A fixed JSON body (else ``error_body`` in the configured style)."""
 
 
 # --------------------------------------------------------------------------- the server
@@ -458,6 +530,59 @@ def _select(reasoning: Sequence[str], content: Sequence[str], limit: int, stops:
     return _Emission(r, c, tokens, finish)
 
 
+_Delta = tuple[Literal["reasoning_content", "content"], str]
+"""One streamed delta: the field and its text."""
+
+
+@dataclass(frozen=True)
+class _Echo:
+    """The prefill as the server sends it back: the reasoning part and the content part."""
+
+    reasoning: str = ""
+    content: str = ""
+
+    @property
+    def chars(self) -> int:
+        return len(self.reasoning) + len(self.content)
+
+
+def _echo(prefill: str, style: str) -> _Echo:
+    """A reasoning parser's view of the prefill (field style), else the prefill as sent."""
+    if style != "field":
+        return _Echo(content=prefill)
+    _, reasoning, answer = split_prefill(prefill)
+    return _Echo(reasoning=reasoning, content=answer)
+
+
+def _with_echo(
+    pieces: Sequence[_Delta], echo: _Echo, mode: EchoPrefillMode
+) -> tuple[list[_Delta], list[_Delta]]:
+    """(deltas sent before the new pieces, the new pieces) with the echo applied.
+
+    "split": the echo goes first in pieces of at most ``ECHO_PIECE_CHARS`` characters.
+    "merged": each part is prepended to the first new delta of its field, or sent alone
+    before the new pieces when there is none. A continued prefill with a content part has
+    a closed reasoning part, so no new reasoning follows it and the order is preserved.
+    """
+    before: list[_Delta] = []
+    out = list(pieces)
+    parts: tuple[_Delta, ...] = (("reasoning_content", echo.reasoning), ("content", echo.content))
+    for name, text in parts:
+        if not text or mode == "off":
+            continue
+        if mode == "split":
+            before.extend(
+                (name, text[i : i + ECHO_PIECE_CHARS]) for i in range(0, len(text), ECHO_PIECE_CHARS)
+            )
+            continue
+        index = next((i for i, (field_name, _) in enumerate(out) if field_name == name), None)
+        if index is None:
+            before.append((name, text))
+        else:
+            out[index] = (name, text + out[index][1])
+    return before, out
+
+
 def _stop_strings(value: Any) -> list[str]:
     if value is None:
         return []
@@ -607,12 +732,14 @@ class _Handler(BaseHTTPRequestHandler):
             "effective_max_tokens": None,
             "prefill_chars": 0,
             "continued": False,
+            "echoed_chars": 0,
             "stream": False,
             "status": None,
             "completion_tokens": 0,
             "finish_reason": None,
             "cached_tokens": 0,
             "fault": None,
+            "silent_stream": False,
         }
         recorded = False
 
@@ -643,7 +770,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._complete(raw, settings, fault, entry, record)
         except _HTTPError as error:
             record(error.status)
-            self._send_error_json(error.status, error.message, settings.error_body, error.headers)
+            if error.body is not None:
+                self._send_json(error.status, error.body, error.headers)
+            else:
+                self._send_error_json(error.status, error.message, settings.error_body, error.headers)
         finally:
             if not recorded:
                 entry["disconnected"] = True
@@ -715,23 +845,40 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = prompt_tokens(messages)
         entry["prompt_tokens"] = prompt
         limit = settings.cap if max_tokens is None else min(max_tokens, settings.cap)
+        silent = False
         context = settings.context_length
         if context:
-            if prompt >= context:
-                raise _HTTPError(400, context_error_message(context, prompt, None))
-            if max_tokens is None:
-                limit = min(settings.cap, context - prompt)
-            elif prompt + max_tokens > context:
-                if settings.overflow == "reject":
+            overflow = settings.overflow
+            if overflow == "llamacpp":
+                # llama.cpp (server-context.cpp) rejects only `n_tokens >= n_ctx`, then stops when full
+                if prompt >= context:
+                    raise _HTTPError(
+                        400,
+                        llamacpp_context_error_message(prompt, context),
+                        body=llamacpp_context_error_body(prompt, context),
+                    )
+                limit = min(limit, context - prompt)
+            elif prompt >= context or (
+                max_tokens is not None and prompt + max_tokens > context and overflow != "clamp"
+            ):
+                if overflow == "silent_stream" and stream:
+                    silent = True
+                    limit = min(limit, settings.silent_stream_tokens)
+                else:
                     raise _HTTPError(
                         400, context_error_message(context, prompt, max_tokens, settings.context_error_style)
                     )
+            else:
                 limit = min(limit, context - prompt)
         entry["effective_max_tokens"] = limit
 
         canonical = canonical_output(messages, model=model, seed=seed, settings=settings)
         plan = plan_continuation(canonical, prefill_text if continued else None)
         emission = _select(plan.reasoning, plan.content, limit, stops)
+        echo = _Echo()
+        if continued and prefill_text and settings.echo_prefill != "off":
+            echo = _echo(prefill_text, canonical.style)
+        entry["echoed_chars"] = echo.chars
         conversation = [[str(m.get("role")), message_text(m)] for m in conversation_messages(messages)]
         key = hashlib.sha256(json.dumps([model, conversation]).encode()).hexdigest()
         cached = self.emulator._cached_tokens(key, prefill_text or "", prompt)
@@ -750,9 +897,10 @@ class _Handler(BaseHTTPRequestHandler):
             usage["completion_tokens_details"] = {"reasoning_tokens": len(emission.reasoning)}
         entry.update(
             completion_tokens=emission.completion_tokens,
-            finish_reason=emission.finish_reason,
+            finish_reason=None if silent else emission.finish_reason,
             cached_tokens=cached,
             plan=plan.mode,
+            silent_stream=silent,
         )
         delay = settings.token_delay
         if fault is not None and fault["type"] == "slow":
@@ -762,11 +910,13 @@ class _Handler(BaseHTTPRequestHandler):
         if stream:
             self._stream(
                 emission,
+                echo,
                 usage,
                 settings,
                 fault,
                 delay,
                 include_usage,
+                silent,
                 response_id,
                 created,
                 model,
@@ -785,9 +935,9 @@ class _Handler(BaseHTTPRequestHandler):
             record(200)
             self._cut()
             return
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(emission.content)}
+        message: dict[str, Any] = {"role": "assistant", "content": echo.content + "".join(emission.content)}
         if canonical.style == "field":
-            message["reasoning_content"] = "".join(emission.reasoning) or None
+            message["reasoning_content"] = echo.reasoning + "".join(emission.reasoning) or None
         payload = {
             "id": response_id,
             "object": "chat.completion",
@@ -811,11 +961,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(
         self,
         emission: _Emission,
+        echo: _Echo,
         usage: dict[str, Any],
         settings: EmulatorSettings,
         fault: dict[str, Any] | None,
         delay: float,
         include_usage: bool,
+        silent: bool,
         response_id: str,
         created: int,
         model: str,
@@ -857,10 +1009,14 @@ class _Handler(BaseHTTPRequestHandler):
                 buffer.clear()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
+        def delta(field_name: str, piece: str) -> bytes:
+            return openers[field_name] + json.dumps(piece, ensure_ascii=False).encode() + closer
+
         buffer.append(chunk({"role": "assistant", "content": ""}))
-        pieces = [("reasoning_content", p) for p in emission.reasoning] + [
-            ("content", p) for p in emission.content
-        ]
+        new: list[_Delta] = [("reasoning_content", p) for p in emission.reasoning]
+        new.extend(("content", p) for p in emission.content)
+        before, pieces = _with_echo(new, echo, settings.echo_prefill)
+        buffer.extend(delta(field_name, piece) for field_name, piece in before)
         kind = fault["type"] if fault else None
         after = int(fault["after_tokens"]) if fault and kind in ("cut", "stall") else -1
         every = settings.keepalive_every
@@ -877,7 +1033,7 @@ class _Handler(BaseHTTPRequestHandler):
             if delay > 0:
                 flush()
                 time.sleep(delay)
-            buffer.append(openers[field_name] + json.dumps(piece, ensure_ascii=False).encode() + closer)
+            buffer.append(delta(field_name, piece))
             if every and (index + 1) % every == 0:
                 buffer.append(b": keep-alive\n\n")
             if len(buffer) >= 64 or delay > 0:
@@ -891,6 +1047,11 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "stall" and after >= len(pieces):
             flush()
             time.sleep(float(fault["seconds"]) if fault else 0.0)
+        if silent:  # a clean end of the body with no finish_reason, no usage, no [DONE]
+            record(200)
+            flush()
+            self.wfile.write(b"0\r\n\r\n")
+            return
         usage_json = json.dumps(usage, separators=(",", ":"))
         if settings.usage_chunk == "last":
             buffer.append(chunk({}, emission.finish_reason, ',"usage":' + usage_json))

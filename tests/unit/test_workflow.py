@@ -214,6 +214,7 @@ def test_finalize_reads_each_chunk_once(store: JobStore, make_services, monkeypa
     result = store.get_result(job)
     assert result is not None
     assert len(result.chunk_durations_ms) == 3
+    assert result.chunk_chars == [1, 1, 1]
     assert store.get_text(result.output_key) == "abc"
 
 

@@ -170,6 +170,7 @@ class JobResult(BaseModel):
     finished_at: datetime
     duration_seconds: float | None
     chunk_durations_ms: list[int]
+    chunk_chars: list[int] = Field(default_factory=list)  # answer characters each chunk added
     execution_arn: str | None = None
 
 

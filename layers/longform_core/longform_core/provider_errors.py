@@ -30,14 +30,14 @@ CONTEXT_ERROR_CODES = frozenset(
         "exceed_context_size_error",
         "context_length_exceeded",
         "context_window_exceeded",
-        "string_above_max_length",
     }
 )
-# a message about the context length / size / window in any of the servers' wordings
+# a message about the context length / size / window in any of the servers' wordings (not a
+# parameter name such as `context_window`: Groq names it in an output-cap error)
 _ABOUT_CONTEXT = re.compile(
-    r"context[ _-]?(?:length|size|window|limit)"
-    r"|maximum (?:model|sequence) length|max_model_len"
-    r"|prompt is too long|input is too long|too many (?:input )?tokens"
+    r"context[ -](?:length|size|window|limit)|context_length_exceeded|context_window_exceeded"
+    r"|maximum (?:model|sequence) length|cannot be greater than max_model_len"
+    r"|prompt is too long|maximum input length"
     r"|`inputs` tokens \+ `max_new_tokens`"
     r"|maximum number of tokens allowed"
     r"|contextwindowexceeded",
@@ -49,9 +49,11 @@ _N = r"(\d[\d,]*)"  # 16384 or 16,384
 _CONTEXT_PATTERNS = [
     re.compile(p, re.IGNORECASE)
     for p in (
-        rf"maximum context length is\s+(?:about\s+)?{_N}",  # OpenAI, vLLM, DeepInfra, Groq, OpenRouter
-        rf"context (?:size|length|window|limit)\s*(?:of|is|:)?\s*\(?{_N}",  # llama.cpp, others
+        rf"maximum context length is\s+(?:about\s+)?{_N}",  # OpenAI, vLLM, DeepSeek, OpenRouter
+        rf"context (?:size|length|window|limit)\s*(?:of|is|:)?\s*(?:only\s+)?\(?{_N}",  # llama.cpp, SGLang
         rf"maximum model length (?:of|is)\s*{_N}",  # vLLM's decoder-prompt check
+        rf"max_model_len\s*=\s*{_N}",  # vLLM >= 0.33
+        rf"maximum input length\s*{_N}",  # DeepInfra
         rf"must be <=\s*{_N}",  # TGI, Together
         rf"tokens\s*>\s*{_N}\s*maximum",  # Anthropic
         rf"model with\s+{_N}\s+maximum context length",  # Mistral
@@ -61,12 +63,16 @@ _CONTEXT_PATTERNS = [
 _PROMPT_PATTERNS = [
     re.compile(p, re.IGNORECASE)
     for p in (
-        rf"{_N}\s*in the messages",
-        rf"request has\s+{_N}\s*input tokens",
-        rf"(?:request|input)\s*\({_N}\s*tokens\)",  # llama.cpp
-        rf"prompt \(length\s*{_N}\)",  # vLLM
+        rf"{_N}\s*in the messages",  # OpenAI, vLLM <= 0.9, DeepSeek
+        rf"request has\s+{_N}\s*input tokens",  # vLLM 0.10-0.17
+        rf"passed\s+{_N}\s*input tokens",  # vLLM 0.17
+        rf"prompt contains\s+(?:at least\s+)?{_N}\s*(?:input\s+)?tokens",  # vLLM >= 0.19, Mistral
+        rf"messages resulted in\s+{_N}\s*tokens",  # OpenAI
+        rf"{_N}\s*of text input",  # OpenRouter
+        rf"(?:request|input)\s*\({_N}\s*tokens\)",  # llama.cpp, SGLang
+        rf"prompt \(length\s*{_N}\)",  # vLLM's decoder-prompt check
+        rf"requested input length\s*{_N}",  # DeepInfra
         rf"given:\s*{_N}\s*`inputs` tokens",  # TGI
-        rf"prompt contains\s+{_N}\s*tokens",  # Mistral
         rf"prompt is too long:\s*{_N}\s*tokens",  # Anthropic
         rf"input token count\s*\({_N}\)",  # Gemini
     )
@@ -75,7 +81,10 @@ _COMPLETION_PATTERNS = [
     re.compile(p, re.IGNORECASE)
     for p in (
         rf"{_N}\s*in the completion",
+        rf"{_N}\s*in the output",
+        rf"requested\s+{_N}\s*output tokens",
         rf"too large:\s*{_N}",
+        rf"max_tokens\s*=\s*{_N}",
         rf"and\s+{_N}\s*`max_new_tokens`",
     )
 ]
@@ -202,5 +211,10 @@ def classify_error(status: int, body: Any, *, retry_after: float | None = None) 
     if status in (408, 409, 425, 429):
         return ProviderRateLimited(message, status=status, retry_after=retry_after)
     if status >= 500:
+        # a 5xx that names the numbers of a context overflow (DeepInfra has answered 500 so, a
+        # wrapper may re-raise a 400 as 500): nothing a retry could change
+        limit = context_limit_of(body, message)
+        if limit is not None and limit.context_length and limit.prompt_tokens is not None:
+            return ContextWindowExceeded(message, limit=limit, status=status)
         return ProviderUnavailable(message, status=status, retry_after=retry_after)
     return ProviderRequestInvalid(message, status=status)

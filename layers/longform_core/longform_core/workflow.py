@@ -471,6 +471,7 @@ def finalize(
         finished_at=finished_at,
         duration_seconds=(finished_at - manifest.started_at).total_seconds() if manifest.started_at else None,
         chunk_durations_ms=[chunk.duration_ms for chunk in chunks],
+        chunk_chars=[len(chunk.text) for chunk in chunks],
         execution_arn=manifest.execution_arn,
     )
     store.write_final(task.job_id, answer=answer, reasoning=reasoning or None, result=result)

@@ -113,6 +113,7 @@ class CloudConfig:
     context_length: int | None = None
     deadline_margin_seconds: float = 30.0
     prefill_style: str = "assistant"
+    provider_stream: bool = True
     # overrides of the template's Lambda timeouts (seconds), e.g. {"GenerateChunkFunction": 5}
     timeouts: dict[str, float] = field(default_factory=dict)
     # Step Functions Retry intervals really sleep; scale them (tests use a tiny factor)
@@ -233,6 +234,7 @@ class LocalCloud:
             "PROVIDER_API_KEY_SECRET_ARN": self.secret_arn or "",
             "DEADLINE_MARGIN_SECONDS": str(self.config.deadline_margin_seconds),
             "PREFILL_STYLE": self.config.prefill_style,
+            "PROVIDER_STREAM": "true" if self.config.provider_stream else "false",
             "POWERTOOLS_SERVICE_NAME": "longform",
             "POWERTOOLS_METRICS_NAMESPACE": "Longform",
             "POWERTOOLS_TRACE_DISABLED": "true",

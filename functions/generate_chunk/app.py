@@ -5,8 +5,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from longform_core.chunk import ChunkTaskInput, generate_chunk
 from longform_core.runtime import get_services
-from longform_core.workflow import ChunkTaskInput, generate_chunk
 
 logger = Logger()
 tracer = Tracer()

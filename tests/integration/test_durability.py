@@ -166,7 +166,9 @@ def test_a_model_that_goes_silent_is_cut_at_the_deadline(make_cloud: CloudFactor
         assert output == expected(request, emulator).answer
         first = cloud.store.get_chunk(result.job_id, 0)
         assert first.finish_reason == "deadline"
-        assert first.completion_tokens == 200
+        # at most the 200 tokens sent before the silence (fewer on a loaded machine, where the
+        # deadline can come first): a test asserts on behaviour, not on this machine's speed
+        assert 0 < first.completion_tokens <= 200
         assert all(not i.timed_out for i in cloud.invocations), [
             (i.function, round(i.duration_seconds, 2)) for i in cloud.invocations
         ]

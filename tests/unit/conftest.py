@@ -11,7 +11,11 @@ from typing import Any
 import boto3
 import pytest
 from cfnlint.decode import cfn_yaml
-from longform_core.job_store import JobKeys, JobResult, JobStore
+from longform_core.config import Settings
+from longform_core.executions import StepFunctionsExecutions
+from longform_core.job_store import JobKeys, JobStore
+from longform_core.models import JobResult
+from longform_core.services import Services
 from moto import mock_aws
 
 REGION = "us-east-1"
@@ -70,6 +74,30 @@ def machine(sfn: Any) -> str:
         "stateMachineArn"
     ]
     return arn
+
+
+class NoProvider:
+    """A provider for use cases that never ask the model (submit, the drop folder, the API)."""
+
+    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> Any:
+        raise AssertionError("this use case never calls the model")
+
+
+@pytest.fixture
+def services(store: JobStore, sfn: Any, machine: str) -> Services:
+    """Services on moto S3 and a pass-through state machine, for the use cases that start jobs."""
+    settings = Settings(
+        jobs_bucket=store.bucket,
+        default_model="default/model",
+        state_machine_arn=machine,
+        api_max_body_bytes=4096,
+    )
+    return Services(
+        settings=settings,
+        store=store,
+        provider=NoProvider(),
+        executions=StepFunctionsExecutions(sfn, machine),
+    )
 
 
 @pytest.fixture(scope="module")

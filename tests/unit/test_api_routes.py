@@ -12,7 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from longform_core import api
-from longform_core.job_store import JobStore, Manifest, utcnow
+from longform_core.job_store import JobStore
+from longform_core.models import Manifest, utcnow
 from longform_core.request import parse_request
 from longform_core.runtime import reset_services
 from longform_core.submit import job_id_for

@@ -11,10 +11,12 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from longform_core import errors
+from longform_core.chunk import ChunkTaskOutput
+from longform_core.models import CONTINUE_FINISHES, FinishReason, LoopFinish
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "statemachine" / "generation.asl.json"
@@ -168,6 +170,25 @@ def test_the_loop_continues_only_while_the_model_was_cut(
     result_path = states[CHUNK_TASK]["ResultPath"]
     data = {"job_id": "j", result_path.removeprefix("$."): {"finish_reason": finish_reason}}
     assert choose(choice, data) == expected
+
+
+def test_the_choice_loops_on_exactly_the_finish_reasons_the_code_says_loop(states: dict[str, Any]) -> None:
+    """Read from the type (models.LoopFinish), not from a second list: the two cannot drift apart."""
+    choice = states[states[CHUNK_TASK]["Next"]]
+    result_path = states[CHUNK_TASK]["ResultPath"].removeprefix("$.")
+    looping = {
+        finish
+        for finish in get_args(FinishReason)
+        if choose(choice, {"job_id": "j", result_path: {"finish_reason": finish}}) == CHUNK_TASK
+    }
+    assert looping == set(get_args(LoopFinish)) == CONTINUE_FINISHES
+    # the Choice compares exactly the field the task returns
+    variables = {rule["Variable"] for rule in choice["Choices"]}
+    assert variables == {f"$.{result_path}.finish_reason"}
+    assert "finish_reason" in ChunkTaskOutput.model_fields
+    # and nothing outside the vocabulary is compared at all
+    compared = {rule["StringEquals"] for rule in choice["Choices"]}
+    assert compared <= set(get_args(FinishReason))
 
 
 def test_finalize_ends_the_execution(states: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from longform_core.continuation import (
     shrink_after_context_error,
 )
 from longform_core.errors import ContextLimit
-from longform_core.job_store import Manifest
+from longform_core.models import CONTINUE_FINISHES, Manifest
 from longform_core.request import parse_request
 
 
@@ -293,7 +293,7 @@ def test_next_step_stop_ends_the_job() -> None:
     assert next_step("stop", manifest(chunks=1), budget(), max_reasoning_only_chunks=8) == ("stop", "stop")
 
 
-@pytest.mark.parametrize("finish", ["length", "deadline", "interrupted"])
+@pytest.mark.parametrize("finish", sorted(CONTINUE_FINISHES))
 def test_next_step_continues(finish: str) -> None:
     assert next_step(finish, manifest(chunks=3), budget(), max_reasoning_only_chunks=8) == (finish, None)
 

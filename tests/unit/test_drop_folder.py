@@ -6,22 +6,17 @@ import json
 from typing import Any
 
 import pytest
-from longform_core.config import Settings
 from longform_core.drop_folder import (
     CreatedObject,
     created_objects,
     handle_event,
     request_name,
 )
+from longform_core.executions import StepFunctionsExecutions
 from longform_core.job_store import JobStore
-from longform_core.workflow import Services
+from longform_core.services import Services
 
 GOOD = {"prompt": "Write a history of tides.", "max_chunks": 5}
-
-
-class NoProvider:
-    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> Any:
-        raise AssertionError("the drop folder never calls the model")
 
 
 class Counter:
@@ -30,17 +25,6 @@ class Counter:
 
     def add_metric(self, name: str, unit: Any, value: float) -> None:
         self.counts[name] = self.counts.get(name, 0) + value
-
-
-@pytest.fixture
-def services(store: JobStore, sfn: Any, machine: str) -> Services:
-    settings = Settings(
-        jobs_bucket=store.bucket,
-        default_model="default/model",
-        state_machine_arn=machine,
-        api_max_body_bytes=4096,
-    )
-    return Services(settings=settings, store=store, provider=NoProvider(), sfn=sfn)
 
 
 def upload(store: JobStore, key: str, body: bytes | str | dict[str, Any]) -> str:
@@ -79,7 +63,8 @@ def drop(services: Services, key: str, body: Any) -> dict[str, Any]:
 
 def executions(services: Services) -> list[dict[str, Any]]:
     arn = services.settings.state_machine_arn
-    return list(services.sfn.list_executions(stateMachineArn=arn)["executions"])
+    sfn = services.require_executions().sfn  # type: ignore[attr-defined]
+    return list(sfn.list_executions(stateMachineArn=arn)["executions"])
 
 
 def keys_under(store: JobStore, prefix: str) -> list[str]:
@@ -260,11 +245,12 @@ def test_a_late_duplicate_of_a_finished_job_starts_nothing(services: Services) -
     manifest.status = "succeeded"
     store.put_manifest(manifest, if_match=etag)
 
-    class NoStart:
-        def start_execution(self, **kwargs: Any) -> Any:
+    class NoStart(StepFunctionsExecutions):
+        def start(self, name: str, input_json: str) -> tuple[str, bool]:
             raise AssertionError("a finished job must not be started again")
 
-    services.sfn = NoStart()
+    executions = services.require_executions()
+    services.executions = NoStart(executions.sfn, executions.state_machine_arn)  # type: ignore[attr-defined]
     second = drop(services, "requests/done.json", GOOD)
     assert second["action"] == "duplicate" and second["job_id"] == first["job_id"]
 
@@ -400,7 +386,7 @@ def test_another_bucket_is_ignored(services: Services) -> None:
 
 
 def test_without_a_state_machine_a_valid_request_is_an_error(services: Services) -> None:
-    services.settings = services.settings.model_copy(update={"state_machine_arn": None})
+    services.executions = None  # a deployment without STATE_MACHINE_ARN builds none
     upload(services.store, "requests/x.json", GOOD)
     with pytest.raises(RuntimeError, match="STATE_MACHINE_ARN"):
         handle_event(eventbridge(services.store, "requests/x.json"), services)

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from longform_core.errors import JobNotFound, JobStateInvalid
-from longform_core.job_store import ChunkRecord, JobKeys, JobStore, Manifest
+from longform_core.job_store import JobKeys, JobStore
+from longform_core.models import ChunkRecord, Manifest
 from longform_core.request import parse_request
 
 from .conftest import make_result

@@ -8,9 +8,13 @@ from typing import Any
 import pytest
 from longform_core.config import Settings
 from longform_core.errors import IdempotencyConflict, RequestInvalid
+from longform_core.executions import StepFunctionsExecutions, execution_arn_for
 from longform_core.job_store import JobStore
 from longform_core.request import parse_request
-from longform_core.submit import execution_arn_for, job_id_for, submit_job
+from longform_core.services import Services
+from longform_core.submit import job_id_for, submit_job
+
+from .conftest import NoProvider
 
 
 @pytest.fixture
@@ -21,9 +25,13 @@ def settings(store: JobStore) -> Settings:
 def submit(
     raw: Any, store: JobStore, sfn: Any, machine: str, settings: Settings, key: str | None = None
 ) -> Any:
-    return submit_job(
-        raw, store=store, sfn=sfn, state_machine_arn=machine, settings=settings, idempotency_key=key
+    services = Services(
+        settings=settings,
+        store=store,
+        provider=NoProvider(),
+        executions=StepFunctionsExecutions(sfn, machine),
     )
+    return submit_job(raw, services, idempotency_key=key)
 
 
 def bucket_keys(store: JobStore) -> list[str]:

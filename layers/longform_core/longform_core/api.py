@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
@@ -35,19 +34,25 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.logging.exceptions import OrphanedChildLoggerError
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
 from .cancel import cancel_job
-from .errors import IdempotencyConflict, JobNotFound, JobStateInvalid, Problem, RequestInvalid
-from .job_store import JobKeys, JobStatus, Manifest
+from .errors import (
+    IdempotencyConflict,
+    JobNotFound,
+    JobStateInvalid,
+    PageTokenInvalid,
+    Problem,
+    RequestInvalid,
+)
+from .job_store import JobKeys
+from .models import JobStatus, Manifest
 from .request import GenerationRequest, parse_request
 from .runtime import get_services
+from .services import MetricsSink, Services
 from .status import JobView, job_view
 from .submit import submit_job
-from .workflow import MetricsSink, Services
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -321,16 +326,7 @@ def create_generation(
     if not body.strip():
         raise RequestInvalid([Problem("(body)", "required: a JSON request with messages or prompt")])
     request: GenerationRequest = parse_request(body)
-    if not svc.settings.state_machine_arn:
-        raise RuntimeError("STATE_MACHINE_ARN is not set")
-    job = submit_job(
-        request,
-        store=svc.store,
-        sfn=svc.sfn,
-        state_machine_arn=svc.settings.state_machine_arn,
-        settings=svc.settings,
-        idempotency_key=idempotency_key,
-    )
+    job = submit_job(request, svc, idempotency_key=idempotency_key)
     _log_job(job.job_id)
     manifest = svc.store.find_manifest(job.job_id)
     status: JobStatus = manifest.status if manifest else "queued"
@@ -368,18 +364,10 @@ def list_generations(
     ] = None,
 ) -> JobList:
     svc = services()
-    if not svc.settings.state_machine_arn or svc.sfn is None:
-        raise RuntimeError("STATE_MACHINE_ARN is not set")
-    kwargs: dict[str, Any] = {"stateMachineArn": svc.settings.state_machine_arn, "maxResults": limit}
-    if next_token:
-        kwargs["nextToken"] = next_token
     try:
-        page = svc.sfn.list_executions(**kwargs)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("InvalidToken", "ValidationException"):
-            raise RequestInvalid([Problem("query.next_token", "not a valid or current page token")]) from exc
-        raise
-    names = [e["name"] for e in page["executions"]]
+        names, following = svc.require_executions().recent(limit, next_token)
+    except PageTokenInvalid as exc:
+        raise RequestInvalid([Problem("query.next_token", str(exc))]) from exc
 
     def view_of(job_id: str) -> JobView | None:
         manifest = svc.store.find_manifest(job_id)
@@ -391,7 +379,7 @@ def list_generations(
     else:
         views = []
     # an execution without a manifest was not started by the submit path: not a job
-    return JobList(items=[v for v in views if v is not None], next_token=page.get("nextToken"))
+    return JobList(items=[v for v in views if v is not None], next_token=following)
 
 
 @app.get(
@@ -449,11 +437,7 @@ def get_output(
     large = rest_bytes > svc.settings.output_inline_max_bytes
     url = None
     if large:
-        url = _presigner().generate_presigned_url(
-            "get_object",
-            Params={"Bucket": svc.store.bucket, "Key": key, "ResponseContentType": MARKDOWN},
-            ExpiresIn=PRESIGNED_URL_SECONDS,
-        )
+        url = svc.store.presigned_url(key, content_type=MARKDOWN, expires_in=PRESIGNED_URL_SECONDS)
     if _wants_markdown():
         headers = {
             "X-Next-Offset": str(next_offset),
@@ -479,18 +463,6 @@ def get_output(
     else:
         page.text = rest
     return Response(status_code=200, content_type=JSON, body=page)
-
-
-_presigner_client: S3Client | None = None
-
-
-def _presigner() -> S3Client:
-    """An S3 client that presigns with SigV4: botocore's default for S3 in us-east-1 is still
-    SigV2, which S3 refuses for objects encrypted with KMS (the jobs bucket's default)."""
-    global _presigner_client
-    if _presigner_client is None:
-        _presigner_client = boto3.client("s3", config=Config(signature_version="s3v4"))
-    return _presigner_client
 
 
 def _wants_markdown() -> bool:

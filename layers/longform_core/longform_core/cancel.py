@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-
 from .errors import JobNotFound, JobStateInvalid
+from .finalize import FinalizeTaskInput, finalize
+from .services import Services
 from .status import JobView, job_view
-from .workflow import FinalizeTaskInput, Services, finalize
 
 MAX_FINALIZE_ATTEMPTS = 3
 
@@ -19,14 +18,8 @@ def cancel_job(job_id: str, services: Services) -> tuple[JobView, bool]:
         raise JobNotFound(f"no job {job_id}")
     if manifest.terminal:
         return job_view(manifest, store.get_result(job_id)), False
-    if manifest.execution_arn and services.sfn is not None:
-        try:
-            services.sfn.stop_execution(
-                executionArn=manifest.execution_arn, error="Cancelled", cause="cancelled on request"
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
-                raise
+    if manifest.execution_arn and services.executions is not None:
+        services.executions.stop(manifest.execution_arn, error="Cancelled", cause="cancelled on request")
     for _ in range(MAX_FINALIZE_ATTEMPTS):
         manifest = store.find_manifest(job_id)
         if manifest is None:

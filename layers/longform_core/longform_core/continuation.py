@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import PrefillStyle, Settings
 from .errors import ContextLimit
-from .job_store import Manifest
+from .models import CONTINUE_FINISHES, FinishReason, Manifest, StopReason
 from .request import GenerationRequest
 
 STOP_FINISHES = frozenset({"stop", "eos", "end_turn", "stop_sequence"})
@@ -142,27 +142,40 @@ def chunk_deadline(now: float, remaining_ms: int, margin_seconds: float) -> floa
     return now + remaining - margin
 
 
-def chunk_finish(provider_finish: str | None, ended_by: str) -> str:
-    """The workflow's finish reason for a chunk: stop | length | deadline | interrupted | other."""
+def chunk_finish(provider_finish: str | None, ended_by: str) -> FinishReason:
+    """The workflow's finish reason for a chunk (the provider's own word stays in the chunk record)."""
     if ended_by == "deadline":
         return "deadline"
-    if ended_by == "interrupted":
+    if ended_by == "interrupted" or provider_finish is None:
         return "interrupted"
     if provider_finish in STOP_FINISHES:
         return "stop"
     if provider_finish in LENGTH_FINISHES:
         return "length"
-    return provider_finish or "interrupted"
+    if provider_finish in ("tool_calls", "function_call"):
+        return "tool_calls"
+    if provider_finish == "content_filter":
+        return "content_filter"
+    return "other"
+
+
+# the stop reason of a chunk whose own finish ends the job
+_ENDING_STOP_REASON: dict[FinishReason, StopReason] = {
+    "stop": "stop",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "reasoning_loop": "reasoning_loop",
+    "context_exhausted": "context_exhausted",
+}
 
 
 def next_step(
-    finish: str, manifest: Manifest, budget: Budget, *, max_reasoning_only_chunks: int
-) -> tuple[str, str | None]:
+    finish: FinishReason, manifest: Manifest, budget: Budget, *, max_reasoning_only_chunks: int
+) -> tuple[FinishReason, StopReason | None]:
     """After a committed chunk: the finish reason to report and the job's stop reason (if it ends)."""
-    if finish == "stop":
-        return "stop", "stop"
-    if finish not in ("length", "deadline", "interrupted"):
-        return finish, finish  # content_filter and the like: the model will not go on
+    if finish not in CONTINUE_FINISHES:
+        # stop, content_filter and the like: the model will not go on
+        return finish, _ENDING_STOP_REASON.get(finish, "other")
     left = output_budget_left(budget, manifest)
     if left is not None and left <= 0:
         return "budget", "max_output_tokens"

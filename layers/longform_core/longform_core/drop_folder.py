@@ -27,22 +27,18 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from .errors import Problem, RequestInvalid
-from .job_store import JobSource, JobStore
+from .job_store import REQUESTS_PREFIX, CappedObject
+from .models import JobSource
 from .request import GenerationRequest, parse_request
+from .services import MetricsSink, Services
 from .submit import job_id_for, submit_job
 
-if TYPE_CHECKING:
-    from .workflow import MetricsSink, Services
-
-REQUESTS_PREFIX = "requests/"
-RESULTS_PREFIX = "results/"
 # extension (lower case) -> how the object's bytes are read
 Kind = Literal["request", "prompt"]
 REQUEST_KINDS: dict[str, Kind] = {".json": "request", ".txt": "prompt", ".md": "prompt"}
@@ -171,36 +167,7 @@ def _etag(value: Any) -> str | None:
 # ---- one object --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Read:
-    key: str
-    size: int
-    etag: str | None
-    data: bytes | None  # None: larger than the cap, not read
-
-
-def _read_capped(store: JobStore, keys: tuple[str, ...], cap: int) -> _Read | None:
-    """The first spelling that exists, reading at most ``cap`` bytes; None when none exists."""
-    for key in keys:
-        try:
-            obj = store.s3.get_object(Bucket=store.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                continue
-            raise
-        body = obj["Body"]
-        try:
-            size = int(obj.get("ContentLength", 0))
-            data = body.read(cap + 1) if size <= cap else None
-        finally:
-            body.close()
-        if data is not None and len(data) > cap:  # ContentLength understated: still capped
-            size, data = len(data), None
-        return _Read(key=key, size=size, etag=_etag(obj.get("ETag")), data=data)
-    return None
-
-
-def _parse(read: _Read, kind: Kind, cap: int) -> GenerationRequest:
+def _parse(read: CappedObject, kind: Kind, cap: int) -> GenerationRequest:
     """The request an object holds, or RequestInvalid naming every problem."""
     if read.data is None:
         raise RequestInvalid([Problem("(body)", f"the object is {read.size} bytes; the limit is {cap}")])
@@ -219,10 +186,6 @@ def idempotency_key(bucket: str, key: str, data: bytes) -> str:
     return f"s3://{bucket}/{key}#sha256={hashlib.sha256(data).hexdigest()}"
 
 
-def error_key(name: str) -> str:
-    return f"{RESULTS_PREFIX}{name}.error.json"
-
-
 def handle_object(obj: CreatedObject, services: Services) -> DropOutcome:
     """Submit the request one object holds, or write its error file. Safe to repeat."""
     store, settings = services.store, services.settings
@@ -236,7 +199,7 @@ def handle_object(obj: CreatedObject, services: Services) -> DropOutcome:
         reason = named[0][1]
         return DropOutcome(key=obj.key, action="ignored", reason=str(reason))
     cap = settings.api_max_body_bytes
-    read = _read_capped(store, candidates, cap)
+    read = store.read_capped(candidates, cap)
     if read is None:
         return DropOutcome(key=obj.key, action="ignored", reason="the object no longer exists")
     parsed = request_name(read.key)
@@ -248,12 +211,12 @@ def handle_object(obj: CreatedObject, services: Services) -> DropOutcome:
     except RequestInvalid as exc:
         # the same bad object delivered twice writes the same file again: nothing harmful
         body: dict[str, Any] = {**exc.to_dict(), "key": read.key, "etag": read.etag}
-        store.write_source_error(name, body)
+        written = store.write_source_error(name, body)
         return DropOutcome(
             key=read.key,
             action="rejected",
             name=name,
-            error_key=error_key(name),
+            error_key=written,
             problems=[p.to_dict() for p in exc.problems],
         )
 
@@ -270,20 +233,14 @@ def handle_object(obj: CreatedObject, services: Services) -> DropOutcome:
             job_id=existing.job_id,
             execution_arn=existing.execution_arn,
         )
-    if services.sfn is None or not settings.state_machine_arn:
-        raise RuntimeError("STATE_MACHINE_ARN is not set: the drop folder cannot start jobs")
     job = submit_job(
         request,
-        store=store,
-        sfn=services.sfn,
-        state_machine_arn=settings.state_machine_arn,
-        settings=settings,
+        services,
         idempotency_key=idem,
         source=JobSource(kind="s3", key=read.key, name=name, etag=read.etag),
     )
     if job.created:
-        # an earlier, bad upload under this name left an error file: it no longer applies
-        store.s3.delete_object(Bucket=store.bucket, Key=error_key(name))
+        store.delete_source_error(name)
     return DropOutcome(
         key=read.key,
         action="started" if job.created else "duplicate",

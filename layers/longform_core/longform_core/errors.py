@@ -52,6 +52,10 @@ class JobNotFound(LongformError):
     """No job with that id exists in the jobs bucket."""
 
 
+class PageTokenInvalid(LongformError):
+    """A listing's page token is malformed or no longer current."""
+
+
 class JobStateInvalid(LongformError):
     """The stored job state is inconsistent and cannot be repaired automatically."""
 

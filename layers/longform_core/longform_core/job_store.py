@@ -24,154 +24,20 @@ not depend on how many chunks came before (3 GETs and 3 PUTs).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-from .echo import EchoVerdict
 from .errors import JobNotFound, JobStateInvalid
-from .reasoning import Phase, ReasoningFormat
+from .models import ChunkRecord, JobResult, JobSource, Manifest, utcnow
 from .request import GenerationRequest
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 else:
     S3Client = Any
-
-JobStatus = Literal["queued", "running", "succeeded", "context_exhausted", "failed", "cancelled"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "context_exhausted", "failed", "cancelled"})
-
-# finish reasons the workflow loops on (see the MoreToGenerate Choice state)
-CONTINUE_FINISHES: frozenset[str] = frozenset({"length", "deadline", "interrupted"})
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class JobSource(BaseModel):
-    """Where a job came from, when that decides where its results go (the S3 drop folder)."""
-
-    kind: Literal["s3"]
-    key: str  # requests/{name}.json
-    name: str  # results/{name}.md, results/{name}.json
-    etag: str | None = None
-
-    def describe(self) -> str:
-        return f"{self.kind}:{self.key}"
-
-
-class Manifest(BaseModel):
-    """Progress of a job and everything the next chunk needs. Constant size."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    job_id: str
-    status: JobStatus = "queued"
-    model: str
-    created_at: datetime = Field(default_factory=utcnow)
-    started_at: datetime | None = None
-    updated_at: datetime = Field(default_factory=utcnow)
-    finished_at: datetime | None = None
-    execution_arn: str | None = None
-    source: JobSource | None = None
-
-    chunks: int = 0
-    # committed lengths (in characters) of output.md / reasoning.md while running
-    answer_chars: int = 0
-    reasoning_chars: int = 0
-    reasoning_format: ReasoningFormat = "none"
-    reasoning_phase: Phase = "start"
-    # a possible partial <think>/</think> tag at the end of the last chunk, not yet filed as
-    # answer or reasoning (at most 8 characters; it goes into the next prefill as written)
-    held_text: str = ""
-    # the blank lines between the think block and the first answer text: part of what the model
-    # wrote (so of the prefill), not of the answer users read
-    answer_lead: str = ""
-    reasoning_only_streak: int = 0
-    # the provider sends the prefill back at the start of its reply (see echo.py); once seen, it
-    # is expected on every chunk of the job
-    prefill_echo: bool = False
-
-    first_prompt_tokens: int | None = None
-    last_prompt_tokens: int | None = None
-    last_completion_tokens: int | None = None
-    prompt_tokens_total: int = 0
-    completion_tokens_total: int = 0
-    cached_tokens_total: int = 0
-    estimated_cost_usd: float | None = None
-    context_length: int | None = None
-    max_tokens_per_request: int | None = None
-    context_retries_total: int = 0
-    provider_attempts_total: int = 0
-
-    last_finish_reason: str | None = None
-    stop_reason: str | None = None
-    error: str | None = None
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-
-class ChunkRecord(BaseModel):
-    """One continuation chunk as stored in ``chunks/{n:06d}.json``."""
-
-    job_id: str
-    index: int
-    text: str
-    text_lead: str = ""  # blank lines before the first answer text, kept out of ``text``
-    reasoning: str = ""
-    finish_reason: str  # internal: stop | length | deadline | interrupted
-    provider_finish_reason: str | None = None
-    max_tokens: int
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    estimated_cost_usd: float | None = None
-    usage_estimated: bool = False
-    model: str | None = None
-    started_at: datetime
-    duration_ms: int
-    ttft_ms: int | None = None
-    attempts: int = 1
-    context_retries: int = 0
-    detail: str | None = None
-    streamed: bool = True
-    echo: EchoVerdict = "none"  # what was decided about a prefill echo (echo.py)
-    echo_stripped_chars: int = 0
-
-
-class JobResult(BaseModel):
-    """``result.json``: the outcome of a job."""
-
-    job_id: str
-    status: JobStatus
-    finish_reason: str | None
-    stop_reason: str | None
-    error: str | None = None
-    model: str
-    chunks: int
-    prompt_tokens: int | None  # of the first request
-    prompt_tokens_total: int
-    output_tokens: int
-    cached_tokens: int
-    estimated_cost_usd: float | None
-    context_length: int | None
-    context_used: float | None = None  # share of (context - first prompt) filled with output
-    output_key: str
-    reasoning_key: str | None
-    output_chars: int
-    reasoning_chars: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime
-    duration_seconds: float | None
-    chunk_durations_ms: list[int]
-    chunk_chars: list[int] = Field(default_factory=list)  # answer characters each chunk added
-    execution_arn: str | None = None
 
 
 class JobKeys:
@@ -190,8 +56,31 @@ class JobKeys:
         return f"{self.prefix}chunks/{index:06d}.json"
 
 
+REQUESTS_PREFIX = "requests/"
+RESULTS_PREFIX = "results/"
+
+
+class ResultKeys:
+    """Object keys of the drop folder's answer to ``requests/{name}.*``."""
+
+    def __init__(self, name: str):
+        self.output = f"{RESULTS_PREFIX}{name}.md"
+        self.result = f"{RESULTS_PREFIX}{name}.json"
+        self.error = f"{RESULTS_PREFIX}{name}.error.json"
+
+
+@dataclass(frozen=True)
+class CappedObject:
+    """An object read up to a size cap (``data`` None: larger than the cap, not read)."""
+
+    key: str
+    size: int
+    etag: str | None
+    data: bytes | None
+
+
 class JobStore:
-    """Typed access to the jobs bucket."""
+    """Typed access to the jobs bucket: every key of it is built here."""
 
     def __init__(self, s3: S3Client, bucket: str):
         self.s3 = s3
@@ -325,12 +214,48 @@ class JobStore:
 
     def write_source_results(self, source: JobSource, *, answer: str, result: JobResult) -> None:
         """The drop folder's answer: ``results/{name}.md`` and ``results/{name}.json``."""
-        self._put(f"results/{source.name}.md", answer.encode(), "text/markdown; charset=utf-8")
-        self._put_json(f"results/{source.name}.json", result)
+        keys = ResultKeys(source.name)
+        self._put(keys.output, answer.encode(), "text/markdown; charset=utf-8")
+        self._put_json(keys.result, result)
 
-    def write_source_error(self, name: str, body: dict[str, Any]) -> None:
+    def write_source_error(self, name: str, body: dict[str, Any]) -> str:
         """``results/{name}.error.json``: every problem of a request that started nothing."""
-        self._put(f"results/{name}.error.json", json.dumps(body, indent=1).encode(), "application/json")
+        key = ResultKeys(name).error
+        self._put(key, json.dumps(body, indent=1).encode(), "application/json")
+        return key
+
+    def delete_source_error(self, name: str) -> None:
+        """An earlier, bad upload under this name left an error file: it no longer applies."""
+        self.s3.delete_object(Bucket=self.bucket, Key=ResultKeys(name).error)
+
+    def read_capped(self, keys: tuple[str, ...], cap: int) -> CappedObject | None:
+        """The first of ``keys`` that exists, reading at most ``cap`` bytes; None when none exists."""
+        for key in keys:
+            try:
+                obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    continue
+                raise
+            body = obj["Body"]
+            try:
+                size = int(obj.get("ContentLength", 0))
+                data = body.read(cap + 1) if size <= cap else None
+            finally:
+                body.close()
+            if data is not None and len(data) > cap:  # ContentLength understated: still capped
+                size, data = len(data), None
+            etag = obj.get("ETag")
+            return CappedObject(key=key, size=size, etag=str(etag).strip('"') if etag else None, data=data)
+        return None
+
+    def presigned_url(self, key: str, *, content_type: str, expires_in: int) -> str:
+        """A presigned GET of one of the bucket's objects."""
+        return self.s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": content_type},
+            ExpiresIn=expires_in,
+        )
 
     def get_text(self, key: str) -> str | None:
         got = self._get(key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .job_store import JobResult
+from .models import JobResult
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient

@@ -132,3 +132,60 @@ def build_prefill(
 
 def clean_reasoning(raw: str) -> str:
     return raw.strip("\r\n")
+
+
+@dataclass(frozen=True)
+class ChunkText:
+    """A chunk's reply filed as answer and reasoning, and where the text stands afterwards."""
+
+    answer: str
+    reasoning: str
+    lead: str  # blank lines between a think block and the first answer text (kept out of answer)
+    reasoning_format: ReasoningFormat
+    phase: Phase
+    held: str
+
+
+def split_chunk(
+    content: str,
+    reasoning_field: str,
+    *,
+    reasoning_format: ReasoningFormat,
+    phase: Phase,
+    held: str,
+    answer_so_far: str,
+    reasoning_so_far: str,
+    final: bool,
+) -> ChunkText:
+    """File one reply (``content`` and any ``reasoning_content``) after the text so far.
+
+    The phase carries over from the previous chunk, so a think block (or a tag) cut between two
+    chunks still closes; ``final`` (no chunk follows) files a held partial tag where it stands.
+    """
+    field_format = reasoning_format == "field" or bool(reasoning_field)
+    splitter = ThinkTagSplitter("answer" if field_format else phase, held=held)
+    splitter.feed(content)
+    split = splitter.finish(final=final)
+    new_answer = split.answer
+    new_reasoning = reasoning_field + split.reasoning
+    fmt: ReasoningFormat
+    new_phase: Phase
+    if field_format:
+        fmt = "field"
+        if new_answer or phase == "answer":
+            new_phase = "answer"
+        elif new_reasoning:
+            new_phase = "reasoning"
+        else:
+            new_phase = phase
+    else:
+        fmt = "inline" if (splitter.saw_tag or reasoning_format == "inline") else "none"
+        new_phase = splitter.phase
+    # output.md is the clean answer at all times: the blank lines between a think block and the
+    # first answer text are kept apart (Manifest.answer_lead), so the running output and the final
+    # one are the same text and a late writer can never put a different version in place
+    lead = ""
+    if new_answer and not answer_so_far and (reasoning_so_far or new_reasoning):
+        clean = new_answer.lstrip("\r\n")
+        lead, new_answer = new_answer[: len(new_answer) - len(clean)], clean
+    return ChunkText(new_answer, new_reasoning, lead, fmt, new_phase, split.held)

@@ -1,4 +1,4 @@
-"""Clients created once per Lambda container (cold start) and reused by every invocation."""
+"""The composition root: clients created once per Lambda container (cold start), reused after."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import threading
 
 import boto3
 import httpx
+from botocore.config import Config
 
 from .config import Settings
+from .executions import StepFunctionsExecutions
 from .job_store import JobStore
 from .notify import CompletionPublisher
 from .provider import ProviderClient
 from .retry import RetryPolicy
-from .workflow import Services
+from .services import Services
 
 _lock = threading.Lock()
 _services: Services | None = None
@@ -47,7 +49,9 @@ def read_api_key(secret_arn: str | None) -> str | None:
 
 def build_services(settings: Settings | None = None) -> Services:
     settings = settings or Settings.from_env()
-    s3 = boto3.client("s3")
+    # SigV4 for every S3 call, presigned URLs included: botocore's default for presigning in
+    # us-east-1 is still SigV2, which S3 refuses for objects encrypted with KMS (the jobs bucket's)
+    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
     http = httpx.Client(limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
     provider = ProviderClient(
         http,
@@ -68,7 +72,11 @@ def build_services(settings: Settings | None = None) -> Services:
         store=JobStore(s3, settings.jobs_bucket),
         provider=provider,
         publisher=publisher,
-        sfn=boto3.client("stepfunctions") if settings.state_machine_arn else None,
+        executions=(
+            StepFunctionsExecutions(boto3.client("stepfunctions"), settings.state_machine_arn)
+            if settings.state_machine_arn
+            else None
+        ),
     )
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from .job_store import JobResult, JobStatus, Manifest
+from .models import JobResult, JobStatus, Manifest
 
 
 class Progress(BaseModel):

@@ -11,20 +11,14 @@ import contextlib
 import hashlib
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from .config import Settings
 from .errors import IdempotencyConflict, JobStateInvalid
-from .job_store import JobSource, JobStore, Manifest
+from .models import JobSource, Manifest
 from .request import GenerationRequest, parse_request
-
-if TYPE_CHECKING:
-    from mypy_boto3_stepfunctions import SFNClient
-else:
-    SFNClient = Any
+from .services import Services
 
 
 class SubmittedJob(BaseModel):
@@ -41,24 +35,19 @@ def job_id_for(idempotency_key: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def execution_arn_for(state_machine_arn: str, name: str) -> str:
-    return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
-
-
 def submit_job(
     raw: Any,
+    services: Services,
     *,
-    store: JobStore,
-    sfn: SFNClient,
-    state_machine_arn: str,
-    settings: Settings,
     idempotency_key: str | None = None,
     source: JobSource | None = None,
 ) -> SubmittedJob:
+    store, settings = services.store, services.settings
+    executions = services.require_executions()
     request = raw if isinstance(raw, GenerationRequest) else parse_request(raw)
     job_id = job_id_for(idempotency_key)
     model = request.model or settings.default_model
-    execution_arn = execution_arn_for(state_machine_arn, job_id)
+    execution_arn = executions.arn_for(job_id)
 
     created = store.put_request(job_id, request, only_if_new=True)
     if not created:
@@ -78,15 +67,7 @@ def submit_job(
         with contextlib.suppress(JobStateInvalid):  # a concurrent duplicate wrote it first
             store.put_manifest(manifest, only_if_new=True)
 
-    try:
-        resp = sfn.start_execution(
-            stateMachineArn=state_machine_arn, name=job_id, input=json.dumps({"job_id": job_id})
-        )
-        execution_arn = resp["executionArn"]
-        # `created` stays "this call wrote the request": on AWS a duplicate StartExecution (same name
-        # and input) of a running execution succeeds and returns the original, so it can't tell
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
-            raise
-        created = False
-    return SubmittedJob(job_id=job_id, execution_arn=execution_arn, created=created, model=model)
+    execution_arn, started = executions.start(job_id, json.dumps({"job_id": job_id}))
+    # `created` stays "this call wrote the request": a duplicate StartExecution of a running
+    # execution succeeds on AWS, so only an already existing name says "duplicate"
+    return SubmittedJob(job_id=job_id, execution_arn=execution_arn, created=created and started, model=model)

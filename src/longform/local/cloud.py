@@ -445,19 +445,15 @@ class LocalCloud:
         return Settings.from_env()
 
     def submit(self, raw: Any, *, idempotency_key: str | None = None) -> Any:
+        from longform_core.runtime import get_services
         from longform_core.submit import submit_job
 
-        return submit_job(
-            raw,
-            store=self.store,
-            sfn=self.sfn,
-            state_machine_arn=self.state_machine_arn,
-            settings=self.settings,
-            idempotency_key=idempotency_key,
-        )
+        return submit_job(raw, get_services(), idempotency_key=idempotency_key)
 
     def execution_arn(self, job_id: str) -> str:
-        return self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
+        from longform_core.executions import execution_arn_for
+
+        return execution_arn_for(self.state_machine_arn, job_id)
 
     def wait(
         self,

@@ -5,19 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from longform_core.chunk import ChunkTaskInput, generate_chunk
 from longform_core.config import Settings
 from longform_core.errors import ContextExhausted, ContextLimit, ContextWindowExceeded, JobStateInvalid
-from longform_core.job_store import JobStore, Manifest
+from longform_core.finalize import FinalizeTaskInput, finalize
+from longform_core.job_store import JobStore
+from longform_core.models import CONTINUE_FINISHES, Manifest
 from longform_core.provider import StreamOutcome
 from longform_core.request import parse_request
+from longform_core.services import Services
 from longform_core.sse import Usage
-from longform_core.workflow import (
-    ChunkTaskInput,
-    FinalizeTaskInput,
-    Services,
-    finalize,
-    generate_chunk,
-)
 
 
 class ScriptedProvider:
@@ -85,7 +82,7 @@ def run(services: Services, job_id: str) -> list[str]:
     for _ in range(50):
         out = generate_chunk(ChunkTaskInput(job_id=job_id), services, remaining_ms=lambda: 60_000)
         finishes.append(out.finish_reason)
-        if out.finish_reason not in ("length", "deadline", "interrupted"):
+        if out.finish_reason not in CONTINUE_FINISHES:
             break
     return finishes
 

@@ -1,0 +1,315 @@
+"""Use case: generate, store and commit the next continuation chunk of a job (the GenerateChunk task).
+
+Inputs and outputs are small pydantic models: text never travels through the state machine.
+The steps: read the job (request, manifest, text so far) -> build the prefill and size the request
+(``continuation.py``) -> ask the provider, shrinking on a context-window error -> strip a prefill
+echo (``echo.py``) -> file the reply as answer and reasoning (``reasoning.py``) -> store the chunk
+record, commit the manifest (``Manifest.record_chunk``), then write the running text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from .continuation import (
+    Budget,
+    build_body,
+    chunk_deadline,
+    chunk_finish,
+    estimate_prompt_tokens,
+    job_budget,
+    next_step,
+    output_budget_left,
+    plan_max_tokens,
+    shrink_after_context_error,
+)
+from .echo import EchoResult, SentPrefill, strip_echo
+from .errors import ContextExhausted, ContextWindowExceeded, JobStateInvalid, ProviderUnavailable
+from .job_store import JobStore
+from .models import (
+    CONTINUE_FINISHES,
+    ChunkRecord,
+    FinishReason,
+    JobId,
+    Manifest,
+    StopReason,
+    TextState,
+    utcnow,
+)
+from .provider import StreamOutcome
+from .reasoning import build_prefill, split_chunk
+from .request import GenerationRequest
+from .services import MetricsSink, Services
+
+# context-window errors one chunk may answer by shrinking: with numbers one or two are enough; a
+# wording without numbers is answered by halving, which needs up to log2(cap) tries
+MAX_CONTEXT_RETRIES = 24
+
+
+class ChunkTaskInput(BaseModel):
+    """What the state machine passes to GenerateChunk: only the job reference."""
+
+    model_config = ConfigDict(extra="ignore")
+    job_id: JobId
+
+
+class ChunkTaskOutput(BaseModel):
+    """What GenerateChunk returns to the state machine (``$.chunk``): small, no text."""
+
+    job_id: str
+    chunk_index: int
+    finish_reason: FinishReason
+    chunks: int
+    output_tokens: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One job as the next chunk sees it."""
+
+    request: GenerationRequest
+    manifest: Manifest
+    etag: str
+    answer_so_far: str
+    reasoning_so_far: str
+    prefill: SentPrefill
+
+
+@dataclass(frozen=True)
+class _Reply:
+    outcome: StreamOutcome
+    max_tokens: int
+    context_retries: int
+    learned_context: int | None
+    echo: EchoResult
+    started_at: datetime
+    duration_ms: int
+
+
+def generate_chunk(
+    task: ChunkTaskInput,
+    services: Services,
+    *,
+    remaining_ms: Callable[[], int],
+    metrics: MetricsSink | None = None,
+) -> ChunkTaskOutput:
+    """Generate, store and commit the next continuation chunk of a job."""
+    store = services.store
+    request = store.get_request(task.job_id)
+    manifest, etag = store.get_manifest(task.job_id)
+    if manifest.terminal:
+        raise JobStateInvalid(f"job {task.job_id} already ended ({manifest.status})")
+    if manifest.stop_reason == "context_exhausted":
+        raise ContextExhausted(f"job {task.job_id}: the context window was already exhausted")
+    if manifest.last_finish_reason is not None and manifest.stop_reason is not None:
+        # a retry after the commit of the job's last chunk: report it again, do nothing
+        return _replay(manifest)
+    job = _read_job(store, request, manifest, etag)
+    budget = job_budget(request, services.settings, manifest)
+    left = output_budget_left(budget, manifest)
+    if left is not None and left <= 0:
+        return _commit_stop_without_chunk(store, job, "max_output_tokens")
+    reply = _ask(services, job, budget, remaining_ms)
+    return _commit(services, job, reply, metrics)
+
+
+def _read_job(store: JobStore, request: GenerationRequest, manifest: Manifest, etag: str) -> _Job:
+    answer_start = request.answer_start()
+    answer_so_far, reasoning_so_far = store.read_running_text(manifest, answer_start=answer_start)
+    if manifest.chunks == 0 and not answer_so_far and answer_start:
+        answer_so_far = answer_start
+    in_reasoning = manifest.reasoning_phase == "reasoning"
+    # the model's own text: the blank lines after its think block are kept out of output.md
+    # (answer_lead) but belong to the prefill
+    answer = manifest.answer_lead + answer_so_far + ("" if in_reasoning else manifest.held_text)
+    reasoning = reasoning_so_far + (manifest.held_text if in_reasoning else "")
+    text = build_prefill(
+        answer=answer,
+        reasoning=reasoning,
+        reasoning_format=manifest.reasoning_format,
+        reasoning_open=in_reasoning,
+    )
+    prefill = SentPrefill(text, reasoning=reasoning, answer=answer)
+    return _Job(request, manifest, etag, answer_so_far, reasoning_so_far, prefill)
+
+
+def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[], int]) -> _Reply:
+    """The provider's reply to the next request, shrunk until it fits the context."""
+    settings, manifest, request = services.settings, job.manifest, job.request
+    prompt_estimate, exact = estimate_prompt_tokens(manifest, request, job.prefill.text)
+    max_tokens = plan_max_tokens(budget, manifest, prompt_tokens=prompt_estimate, prompt_exact=exact)
+    if max_tokens < 1:
+        _record_context(services.store, job, budget.context_length)
+        raise ContextExhausted(
+            f"job {manifest.job_id}: no room left in the {budget.context_length}-token context "
+            f"(prompt ~{prompt_estimate} tokens)"
+        )
+    model = request.model or settings.default_model
+    deadline = chunk_deadline(services.clock(), remaining_ms(), settings.deadline_margin_seconds)
+    started_at, started = utcnow(), services.clock()
+    context_retries, learned_context = 0, manifest.context_length
+    stream = request.stream if request.stream is not None else settings.provider_stream
+    while True:
+        body = build_body(
+            request,
+            model=model,
+            prefill=job.prefill.text,
+            max_tokens=max_tokens,
+            prefill_style=settings.prefill_style,
+        )
+        try:
+            outcome = services.provider.chat(body, deadline=deadline, stream=stream)
+            break
+        except ContextWindowExceeded as exc:
+            context_retries += 1
+            learned_context = exc.limit.context_length or learned_context
+            max_tokens = shrink_after_context_error(
+                exc.limit, sent_max_tokens=max_tokens, estimated_prompt=prompt_estimate if exact else None
+            )
+            if max_tokens < 1 or context_retries > MAX_CONTEXT_RETRIES:
+                _record_context(services.store, job, learned_context)
+                raise ContextExhausted(
+                    f"job {manifest.job_id}: nothing more fits in the context window: {exc}"
+                ) from exc
+    duration_ms = int((services.clock() - started) * 1000)
+    echo = strip_echo(
+        job.prefill,
+        content=outcome.content,
+        reasoning=outcome.reasoning,
+        first_delta=outcome.first_delta,
+        echo_seen=manifest.prefill_echo,
+    )
+    if echo.stripped:
+        outcome = replace(outcome, content=echo.content, reasoning=echo.reasoning)
+    no_new_tokens = outcome.usage is None or not outcome.usage.completion_tokens
+    finish = chunk_finish(outcome.finish_reason, outcome.ended_by)
+    if not outcome.has_text and no_new_tokens and finish == "length":
+        # cut for length before a single new token although max_tokens >= 1: the only limit left
+        # is the context (llama.cpp stops a full context this way, without an error)
+        _record_context(services.store, job, learned_context)
+        raise ContextExhausted(
+            f"job {manifest.job_id}: the provider stopped for length without adding text: the context is full"
+        )
+    return _Reply(outcome, max_tokens, context_retries, learned_context, echo, started_at, duration_ms)
+
+
+def _replay(manifest: Manifest) -> ChunkTaskOutput:
+    return ChunkTaskOutput(
+        job_id=manifest.job_id,
+        chunk_index=max(0, manifest.chunks - 1),
+        finish_reason=manifest.last_finish_reason or "stop",
+        chunks=manifest.chunks,
+        output_tokens=manifest.completion_tokens_total,
+        replayed=True,
+    )
+
+
+def _record_context(store: JobStore, job: _Job, context_length: int | None) -> None:
+    manifest = job.manifest
+    manifest.stop_reason = "context_exhausted"
+    if context_length:
+        manifest.context_length = context_length
+    store.put_manifest(manifest, if_match=job.etag)
+
+
+def _commit_stop_without_chunk(store: JobStore, job: _Job, reason: StopReason) -> ChunkTaskOutput:
+    manifest = job.manifest
+    manifest.last_finish_reason = "budget"
+    manifest.stop_reason = reason
+    store.put_manifest(manifest, if_match=job.etag)
+    return _replay(manifest)
+
+
+def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink | None) -> ChunkTaskOutput:
+    """Store the chunk, commit the manifest, then write the running text."""
+    settings, store, manifest, outcome = services.settings, services.store, job.manifest, reply.outcome
+    finish = chunk_finish(outcome.finish_reason, outcome.ended_by)
+    if not outcome.has_text and finish != "stop":
+        # (a "stop" that adds nothing is a normal end: the answer was already complete)
+        raise ProviderUnavailable("the provider finished without producing any text")
+    text = split_chunk(
+        outcome.content,
+        outcome.reasoning,
+        reasoning_format=manifest.reasoning_format,
+        phase=manifest.reasoning_phase,
+        held=manifest.held_text,
+        answer_so_far=job.answer_so_far,
+        reasoning_so_far=job.reasoning_so_far,
+        final=finish not in CONTINUE_FINISHES,
+    )
+    usage = outcome.usage
+    chunk = ChunkRecord(
+        job_id=manifest.job_id,
+        index=manifest.chunks,
+        text=text.answer,
+        text_lead=text.lead,
+        reasoning=text.reasoning,
+        finish_reason=finish,
+        provider_finish_reason=outcome.finish_reason,
+        max_tokens=reply.max_tokens,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage and usage.completion_tokens else outcome.deltas,
+        cached_tokens=usage.cached_tokens if usage else 0,
+        estimated_cost_usd=usage.estimated_cost if usage else None,
+        usage_estimated=usage is None,
+        model=outcome.model,
+        started_at=reply.started_at,
+        duration_ms=reply.duration_ms,
+        ttft_ms=int(outcome.ttft_seconds * 1000) if outcome.ttft_seconds is not None else None,
+        attempts=outcome.attempts,
+        context_retries=reply.context_retries,
+        detail=outcome.detail,
+        streamed=outcome.streamed,
+        echo=reply.echo.verdict,
+        echo_stripped_chars=reply.echo.stripped_chars,
+    )
+    store.put_chunk(chunk)
+    answer = job.answer_so_far + text.answer
+    reasoning = job.reasoning_so_far + text.reasoning
+    manifest.record_chunk(
+        chunk,
+        TextState(
+            reasoning_format=text.reasoning_format,
+            reasoning_phase=text.phase,
+            held_text=text.held,
+            answer_chars=len(answer),
+            reasoning_chars=len(reasoning),
+        ),
+        learned_context=reply.learned_context,
+        max_tokens_per_request=job.request.max_tokens_per_request or settings.max_tokens_per_request,
+    )
+    budget = job_budget(job.request, settings, manifest)
+    reported, stop_reason = next_step(
+        finish, manifest, budget, max_reasoning_only_chunks=settings.max_reasoning_only_chunks
+    )
+    manifest.last_finish_reason = reported
+    manifest.stop_reason = stop_reason
+    # the commit. Only a committed chunk reaches output.md: a chunk that loses the race with a
+    # cancel (which finalizes the job) fails here and writes nothing more. A crash between the
+    # commit and the write leaves output.md short, which the next reader rebuilds from the chunks.
+    store.put_manifest(manifest, if_match=job.etag)
+    store.write_running_text(manifest.job_id, answer=answer, reasoning=reasoning if reasoning else None)
+    if metrics is not None:
+        _count(metrics, chunk)
+    return ChunkTaskOutput(
+        job_id=manifest.job_id,
+        chunk_index=chunk.index,
+        finish_reason=reported,
+        chunks=manifest.chunks,
+        output_tokens=manifest.completion_tokens_total,
+    )
+
+
+def _count(metrics: MetricsSink, chunk: ChunkRecord) -> None:
+    metrics.add_metric(name="ChunksGenerated", unit="Count", value=1)
+    metrics.add_metric(name="OutputTokens", unit="Count", value=chunk.completion_tokens)
+    metrics.add_metric(name="ChunkDurationMs", unit="Milliseconds", value=chunk.duration_ms)
+    if chunk.context_retries:
+        metrics.add_metric(name="ContextRetries", unit="Count", value=chunk.context_retries)
+    if chunk.finish_reason in ("deadline", "interrupted"):
+        metrics.add_metric(name=f"Chunks{chunk.finish_reason.capitalize()}", unit="Count", value=1)

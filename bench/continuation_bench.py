@@ -38,7 +38,8 @@ import httpx
 
 from longform.emulator.model import count_tokens, prompt_tokens, uncapped_answer
 from longform.emulator.server import EmulatorServer, EmulatorSettings
-from longform.local.cloud import CloudConfig, LocalCloud, quiet_moto_logs
+from longform.local.aws import quiet_moto_logs
+from longform.local.cloud import CloudConfig, LocalCloud
 
 MODEL = "longform/emulated-writer"
 CHUNK_FUNCTION = "GenerateChunkFunction"

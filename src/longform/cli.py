@@ -71,7 +71,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import time
 
-    from longform.local.cloud import CloudConfig, LocalCloud, quiet_moto_logs
+    from longform.local.aws import quiet_moto_logs
+    from longform.local.cloud import CloudConfig, LocalCloud
     from longform.local.runner import RunOptions, provider_for
     from longform.local.serve import LocalApi
 
@@ -101,7 +102,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_drop(args: argparse.Namespace) -> int:
     """The S3 drop folder, locally: upload FILE as requests/{name}{ext}, wait, fetch results/{name}.*."""
-    from longform.local.cloud import BUCKET, CloudConfig, LocalCloud, quiet_moto_logs
+    from longform.local.aws import quiet_moto_logs
+    from longform.local.cloud import BUCKET, CloudConfig, LocalCloud
     from longform.local.runner import RunOptions, provider_for
 
     path = Path(args.file)

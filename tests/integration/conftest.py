@@ -11,7 +11,8 @@ import pytest
 
 from longform.emulator.model import canonical_output
 from longform.emulator.server import EmulatorServer, EmulatorSettings
-from longform.local.cloud import CloudConfig, LocalCloud, quiet_moto_logs
+from longform.local.aws import quiet_moto_logs
+from longform.local.cloud import CloudConfig, LocalCloud
 
 WRITER = "longform/emulated-writer"
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 from longform_core.submit import job_id_for
 
-from longform.local.cloud import LocalCloud, LocalLambdaContext
+from longform.local.cloud import LocalCloud
 from tests.apigw import api_event, body_of, header
 
 from .conftest import CloudFactory, expected
@@ -27,8 +27,7 @@ def prompt(tokens: int, topic: str = "tide clocks") -> str:
 
 def call(cloud: LocalCloud, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
     """One request through the deployed handler, as API Gateway's proxy integration invokes it."""
-    context = LocalLambdaContext(cloud.specs[API], cloud.timeout_for(API))
-    response: dict[str, Any] = cloud._handlers[API](api_event(method, path, **kwargs), context)
+    response: dict[str, Any] = cloud.invoke(API, api_event(method, path, **kwargs))
     return response
 
 

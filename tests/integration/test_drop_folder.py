@@ -18,7 +18,8 @@ import pytest
 from longform_core.cancel import cancel_job
 from longform_core.runtime import get_services
 
-from longform.local.cloud import BUCKET, REGION, LocalCloud
+from longform.local.aws import REGION
+from longform.local.cloud import BUCKET, LocalCloud
 
 from .conftest import CloudFactory, expected
 
@@ -164,7 +165,7 @@ def test_duplicate_deliveries_and_reuploads(cloud: LocalCloud, emulator) -> None
     # EventBridge delivers at least once: the very same event again
     (delivery,) = cloud.deliveries
     arn = f"arn:aws:lambda:{REGION}:123456789012:function:DropFolderFunction"
-    cloud._invoke_async(arn, delivery.event)
+    cloud.invoke_async(arn, delivery.event)
     cloud.wait_async()
     assert cloud.deliveries[-1].response["outcomes"][0]["action"] == "duplicate"
     # the same bytes uploaded again (a new version, a new event): still the same job

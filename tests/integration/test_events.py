@@ -12,7 +12,7 @@ from longform_core.models import Manifest
 from longform_core.request import parse_request
 from longform_core.submit import job_id_for
 
-from longform.local.cloud import BUCKET, LocalCloud, LocalLambdaContext
+from longform.local.cloud import BUCKET, LocalCloud
 
 from .conftest import CloudFactory, expected
 
@@ -33,8 +33,7 @@ def seed(cloud: LocalCloud) -> None:
 
 
 def invoke(cloud: LocalCloud, function: str, event: dict[str, Any]) -> Any:
-    context = LocalLambdaContext(cloud.specs[function], cloud.timeout_for(function))
-    return cloud._handlers[function](event, context)
+    return cloud.invoke(function, event)
 
 
 def test_every_event_file_is_used() -> None:

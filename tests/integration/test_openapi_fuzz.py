@@ -17,7 +17,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from longform.local.cloud import CloudConfig, LocalCloud, quiet_moto_logs
+from longform.local.aws import quiet_moto_logs
+from longform.local.cloud import CloudConfig, LocalCloud
 from longform.local.serve import LocalApi
 
 pytestmark = pytest.mark.integration

@@ -10,13 +10,14 @@ from typing import Any
 
 import boto3
 import pytest
-from cfnlint.decode import cfn_yaml
 from longform_core.config import Settings
 from longform_core.executions import StepFunctionsExecutions
 from longform_core.job_store import JobKeys, JobStore
 from longform_core.models import JobResult
 from longform_core.services import Services
 from moto import mock_aws
+
+from longform.local.template import load_template
 
 REGION = "us-east-1"
 BUCKET = "longform-jobs-test"
@@ -102,12 +103,9 @@ def services(store: JobStore, sfn: Any, machine: str) -> Services:
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    # cfn_yaml understands the short tags (!Ref, !GetAtt, !Sub, !If ...); the JSON round trip turns
-    # its node classes into plain dicts and lists.
-    loaded: dict[str, Any] = json.loads(
-        json.dumps(cfn_yaml.load(str(Path(__file__).resolve().parents[2] / "template.yaml")))
-    )
-    return loaded
+    # the one template loader (the local cloud's): short tags (!Ref, !GetAtt, !Sub, !If ...) as the
+    # long forms ({"Ref": ...}, {"Fn::GetAtt": [...]}, ...)
+    return load_template(Path(__file__).resolve().parents[2] / "template.yaml")
 
 
 def make_result(job_id: str, **overrides: Any) -> JobResult:

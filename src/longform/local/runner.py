@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cloud import BUCKET, CloudConfig, LocalCloud, quiet_moto_logs
+from longform_core.config import DEEPINFRA_BASE_URL
+from longform_core.config import DEFAULT_MODEL as DEEPINFRA_DEFAULT_MODEL
 
-DEEPINFRA_BASE_URL = "https://api.deepinfra.com/v1/openai"
-DEEPINFRA_DEFAULT_MODEL = "deepseek-ai/DeepSeek-V3.2"
+from .aws import quiet_moto_logs
+from .cloud import BUCKET, CloudConfig, LocalCloud
+
 EMULATOR_MODEL = "longform/emulated-writer"
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .cloud import LocalCloud, LocalLambdaContext
+from .apigw import api_event
+from .cloud import LocalCloud
 
 API_FUNCTION = "ApiFunction"
 STAGE = "local"
@@ -25,38 +25,22 @@ TEXT_TYPES = ("application/json", "text/", "application/problem+json")
 
 
 def proxy_event(method: str, target: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
-    """An API Gateway REST API (v1) proxy event, as the Lambda integration would deliver it."""
+    """An HTTP request on loopback as the API Gateway REST API (v1) proxy event it would become."""
     parts = urlsplit(target)
-    query = parse_qs(parts.query, keep_blank_values=True)
     text_body = not body or _is_text(headers.get("content-type", "application/json"))
-    now = datetime.now(UTC)
-    return {
-        "resource": parts.path,
-        "path": parts.path,
-        "httpMethod": method,
-        "headers": dict(headers),
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
-        "multiValueQueryStringParameters": query or None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": parts.path,
-            "httpMethod": method,
-            "path": f"/{STAGE}{parts.path}",
-            "stage": STAGE,
-            "requestId": str(uuid.uuid4()),
-            "requestTimeEpoch": int(now.timestamp() * 1000),
-            "protocol": "HTTP/1.1",
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent", "")},
-            "accountId": "123456789012",
-            "apiId": "local",
-        },
-        "body": (body.decode("utf-8", "replace") if text_body else base64.b64encode(body).decode())
-        if body
-        else None,
-        "isBase64Encoded": bool(body) and not text_body,
-    }
+    return api_event(
+        method,
+        parts.path,
+        body=body or None,
+        headers=headers,
+        query=parse_qs(parts.query, keep_blank_values=True),
+        base64_body=not text_body,
+        stage=STAGE,
+        domain="127.0.0.1",
+        identity={"sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent", "")},
+        default_headers=False,
+        request_time_ms=int(datetime.now(UTC).timestamp() * 1000),
+    )
 
 
 def _is_text(content_type: str) -> bool:
@@ -112,10 +96,8 @@ class LocalApi:
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         event = proxy_event(method, target, headers, body)
-        spec = self.cloud.specs[API_FUNCTION]
-        context = LocalLambdaContext(spec, self.cloud.timeout_for(API_FUNCTION))
         try:
-            result = self.cloud._handlers[API_FUNCTION](event, context)
+            result = self.cloud.invoke(API_FUNCTION, event)
         except Exception as exc:  # the real integration answers 502 for a crashed function
             payload = json.dumps({"message": "Internal server error", "error": type(exc).__name__}).encode()
             return 502, {"Content-Type": "application/json"}, payload

@@ -129,3 +129,43 @@ def event_rules(template: dict[str, Any]) -> list[EventRuleSpec]:
         if targets and isinstance(props.get("EventPattern"), dict):
             rules.append(EventRuleSpec(logical_id, props["EventPattern"], targets))
     return rules
+
+
+def function_environment(
+    template: dict[str, Any], *, refs: dict[str, str], parameters: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The functions' environment as the template sets it: Globals plus every function's own.
+
+    ``!Ref`` of a parameter resolves to ``parameters`` or else the parameter's ``Default``; ``!Ref``
+    of a resource to ``refs``. A variable whose value cannot be resolved here is left out.
+    """
+    params = template.get("Parameters") or {}
+    given = parameters or {}
+    globals_fn = (template.get("Globals") or {}).get("Function") or {}
+    blocks = [((globals_fn.get("Environment") or {}).get("Variables") or {})]
+    for res in (template.get("Resources") or {}).values():
+        if res.get("Type") == "AWS::Serverless::Function":
+            blocks.append(((res.get("Properties") or {}).get("Environment") or {}).get("Variables") or {})
+    env: dict[str, str] = {}
+    for block in blocks:
+        for name, value in block.items():
+            resolved = _env_value(value, params, given, refs)
+            if resolved is not None:
+                env[name] = resolved
+    return env
+
+
+def _env_value(value: Any, params: dict[str, Any], given: dict[str, str], refs: dict[str, str]) -> str | None:
+    if not isinstance(value, dict):
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    if set(value) != {"Ref"}:
+        return None
+    name = value["Ref"]
+    if name in given:
+        return given[name]
+    if name in refs:
+        return refs[name]
+    param = params.get(name)
+    if isinstance(param, dict) and "Default" in param:
+        return str(param["Default"])
+    return None

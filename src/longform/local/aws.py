@@ -1,0 +1,108 @@
+"""moto as the local AWS: fake credentials, the mocks, and the two seams longform needs.
+
+- ``LambdaSimpleBackend.invoke`` is where moto's Step Functions interpreter (and ``Invoke``)
+  hands a Lambda invocation over: it goes to ``on_invoke``, the in-process Lambda runtime.
+- moto's EventBridge rules deliver to SQS, logs and buses only: their Lambda targets go to
+  ``on_async_invoke`` instead (Lambda's asynchronous invocation).
+- Step Functions ``Retry`` intervals really sleep in moto's retrier: they can be scaled down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from unittest import mock
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # moto's fake credentials
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+# (function name or ARN, request body, response headers to fill) -> response payload bytes
+InvokeSeam = Callable[[str, Any, dict[str, Any]], bytes]
+AsyncInvokeSeam = Callable[[str, dict[str, Any]], None]
+
+
+class _ScaledTime:
+    """Stands in for the ``time`` module inside moto's retrier so Retry waits can be shortened."""
+
+    def __init__(self, scale: float):
+        self._scale = scale
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds * self._scale))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def start_moto(
+    stack: contextlib.ExitStack,
+    *,
+    on_invoke: InvokeSeam,
+    on_async_invoke: AsyncInvokeSeam,
+    retry_sleep_scale: float = 1.0,
+) -> None:
+    """Enter moto (with Step Functions executing) and its seams on ``stack``."""
+    from moto import mock_aws
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.events.models import Rule
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    stack.enter_context(mock.patch.dict(os.environ, FAKE_CREDENTIALS))
+    stack.enter_context(
+        mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
+    )
+
+    def invoke(
+        backend: Any,
+        function_name: str,
+        qualifier: str | None,
+        body: Any,
+        headers: Any,
+        response_headers: Any,
+    ) -> bytes:
+        return on_invoke(function_name, body, response_headers)
+
+    stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", invoke))
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
+        functions = [t for t in rule.targets if ":lambda:" in t["Arn"] and ":function:" in t["Arn"]]
+        if len(functions) < len(rule.targets):  # moto raises on the Lambda targets: spare it those
+            others = copy.copy(rule)
+            others.targets = [t for t in rule.targets if t not in functions]
+            original(others, event, transform_input)
+        if rule.state != "ENABLED" or not rule.event_pattern.matches_event(event):
+            return
+        for target in functions:
+            on_async_invoke(target["Arn"], json.loads(json.dumps(event, default=str)))
+
+    stack.enter_context(mock.patch.object(Rule, "send_to_targets", send_to_targets))
+    if retry_sleep_scale != 1.0:
+        stack.enter_context(mock.patch.object(retrier_decl, "time", _ScaledTime(retry_sleep_scale)))
+
+
+@contextlib.contextmanager
+def quiet_moto_logs() -> Iterator[None]:
+    noisy = [logging.getLogger(n) for n in ("moto", "botocore", "urllib3")]
+    levels = [lg.level for lg in noisy]
+    for lg in noisy:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(noisy, levels, strict=True):
+            lg.setLevel(level)

@@ -14,14 +14,10 @@ import httpx
 import pytest
 
 from longform.emulator import cli
+from longform.emulator.errors import context_error_message, error_body
 from longform.emulator.model import canonical_output, prompt_tokens, tokenize, uncapped_answer
-from longform.emulator.server import (
-    ECHO_PIECE_CHARS,
-    EmulatorServer,
-    EmulatorSettings,
-    context_error_message,
-    error_body,
-)
+from longform.emulator.server import EmulatorServer, EmulatorSettings
+from longform.emulator.settings import ECHO_PIECE_CHARS
 
 PROMPT = (
     "Write a guide to building dry stone walls [emulator answer_tokens=300] [emulator reasoning_tokens=40]"

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from longform.emulator import cli
+from longform.emulator.errors import context_error_message
 from longform.emulator.model import (
     canonical_output,
     count_tokens,
@@ -24,7 +25,7 @@ from longform.emulator.model import (
     prompt_tokens,
     uncapped_answer,
 )
-from longform.emulator.server import EmulatorServer, EmulatorSettings, context_error_message
+from longform.emulator.server import EmulatorServer, EmulatorSettings
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PROMPT = (

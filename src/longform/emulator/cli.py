@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from typing import Any, get_args
 
 from longform.emulator.model import ReasoningMode
-from longform.emulator.server import (
+from longform.emulator.server import EmulatorServer
+from longform.emulator.settings import (
     ContextErrorStyle,
     EchoPrefillMode,
-    EmulatorServer,
     EmulatorSettings,
     ErrorBodyStyle,
     OverflowMode,
@@ -41,11 +41,17 @@ _SETTING_OPTIONS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the emulator options to ``parser``."""
-    defaults = EmulatorSettings()
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument(
         "--port", type=int, default=8765, help="port (default: %(default)s; 0 = any free port)"
     )
+    _add_generation_options(parser)
+    _add_reply_options(parser)
+
+
+def _add_generation_options(parser: argparse.ArgumentParser) -> None:
+    """What is generated: lengths, reasoning, speed."""
+    defaults = EmulatorSettings()
     parser.add_argument("--cap", type=int, help=f"per-request output cap in tokens (default: {defaults.cap})")
     parser.add_argument(
         "--context-length",
@@ -68,6 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reasoning style; auto = by model name: *think* inline, *reason* field (default: auto)",
     )
     parser.add_argument("--token-delay", type=float, help="seconds per streamed token (default: 0)")
+
+
+def _add_reply_options(parser: argparse.ArgumentParser) -> None:
+    """How the server answers: overflow, errors, streaming, prefill, auth, logging."""
     parser.add_argument(
         "--overflow",
         choices=get_args(OverflowMode),

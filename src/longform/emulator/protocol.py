@@ -1,0 +1,381 @@
+"""A chat-completions request validated and its reply planned, with no HTTP I/O.
+
+``plan_reply`` turns a request body into a ``ReplyPlan`` (what to send: the tokens, the
+echoed prefill, usage, finish reason, the fault to apply) or an ``ErrorReply`` (see
+``longform.emulator.errors``). ``longform.emulator.sse`` renders a plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from longform.emulator.errors import (
+    PREFILL_REJECTED_MESSAGE,
+    PREFILL_WHITESPACE_MESSAGE,
+    ErrorReply,
+    Rejected,
+    context_error_message,
+    llamacpp_context_error_body,
+    llamacpp_context_error_message,
+)
+from longform.emulator.model import (
+    Style,
+    canonical_output,
+    conversation_messages,
+    message_text,
+    plan_continuation,
+    prompt_tokens,
+    split_prefill,
+)
+from longform.emulator.settings import (
+    ECHO_PIECE_CHARS,
+    EchoPrefillMode,
+    EmulatorSettings,
+    Fault,
+    UsageChunkMode,
+    is_int,
+)
+
+__all__ = ["CachedTokens", "Delta", "Echo", "Emission", "ReplyPlan", "plan_reply"]
+
+CachedTokens = Callable[[str, str, int], int]
+"""(conversation key, prefill, prompt tokens) -> cached prompt tokens; remembers the request."""
+
+
+# --------------------------------------------------------------------------- what is emitted
+
+
+@dataclass(frozen=True)
+class Emission:
+    """The new tokens sent (reasoning, then content) and why generation ended."""
+
+    reasoning: tuple[str, ...]
+    content: tuple[str, ...]
+    completion_tokens: int
+    finish_reason: str
+
+
+def _select(reasoning: Sequence[str], content: Sequence[str], limit: int, stops: Sequence[str]) -> Emission:
+    """Up to ``limit`` pieces (reasoning first), cut before the first stop string in the content."""
+    total = len(reasoning) + len(content)
+    n = min(limit, total)
+    r = tuple(reasoning[:n])
+    c = tuple(content[: max(0, n - len(r))])
+    finish = "stop" if n == total else "length"
+    tokens = len(r) + len(c)
+    if stops and c:
+        text = "".join(c)
+        hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+        if hits:
+            at = min(hits)
+            position = 0
+            for index, piece in enumerate(c):
+                if position + len(piece) > at:
+                    head = piece[: at - position]
+                    c = c[:index] + ((head,) if head else ())
+                    tokens = len(r) + index + 1  # the token holding the stop string was generated
+                    break
+                position += len(piece)
+            finish = "stop"
+    return Emission(r, c, tokens, finish)
+
+
+Delta = tuple[Literal["reasoning_content", "content"], str]
+"""One streamed delta: the field and its text."""
+
+
+@dataclass(frozen=True)
+class Echo:
+    """The prefill as the server sends it back: the reasoning part and the content part."""
+
+    reasoning: str = ""
+    content: str = ""
+
+    @property
+    def chars(self) -> int:
+        return len(self.reasoning) + len(self.content)
+
+
+def _echo(prefill: str, style: str) -> Echo:
+    """A reasoning parser's view of the prefill (field style), else the prefill as sent."""
+    if style != "field":
+        return Echo(content=prefill)
+    _, reasoning, answer = split_prefill(prefill)
+    return Echo(reasoning=reasoning, content=answer)
+
+
+def _with_echo(pieces: Sequence[Delta], echo: Echo, mode: EchoPrefillMode) -> tuple[list[Delta], list[Delta]]:
+    """(deltas sent before the new pieces, the new pieces) with the echo applied.
+
+    "split": the echo goes first in pieces of at most ``ECHO_PIECE_CHARS`` characters.
+    "merged": each part is prepended to the first new delta of its field, or sent alone
+    before the new pieces when there is none. A continued prefill with a content part has
+    a closed reasoning part, so no new reasoning follows it and the order is preserved.
+    """
+    before: list[Delta] = []
+    out = list(pieces)
+    parts: tuple[Delta, ...] = (("reasoning_content", echo.reasoning), ("content", echo.content))
+    for name, text in parts:
+        if not text or mode == "off":
+            continue
+        if mode == "split":
+            before.extend(
+                (name, text[i : i + ECHO_PIECE_CHARS]) for i in range(0, len(text), ECHO_PIECE_CHARS)
+            )
+            continue
+        index = next((i for i, (field_name, _) in enumerate(out) if field_name == name), None)
+        if index is None:
+            before.append((name, text))
+        else:
+            out[index] = (name, text + out[index][1])
+    return before, out
+
+
+def _stop_strings(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return [s for s in value if s]
+    raise Rejected(400, "invalid request: 'stop' must be a string or a list of strings")
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class ReplyPlan:
+    """Everything the reply to a valid chat request is made of (rendered by ``sse``)."""
+
+    model: str
+    response_id: str
+    created: int
+    stream: bool
+    include_usage: bool
+    emission: Emission
+    echo: Echo
+    style: Style
+    """The reasoning style of the canonical output ("field": a ``reasoning_content`` field)."""
+    usage: dict[str, Any]
+    silent: bool
+    """overflow="silent_stream": end the stream cleanly with no finish, usage or [DONE]."""
+    fault: Fault | None
+    """The fault to apply while sending ("cut", "stall", "slow"), if any."""
+    delay: float
+    """Seconds per emitted token."""
+    echo_mode: EchoPrefillMode
+    usage_chunk: UsageChunkMode
+    keepalive_every: int
+
+    @property
+    def finish_reason(self) -> str:
+        return self.emission.finish_reason
+
+    def deltas(self) -> tuple[list[Delta], list[Delta]]:
+        """(deltas sent before the new tokens, one delta per new token), the echo applied."""
+        new: list[Delta] = [("reasoning_content", p) for p in self.emission.reasoning]
+        new.extend(("content", p) for p in self.emission.content)
+        return _with_echo(new, self.echo, self.echo_mode)
+
+
+@dataclass(frozen=True)
+class _Request:
+    body: dict[str, Any]
+    messages: list[dict[str, Any]]
+    model: str
+    max_tokens: int | None
+    seed: int | None
+    stream: bool
+    include_usage: bool
+    stops: list[str]
+
+
+def plan_reply(
+    raw: bytes,
+    settings: EmulatorSettings,
+    fault: Fault | None,
+    cached_tokens: CachedTokens,
+    log: MutableMapping[str, Any],
+) -> ReplyPlan | ErrorReply:
+    """Validate a chat request body and plan the reply, or the error to answer with.
+
+    ``log`` (the request's log entry) gets the fields learnt on the way, also when the
+    request is rejected."""
+    try:
+        return _plan(raw, settings, fault, cached_tokens, log)
+    except Rejected as rejected:
+        return rejected.reply
+
+
+def _plan(
+    raw: bytes,
+    settings: EmulatorSettings,
+    fault: Fault | None,
+    cached_tokens: CachedTokens,
+    log: MutableMapping[str, Any],
+) -> ReplyPlan:
+    request = _parse(raw)
+    messages = request.messages
+    log.update(
+        model=request.model, messages=len(messages), max_tokens=request.max_tokens, stream=request.stream
+    )
+    prefill, continued = _prefill(request, settings)
+    log.update(prefill_chars=len(prefill or ""), continued=continued)
+    prompt = prompt_tokens(messages)
+    log["prompt_tokens"] = prompt
+    limit, silent = _limit(request, prompt, settings)
+    log["effective_max_tokens"] = limit
+    canonical = canonical_output(messages, model=request.model, seed=request.seed, settings=settings)
+    plan = plan_continuation(canonical, prefill if continued else None)
+    emission = _select(plan.reasoning, plan.content, limit, request.stops)
+    echo = Echo()
+    if continued and prefill and settings.echo_prefill != "off":
+        echo = _echo(prefill, canonical.style)
+    log["echoed_chars"] = echo.chars
+    cached = cached_tokens(_conversation_key(request), prefill or "", prompt)
+    log.update(
+        completion_tokens=emission.completion_tokens,
+        finish_reason=None if silent else emission.finish_reason,
+        cached_tokens=cached,
+        plan=plan.mode,
+        silent_stream=silent,
+    )
+    delay = settings.token_delay
+    if fault is not None and fault["type"] == "slow":
+        delay = float(fault["token_delay"])
+    return ReplyPlan(
+        model=request.model,
+        response_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        created=int(time.time()),
+        stream=request.stream,
+        include_usage=request.include_usage,
+        emission=emission,
+        echo=echo,
+        style=canonical.style,
+        usage=_usage(prompt, emission, cached, canonical.style, settings),
+        silent=silent,
+        fault=fault,
+        delay=delay,
+        echo_mode=settings.echo_prefill,
+        usage_chunk=settings.usage_chunk,
+        keepalive_every=settings.keepalive_every,
+    )
+
+
+def _parse(raw: bytes) -> _Request:
+    try:
+        body = json.loads(raw)
+    except ValueError as error:
+        raise Rejected(400, f"invalid request: body is not valid JSON ({error})") from None
+    if not isinstance(body, dict):
+        raise Rejected(400, "invalid request: the body must be a JSON object")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise Rejected(400, "invalid request: 'messages' must be a non-empty list")
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise Rejected(400, "invalid request: every message needs a string 'role'")
+        if not isinstance(m.get("content"), str | list | None):
+            raise Rejected(400, "invalid request: message 'content' must be a string, a list or null")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise Rejected(400, "invalid request: 'model' must be a non-empty string")
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_completion_tokens")
+    if max_tokens is not None and (not is_int(max_tokens) or max_tokens < 1):
+        raise Rejected(400, "invalid request: 'max_tokens' must be an integer >= 1 or null")
+    seed = body.get("seed")
+    if seed is not None and not is_int(seed):
+        raise Rejected(400, "invalid request: 'seed' must be an integer")
+    stream_options = body.get("stream_options")
+    return _Request(
+        body=body,
+        messages=messages,
+        model=model,
+        max_tokens=max_tokens,
+        seed=seed,
+        stream=body.get("stream") is True,
+        include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
+        stops=_stop_strings(body.get("stop")),
+    )
+
+
+def _prefill(request: _Request, settings: EmulatorSettings) -> tuple[str | None, bool]:
+    """(the prefill: the text of a final assistant message, whether it is continued)."""
+    last = request.messages[-1]
+    prefill = message_text(last) if last.get("role") == "assistant" else None
+    if prefill is None:
+        return None, False
+    body = request.body
+    style = settings.prefill_style
+    if style == "reject":
+        raise Rejected(400, PREFILL_REJECTED_MESSAGE)
+    if style == "vllm":
+        if body.get("continue_final_message") is True and body.get("add_generation_prompt") is True:
+            raise Rejected(
+                400, "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
+            )
+        continued = body.get("continue_final_message") is True
+    elif style == "prefix":
+        continued = last.get("prefix") is True
+    else:
+        continued = style == "assistant"
+    if continued and settings.reject_trailing_whitespace_prefill and prefill[-1:].isspace():
+        raise Rejected(400, PREFILL_WHITESPACE_MESSAGE)
+    return prefill, continued
+
+
+def _limit(request: _Request, prompt: int, settings: EmulatorSettings) -> tuple[int, bool]:
+    """(the most tokens to generate, whether the stream ends silently), or the overflow error."""
+    max_tokens = request.max_tokens
+    limit = settings.cap if max_tokens is None else min(max_tokens, settings.cap)
+    context = settings.context_length
+    if not context:
+        return limit, False
+    overflow = settings.overflow
+    if overflow == "llamacpp":
+        # llama.cpp (server-context.cpp) rejects only `n_tokens >= n_ctx`, then stops when full
+        if prompt >= context:
+            message = llamacpp_context_error_message(prompt, context)
+            raise Rejected(400, message, body=llamacpp_context_error_body(prompt, context))
+        return min(limit, context - prompt), False
+    if prompt >= context or (
+        max_tokens is not None and prompt + max_tokens > context and overflow != "clamp"
+    ):
+        if overflow == "silent_stream" and request.stream:
+            return min(limit, settings.silent_stream_tokens), True
+        message = context_error_message(context, prompt, max_tokens, settings.context_error_style)
+        raise Rejected(400, message)
+    return min(limit, context - prompt), False
+
+
+def _conversation_key(request: _Request) -> str:
+    """The prefix cache's key: the model and the conversation before any prefill."""
+    conversation = [[str(m.get("role")), message_text(m)] for m in conversation_messages(request.messages)]
+    return hashlib.sha256(json.dumps([request.model, conversation]).encode()).hexdigest()
+
+
+def _usage(
+    prompt: int, emission: Emission, cached: int, style: Style, settings: EmulatorSettings
+) -> dict[str, Any]:
+    cost = (
+        prompt * settings.price_input_per_mtok + emission.completion_tokens * settings.price_output_per_mtok
+    ) / 1e6
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": emission.completion_tokens,
+        "total_tokens": prompt + emission.completion_tokens,
+        "estimated_cost": round(cost, 8),
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+    if style != "none":
+        usage["completion_tokens_details"] = {"reasoning_tokens": len(emission.reasoning)}
+    return usage

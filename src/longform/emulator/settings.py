@@ -1,0 +1,163 @@
+"""The emulator's settings: ``EmulatorSettings``, the values each field takes, their
+validation, and the validation of injected faults."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args, get_type_hints
+
+from longform.emulator.model import ReasoningMode
+
+__all__ = [
+    "ECHO_PIECE_CHARS",
+    "FAULT_TYPES",
+    "ContextErrorStyle",
+    "EchoPrefillMode",
+    "EmulatorSettings",
+    "ErrorBodyStyle",
+    "Fault",
+    "OverflowMode",
+    "PrefillStyle",
+    "UsageChunkMode",
+    "check_fault",
+]
+
+OverflowMode = Literal["reject", "clamp", "llamacpp", "silent_stream"]
+ContextErrorStyle = Literal["requested", "too_large"]
+ErrorBodyStyle = Literal["nested", "flat", "llamacpp"]
+UsageChunkMode = Literal["last", "separate"]
+PrefillStyle = Literal["assistant", "vllm", "prefix", "none", "reject"]
+EchoPrefillMode = Literal["off", "merged", "split"]
+
+FAULT_TYPES = ("status", "cut", "slow", "stall")
+Fault = dict[str, Any]
+"""An injected fault, as ``check_fault`` returns it."""
+ECHO_PIECE_CHARS = 7
+"""echo_prefill="split": the echoed prefill is sent in deltas of at most this many characters."""
+
+
+@dataclass
+class EmulatorSettings:
+    """Server behaviour; every field can be changed at run time with ``configure``."""
+
+    cap: int = 16384
+    """Per-request output cap (tokens)."""
+    context_length: int | None = 131072
+    """Context window in tokens (None: unlimited)."""
+    answer_tokens: int = 2000
+    """Answer length when the prompt does not ask for one."""
+    reasoning_tokens: int = 300
+    """Reasoning length when the prompt does not ask for one."""
+    reasoning: ReasoningMode = "auto"
+    """Reasoning style: "auto" (by model name), "none", "field", "inline"."""
+    token_delay: float = 0.0
+    """Seconds per emitted token."""
+    overflow: OverflowMode = "reject"
+    """A request over the context window (prompt >= context, or prompt + max_tokens > context):
+
+    - "reject": HTTP 400 (``context_error_style`` wording, ``error_body`` style);
+    - "clamp": a prompt that leaves room is served with max_tokens reduced to what fits;
+    - "llamacpp": as llama.cpp's llama-server: only prompt >= context is rejected (400,
+      ``llamacpp_context_error_body`` whatever ``error_body`` is); otherwise generation stops
+      with "length" when the context is full (limit min(max_tokens, cap, context - prompt));
+    - "silent_stream": a streamed request gets HTTP 200 and a stream that ends cleanly after
+      ``silent_stream_tokens`` token deltas, with no finish_reason, no usage and no
+      ``data: [DONE]``; without streaming, the same 400 as "reject".
+    """
+    silent_stream_tokens: int = 0
+    """overflow="silent_stream": token deltas sent before the stream ends (0: none)."""
+    context_error_style: ContextErrorStyle = "requested"
+    error_body: ErrorBodyStyle = "nested"
+    usage_chunk: UsageChunkMode = "last"
+    keepalive_every: int = 0
+    """Emit an SSE comment ``: keep-alive`` every N tokens (0: never)."""
+    api_key: str | None = None
+    price_input_per_mtok: float = 0.10
+    price_output_per_mtok: float = 0.40
+    prefill_style: PrefillStyle = "assistant"
+    reject_trailing_whitespace_prefill: bool = False
+    echo_prefill: EchoPrefillMode = "off"
+    """Send a continued prefill back at the start of the reply (as llama.cpp's llama-server):
+    "merged" (streamed: with the first new delta), "split" (streamed: in deltas of at most
+    ``ECHO_PIECE_CHARS`` characters before the new ones), "off". Without streaming, both
+    put it at the start of the message. usage.completion_tokens counts only new tokens."""
+    verbose: bool = False
+
+    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if redact and data["api_key"] is not None:
+            data["api_key"] = "***"
+        return data
+
+    def updated(self, **fields: Any) -> EmulatorSettings:
+        """A copy with ``fields`` changed; raises ValueError on unknown fields or bad values."""
+        for name, value in fields.items():
+            _check_setting(name, value)
+        if fields.get("context_length") == 0:
+            fields["context_length"] = None
+        return dataclasses.replace(self, **fields)
+
+
+_SETTING_TYPES: dict[str, Any] = get_type_hints(EmulatorSettings)
+_INT_SETTINGS = {
+    "cap": 1,
+    "answer_tokens": 0,
+    "reasoning_tokens": 0,
+    "keepalive_every": 0,
+    "silent_stream_tokens": 0,
+}
+_FLOAT_SETTINGS = ("token_delay", "price_input_per_mtok", "price_output_per_mtok")
+
+
+def _check_setting(name: str, value: Any) -> None:
+    if name not in _SETTING_TYPES:
+        raise ValueError(f"unknown setting {name!r}")
+    if name in _INT_SETTINGS:
+        if not is_int(value) or value < _INT_SETTINGS[name]:
+            raise ValueError(f"{name} must be an integer >= {_INT_SETTINGS[name]}")
+    elif name == "context_length":
+        if value is not None and (not is_int(value) or value < 0):
+            raise ValueError("context_length must be a positive integer, 0 or null (unlimited)")
+    elif name in _FLOAT_SETTINGS:
+        if not is_number(value) or value < 0:
+            raise ValueError(f"{name} must be a number >= 0")
+    elif name == "api_key":
+        if value is not None and not isinstance(value, str):
+            raise ValueError("api_key must be a string or null")
+    elif name in ("reject_trailing_whitespace_prefill", "verbose"):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false")
+    else:
+        choices = get_args(_SETTING_TYPES[name])
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}")
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_fault(fault: Any) -> Fault:
+    """Validate one fault description; returns a copy."""
+    if not isinstance(fault, Mapping):
+        raise ValueError("a fault must be an object")
+    kind = fault.get("type")
+    if kind not in FAULT_TYPES:
+        raise ValueError(f"fault type must be one of {', '.join(FAULT_TYPES)}")
+    if kind == "status" and (not is_int(fault.get("status")) or not 400 <= fault["status"] <= 599):
+        raise ValueError("a status fault needs an integer 'status' between 400 and 599")
+    if "retry_after" in fault and not is_number(fault["retry_after"]):
+        raise ValueError("'retry_after' must be a number of seconds")
+    if kind in ("cut", "stall") and (not is_int(fault.get("after_tokens")) or fault["after_tokens"] < 0):
+        raise ValueError(f"a {kind} fault needs an integer 'after_tokens' >= 0")
+    if kind == "stall" and (not is_number(fault.get("seconds")) or fault["seconds"] < 0):
+        raise ValueError("a stall fault needs a number 'seconds' >= 0")
+    if kind == "slow" and (not is_number(fault.get("token_delay")) or fault["token_delay"] < 0):
+        raise ValueError("a slow fault needs a number 'token_delay' >= 0")
+    return dict(fault)

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import TYPE_CHECKING, Any
 
 import boto3
-import httpx
 from botocore.config import Config
 
 from .config import Settings
 from .executions import StepFunctionsExecutions
 from .job_store import JobStore
 from .notify import CompletionPublisher
-from .provider import ProviderClient
-from .retry import RetryPolicy
 from .services import Services
+
+if TYPE_CHECKING:
+    from .provider import ProviderClient, StreamOutcome
 
 _lock = threading.Lock()
 _services: Services | None = None
@@ -47,13 +48,14 @@ def read_api_key(secret_arn: str | None) -> str | None:
     return text
 
 
-def build_services(settings: Settings | None = None) -> Services:
-    settings = settings or Settings.from_env()
-    # SigV4 for every S3 call, presigned URLs included: botocore's default for presigning in
-    # us-east-1 is still SigV2, which S3 refuses for objects encrypted with KMS (the jobs bucket's)
-    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+def build_provider(settings: Settings) -> ProviderClient:
+    import httpx
+
+    from .provider import ProviderClient
+    from .retry import RetryPolicy
+
     http = httpx.Client(limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
-    provider = ProviderClient(
+    return ProviderClient(
         http,
         base_url=settings.provider_base_url,
         api_key=lambda: read_api_key(settings.api_key_secret_arn),
@@ -62,6 +64,27 @@ def build_services(settings: Settings | None = None) -> Services:
         ),
         connect_timeout=settings.request_timeout_connect,
     )
+
+
+class LazyProvider:
+    """The provider client, built on first use: only the chunk function talks to the model, so the
+    others never import httpx (tens of milliseconds of every cold start)."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._client: ProviderClient | None = None
+
+    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> StreamOutcome:
+        if self._client is None:
+            self._client = build_provider(self._settings)
+        return self._client.chat(body, deadline=deadline, stream=stream)
+
+
+def build_services(settings: Settings | None = None) -> Services:
+    settings = settings or Settings.from_env()
+    # SigV4 for every S3 call, presigned URLs included: botocore's default for presigning in
+    # us-east-1 is still SigV2, which S3 refuses for objects encrypted with KMS (the jobs bucket's)
+    s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
     publisher = None
     if settings.event_bus_name:
         publisher = CompletionPublisher(
@@ -70,7 +93,7 @@ def build_services(settings: Settings | None = None) -> Services:
     return Services(
         settings=settings,
         store=JobStore(s3, settings.jobs_bucket),
-        provider=provider,
+        provider=LazyProvider(settings),
         publisher=publisher,
         executions=(
             StepFunctionsExecutions(boto3.client("stepfunctions"), settings.state_machine_arn)

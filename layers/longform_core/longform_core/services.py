@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import Settings
 from .job_store import JobStore
 from .models import JobResult
-from .provider import StreamOutcome
+
+if TYPE_CHECKING:  # the provider module imports httpx, which only the chunk function needs
+    from .provider import StreamOutcome
 
 
 class StreamingProvider(Protocol):

@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 from longform_core import __version__, api
+from longform_core.api.errors import ROUTE_METHODS
+from longform_core.api.routes import LIST_LIMIT_MAX
+from longform_core.models import JOB_ID_PATTERN
 from longform_core.request import GenerationRequest
 
 from longform.openapi import main
@@ -23,7 +26,7 @@ def doc() -> dict[str, Any]:
 
 def test_docs_openapi_json_matches_the_code() -> None:
     assert DOC_PATH.read_text(encoding="utf-8") == api.openapi_json(), (
-        "docs/openapi.json drifted from longform_core/api.py: run `make openapi`"
+        "docs/openapi.json drifted from longform_core/api/: run `make openapi`"
     )
 
 
@@ -58,9 +61,9 @@ def test_every_route_with_its_status_codes(doc: dict[str, Any]) -> None:
     # the 405 table agrees with the routes
     for method, path in documented:
         concrete = path.replace("{job_id}", "job-1")
-        allowed = [methods for pattern, methods in api.ROUTE_METHODS if pattern.match(concrete)]
+        allowed = [methods for pattern, methods in ROUTE_METHODS if pattern.match(concrete)]
         assert len(allowed) == 1 and method in allowed[0], (method, path)
-    assert sum(len(m) for _, m in api.ROUTE_METHODS) == len(documented)
+    assert sum(len(m) for _, m in ROUTE_METHODS) == len(documented)
 
 
 def test_errors_are_error_bodies_and_validation_is_400_not_422(doc: dict[str, Any]) -> None:
@@ -99,7 +102,7 @@ def test_parameters(doc: dict[str, Any]) -> None:
         return {p["name"]: p for p in doc["paths"][path][method].get("parameters", [])}
 
     listing = params("/generations", "get")
-    assert listing["limit"]["schema"]["maximum"] == api.LIST_LIMIT_MAX
+    assert listing["limit"]["schema"]["maximum"] == LIST_LIMIT_MAX
     assert listing["limit"]["schema"]["minimum"] == 1
     assert "next_token" in listing
     for path, method in (
@@ -109,5 +112,5 @@ def test_parameters(doc: dict[str, Any]) -> None:
     ):
         job_id = params(path, method)["job_id"]
         assert job_id["required"] is True
-        assert job_id["schema"]["pattern"] == api.JOB_ID_PATTERN
+        assert job_id["schema"]["pattern"] == JOB_ID_PATTERN
     assert params("/generations/{job_id}/output", "get")["offset"]["schema"]["minimum"] == 0

@@ -4,7 +4,7 @@ whole jobs through the API are in tests/integration/test_api.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -12,10 +12,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from longform_core import api
+from longform_core.config import Settings
 from longform_core.job_store import JobStore
 from longform_core.models import Manifest, utcnow
 from longform_core.request import parse_request
-from longform_core.runtime import reset_services
+from longform_core.runtime import build_services
+from longform_core.services import Services
 from longform_core.submit import job_id_for
 
 from tests.apigw import api_event, body_of, header
@@ -37,13 +39,21 @@ class FakeContext:
 
 @dataclass
 class Api:
-    store: JobStore
+    services: Services
     sfn: Any
     machine: str
 
-    def __call__(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response: dict[str, Any] = api.handle(api_event(method, path, **kwargs), FakeContext())  # type: ignore[arg-type]
+    @property
+    def store(self) -> JobStore:
+        return self.services.store
+
+    def handle(self, event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """One event through the API with these services."""
+        response: dict[str, Any] = api.handle(event, FakeContext(), services=self.services, **kwargs)  # type: ignore[arg-type]
         return response
+
+    def __call__(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return self.handle(api_event(method, path, **kwargs))
 
     def executions(self) -> list[dict[str, Any]]:
         return list(self.sfn.list_executions(stateMachineArn=self.machine)["executions"])
@@ -57,19 +67,18 @@ ApiFactory = Callable[..., Api]
 
 
 @pytest.fixture
-def make_api(s3: Any, sfn: Any, machine: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiFactory]:
+def make_api(s3: Any, sfn: Any, machine: str) -> ApiFactory:
+    """The API on moto S3 (``s3``: the bucket) and the pass-through state machine; ``settings``
+    override the defaults."""
 
-    def factory(**env: str) -> Api:
-        monkeypatch.setenv("JOBS_BUCKET", BUCKET)
-        monkeypatch.setenv("STATE_MACHINE_ARN", machine)
-        monkeypatch.setenv("DEFAULT_MODEL", "default/model")
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        reset_services()
-        return Api(JobStore(s3, BUCKET), sfn, machine)
+    def factory(**settings: Any) -> Api:
+        # the clients as the Lambda container builds them (SigV4 presigning included), no environment
+        services = build_services(
+            Settings(jobs_bucket=BUCKET, state_machine_arn=machine, default_model="default/model", **settings)
+        )
+        return Api(services, sfn, machine)
 
-    yield factory
-    reset_services()
+    return factory
 
 
 @pytest.fixture
@@ -210,7 +219,7 @@ def test_empty_or_non_object_body_is_400(call: Api, raw: str, field: str, messag
 def test_invalid_base64_body_is_400(call: Api) -> None:
     event = api_event("POST", "/generations", body="not base64 at all!")
     event["isBase64Encoded"] = True
-    response = api.handle(event, FakeContext())  # type: ignore[arg-type]
+    response = call.handle(event)
     assert response["statusCode"] == 400
     assert problems(response) == {"(body)": "not valid base64"}
 
@@ -250,7 +259,7 @@ def test_prompt_and_messages_together_and_neither(call: Api) -> None:
 
 
 def test_oversized_body_is_413_and_writes_nothing(make_api: ApiFactory) -> None:
-    call = make_api(API_MAX_BODY_BYTES="1000")
+    call = make_api(api_max_body_bytes=1000)
     big = {"prompt": "x" * 2000}
     response = call("POST", "/generations", body=big)
     assert response["statusCode"] == 413
@@ -396,7 +405,7 @@ def test_output_of_a_queued_job_is_empty(call: Api) -> None:
 
 
 def test_large_output_comes_as_a_presigned_url(make_api: ApiFactory) -> None:
-    call = make_api(OUTPUT_INLINE_MAX_BYTES="100")
+    call = make_api(output_inline_max_bytes=100)
     seed(call.store, "job-7", status="succeeded", text=TEXT)
     page = body_of(call("GET", "/generations/job-7/output", query={"offset": "10"}))
     assert page["text"] is None
@@ -423,7 +432,7 @@ def test_large_output_comes_as_a_presigned_url(make_api: ApiFactory) -> None:
 
 
 def test_output_as_markdown(make_api: ApiFactory) -> None:
-    call = make_api(OUTPUT_INLINE_MAX_BYTES="100")
+    call = make_api(output_inline_max_bytes=100)
     seed(call.store, "job-8", text=TEXT)
     response = call(
         "GET",
@@ -566,7 +575,7 @@ def test_an_internal_error_is_a_json_500_without_a_stack_trace(
 
     monkeypatch.setattr(JobStore, "find_manifest", boom)
     event = api_event("GET", "/generations/job-1")
-    response = api.handle(event, FakeContext())  # type: ignore[arg-type]
+    response = call.handle(event)
     assert response["statusCode"] == 500
     body = body_of(response)
     assert body == {
@@ -585,9 +594,9 @@ def test_metrics_are_counted_when_the_handler_passes_them(call: Api) -> None:
             counted.append(name)
 
     event = api_event("POST", "/generations", body=REQUEST)
-    assert api.handle(event, FakeContext(), metrics=Sink())["statusCode"] == 202  # type: ignore[arg-type]
+    assert call.handle(event, metrics=Sink())["statusCode"] == 202
     assert counted == ["JobsSubmitted"]
     assert api.app.context == {}  # nothing leaks into the next request
     replay_event = api_event("POST", "/generations", body=REQUEST)
-    api.handle(replay_event, FakeContext())  # type: ignore[arg-type]
+    call.handle(replay_event)
     assert counted == ["JobsSubmitted"]

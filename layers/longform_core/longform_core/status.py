@@ -1,12 +1,21 @@
-"""The one status model every entry point shows: status and progress of a job."""
+"""The one status model every entry point shows: status and progress of a job; one job's view and
+the views of the most recent jobs (``GET /generations/{id}``, ``GET /generations``)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from .errors import JobNotFound
 from .models import JobResult, JobStatus, Manifest
+
+if TYPE_CHECKING:
+    from .services import Services
+
+LIST_WORKERS = 8  # manifests read in parallel for one page of the listing
 
 
 class Progress(BaseModel):
@@ -63,3 +72,42 @@ def job_view(manifest: Manifest, result: JobResult | None = None) -> JobView:
         output_chars=manifest.answer_chars,
         source=manifest.source.describe() if manifest.source else None,
     )
+
+
+def stored_view(manifest: Manifest, services: Services) -> JobView:
+    """The view of a stored job: with its result (the finish reason) once it ended."""
+    store = services.store
+    return job_view(manifest, store.get_result(manifest.job_id) if manifest.terminal else None)
+
+
+def get_job(job_id: str, services: Services) -> JobView:
+    """The job's view; ``JobNotFound`` when there is no such job."""
+    manifest = services.store.find_manifest(job_id)
+    if manifest is None:
+        raise JobNotFound(f"no job {job_id!r}")
+    return stored_view(manifest, services)
+
+
+def current_status(job_id: str, services: Services) -> JobStatus:
+    """The job's status; ``queued`` until its manifest exists."""
+    manifest = services.store.find_manifest(job_id)
+    return manifest.status if manifest else "queued"
+
+
+def list_jobs(limit: int, next_token: str | None, services: Services) -> tuple[list[JobView], str | None]:
+    """The views of the most recent jobs, newest first, and the next page's token.
+
+    ``PageTokenInvalid`` when ``next_token`` is not a current page token. An execution without a
+    manifest was not started by the submit path: it is not a job and is left out.
+    """
+    names, following = services.require_executions().recent(limit, next_token)
+
+    def view_of(job_id: str) -> JobView | None:
+        manifest = services.store.find_manifest(job_id)
+        return None if manifest is None else stored_view(manifest, services)
+
+    if not names:
+        return [], following
+    with ThreadPoolExecutor(max_workers=min(LIST_WORKERS, len(names))) as pool:
+        views = list(pool.map(view_of, names))
+    return [v for v in views if v is not None], following

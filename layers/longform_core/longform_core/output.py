@@ -1,0 +1,58 @@
+"""Reading a job's committed output from a character offset: the text itself, or a presigned URL of
+``output.md`` when the rest is larger than the inline limit (``GET /generations/{id}/output``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from .errors import JobNotFound
+from .job_store import JobKeys
+from .models import JobStatus
+from .services import Services
+
+PRESIGNED_URL_SECONDS = 900
+OUTPUT_CONTENT_TYPE = "text/markdown; charset=utf-8"  # what a presigned GET of output.md answers
+
+
+class OutputSlice(BaseModel):
+    """The output from ``offset`` to ``next_offset``: ``text``, or ``url`` (with ``byte_offset``)."""
+
+    job_id: str
+    status: JobStatus
+    offset: int
+    next_offset: int  # never before ``offset``: an offset past the end gets an empty slice
+    complete: bool  # the job has ended and nothing follows ``next_offset``
+    text: str | None = None
+    url: str | None = None
+    expires_in: int | None = None  # seconds the url stays valid
+    byte_offset: int | None = None  # the UTF-8 byte offset of ``offset`` in output.md (with url)
+    bytes: int  # UTF-8 size of the slice
+
+
+def read_output(job_id: str, offset: int, services: Services) -> OutputSlice:
+    """The committed output from character ``offset``; ``JobNotFound`` when there is no such job."""
+    store = services.store
+    manifest = store.find_manifest(job_id)
+    if manifest is None:
+        raise JobNotFound(f"no job {job_id!r}")
+    key = JobKeys(job_id).output
+    # output.md may run ahead of the manifest after a crash: only the committed part is the output
+    committed = (store.get_text(key) or "")[: manifest.answer_chars]
+    rest = committed[offset:]
+    rest_bytes = len(rest.encode("utf-8"))
+    next_offset = offset + len(rest)
+    page = OutputSlice(
+        job_id=job_id,
+        status=manifest.status,
+        offset=offset,
+        next_offset=next_offset,
+        complete=manifest.terminal and next_offset >= len(committed),
+        bytes=rest_bytes,
+    )
+    if rest_bytes <= services.settings.output_inline_max_bytes:
+        page.text = rest
+        return page
+    page.url = store.presigned_url(key, content_type=OUTPUT_CONTENT_TYPE, expires_in=PRESIGNED_URL_SECONDS)
+    page.expires_in = PRESIGNED_URL_SECONDS
+    page.byte_offset = len(committed[:offset].encode("utf-8"))
+    return page

@@ -11,8 +11,8 @@ import pytest
 import requests
 from longform_core.submit import job_id_for
 
+from longform.local.apigw import api_event, body_of, header
 from longform.local.cloud import LocalCloud
-from tests.apigw import api_event, body_of, header
 
 from .conftest import CloudFactory, expected
 

@@ -20,21 +20,12 @@ from longform_core.runtime import build_services
 from longform_core.services import Services
 from longform_core.submit import job_id_for
 
-from tests.apigw import api_event, body_of, header
+from longform.local.apigw import api_event, body_of, header
+from longform.local.lambda_runtime import LambdaContext
 
-from .conftest import BUCKET, REGION, make_result
+from .conftest import BUCKET, make_result
 
 REQUEST = {"prompt": "Write a long essay about tide clocks.", "max_output_tokens": 5000}
-
-
-class FakeContext:
-    function_name = "ApiFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:ApiFunction"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 28_000
 
 
 @dataclass
@@ -49,7 +40,9 @@ class Api:
 
     def handle(self, event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """One event through the API with these services."""
-        response: dict[str, Any] = api.handle(event, FakeContext(), services=self.services, **kwargs)  # type: ignore[arg-type]
+        response: dict[str, Any] = api.handle(
+            event, LambdaContext("ApiFunction", 28.0), services=self.services, **kwargs
+        )  # type: ignore[arg-type]
         return response
 
     def __call__(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

@@ -35,15 +35,15 @@ ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two re
 
 
 class LambdaContext:
-    """The parts of the Lambda context object the handlers use."""
+    """The parts of the Lambda context object the handlers use (the local cloud's and the tests')."""
 
-    def __init__(self, spec: FunctionSpec, timeout_seconds: float):
-        self.function_name = spec.logical_id
+    def __init__(self, function_name: str, timeout_seconds: float, memory_mb: int = 512):
+        self.function_name = function_name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{spec.logical_id}"
-        self.memory_limit_in_mb = spec.memory_mb
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"
+        self.memory_limit_in_mb = memory_mb
         self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{spec.logical_id}"
+        self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
         self._deadline = time.monotonic() + timeout_seconds
 
@@ -124,7 +124,7 @@ class LambdaRuntime:
         return float(self._timeouts.get(logical_id, self.specs[logical_id].timeout_seconds))
 
     def context_for(self, logical_id: str) -> LambdaContext:
-        return LambdaContext(self.specs[logical_id], self.timeout_for(logical_id))
+        return LambdaContext(logical_id, self.timeout_for(logical_id), self.specs[logical_id].memory_mb)
 
     def call(self, logical_id: str, event: dict[str, Any]) -> Any:
         """The handler's return value (an exception propagates): for a direct, in-process call."""
@@ -134,7 +134,7 @@ class LambdaRuntime:
         """One invocation as Lambda reports it: (payload, error type or None)."""
         name = function_name_of(name_or_arn)
         timeout = self.timeout_for(name)
-        context = LambdaContext(self.specs[name], timeout)
+        context = self.context_for(name)
         started = time.monotonic()
         error_type: str | None = None
         try:

@@ -345,3 +345,28 @@ def test_streaming_is_the_deployments_default_and_a_request_may_turn_it_off(
     run(make_services(provider, provider_stream=False), start(store, {"prompt": "q"}, "j2"))
     run(make_services(provider, provider_stream=False), start(store, {"prompt": "q", "stream": True}, "j3"))
     assert provider.streamed == [True, False, True]
+
+
+def test_cancel_reads_the_manifest_twice_and_keeps_the_output(
+    store: JobStore, make_services, monkeypatch
+) -> None:
+    from longform_core.cancel import cancel_job
+
+    provider = ScriptedProvider(outcome("Once upon a time", "length"))
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    generate_chunk(ChunkTaskInput(job_id=job), services, remaining_ms=lambda: 60_000)
+    reads: list[str] = []
+    original = JobStore._get
+    monkeypatch.setattr(JobStore, "_get", lambda self, key: reads.append(key) or original(self, key))
+    view, cancelled = cancel_job(job, services)
+    assert (cancelled, view.status) == (True, "cancelled")
+    assert sum(key.endswith("manifest.json") for key in reads) == 2  # once to look, once to commit
+    result = store.get_result(job)
+    assert result is not None and result.status == "cancelled"
+    assert store.get_text(result.output_key) == "Once upon a time"
+    # a second cancel finds the job ended: one read, nothing written
+    reads.clear()
+    view, cancelled = cancel_job(job, services)
+    assert (cancelled, view.status) == (False, "cancelled")
+    assert sum(key.endswith("manifest.json") for key in reads) == 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from .errors import JobNotFound, JobStateInvalid
-from .finalize import FinalizeTaskInput, finalize
+from .finalize import FinalizeTaskInput, finalize_job
 from .services import Services
 from .status import JobView, job_view
 
@@ -15,22 +17,17 @@ def cancel_job(job_id: str, services: Services) -> tuple[JobView, bool]:
     store = services.store
     manifest = store.find_manifest(job_id)
     if manifest is None:
-        raise JobNotFound(f"no job {job_id}")
+        raise JobNotFound(f"no job {job_id!r}")
     if manifest.terminal:
         return job_view(manifest, store.get_result(job_id)), False
     if manifest.execution_arn and services.executions is not None:
         services.executions.stop(manifest.execution_arn, error="Cancelled", cause="cancelled on request")
-    for _ in range(MAX_FINALIZE_ATTEMPTS):
-        manifest = store.find_manifest(job_id)
-        if manifest is None:
-            raise JobNotFound(f"no job {job_id}")
-        if manifest.terminal:  # the workflow finished first (or an earlier cancel)
-            return job_view(manifest, store.get_result(job_id)), manifest.status == "cancelled"
-        try:
-            finalize(FinalizeTaskInput(job_id=job_id, status="cancelled"), services)
-            break
-        except JobStateInvalid:
-            continue  # a chunk in flight committed meanwhile: assemble again, with it
-    manifest = store.find_manifest(job_id)
-    assert manifest is not None
-    return job_view(manifest, store.get_result(job_id)), True
+    task = FinalizeTaskInput(job_id=job_id, status="cancelled")
+    for _ in range(MAX_FINALIZE_ATTEMPTS - 1):
+        # a job the workflow ended meanwhile (or an earlier cancel) is returned as it is; a chunk in
+        # flight that committed meanwhile makes the commit fail: assemble again, with it
+        with contextlib.suppress(JobStateInvalid):
+            manifest, result = finalize_job(task, services, unless_ended=True)
+            return job_view(manifest, result), manifest.status == "cancelled"
+    manifest, result = finalize_job(task, services, unless_ended=True)  # the last try: errors propagate
+    return job_view(manifest, result), manifest.status == "cancelled"

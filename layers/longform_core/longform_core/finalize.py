@@ -56,10 +56,35 @@ def final_status(task: FinalizeTaskInput, manifest: Manifest) -> tuple[TerminalS
 def finalize(
     task: FinalizeTaskInput, services: Services, *, metrics: MetricsSink | None = None
 ) -> FinalizeTaskOutput:
-    """Assemble the output from the chunks and write ``result.json``; commit the terminal manifest."""
+    """The Finalize task: end the job (see :func:`finalize_job`)."""
+    manifest, result = finalize_job(task, services, metrics=metrics)
+    return FinalizeTaskOutput(
+        job_id=task.job_id,
+        status=manifest.status,
+        finish_reason=result.finish_reason if result else None,
+        chunks=manifest.chunks,
+        output_tokens=manifest.completion_tokens_total,
+        output_key=JobKeys(task.job_id).output,
+    )
+
+
+def finalize_job(
+    task: FinalizeTaskInput,
+    services: Services,
+    *,
+    metrics: MetricsSink | None = None,
+    unless_ended: bool = False,
+) -> tuple[Manifest, JobResult | None]:
+    """Assemble the output from the chunks and write ``result.json``; commit the terminal manifest.
+
+    Returns the manifest as committed and the result. With ``unless_ended`` a job that has already
+    ended is left as it is (and returned as it is).
+    """
     store = services.store
-    request = store.get_request(task.job_id)
     manifest, etag = store.get_manifest(task.job_id)
+    if unless_ended and manifest.terminal:
+        return manifest, store.get_result(task.job_id)
+    request = store.get_request(task.job_id)
     chunks = store.read_chunks(manifest)  # read once: the text and the durations
     answer, raw_reasoning = assemble_chunks(chunks, answer_start=request.answer_start())
     if manifest.held_text:  # the job ended (budget, error) with a partial tag held back: keep it
@@ -100,14 +125,7 @@ def finalize(
         services.publisher.publish(result)
     if metrics is not None:
         metrics.add_metric(name=f"Jobs{status.title().replace('_', '')}", unit="Count", value=1)
-    return FinalizeTaskOutput(
-        job_id=task.job_id,
-        status=status,
-        finish_reason=result.finish_reason,
-        chunks=manifest.chunks,
-        output_tokens=manifest.completion_tokens_total,
-        output_key=keys.output,
-    )
+    return manifest, result
 
 
 def describe_error(error: dict[str, Any] | None) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from longform_core.config import Settings
 from longform_core.executions import StepFunctionsExecutions
@@ -17,6 +18,7 @@ from longform_core.models import JobResult
 from longform_core.services import Services
 from moto import mock_aws
 
+from longform.emulator.server import EmulatorServer
 from longform.local.template import load_template
 
 REGION = "us-east-1"
@@ -99,6 +101,21 @@ def services(store: JobStore, sfn: Any, machine: str) -> Services:
         provider=NoProvider(),
         executions=StepFunctionsExecutions(sfn, machine),
     )
+
+
+# ---- the emulator over real HTTP (the emulator's own tests reset it before each test) --------
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[EmulatorServer]:
+    with EmulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def client(emu: EmulatorServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=emu.base_url, timeout=10) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

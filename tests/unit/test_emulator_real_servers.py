@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,21 +32,9 @@ def prefilled(text: str) -> list[dict[str, Any]]:
     return [*convo(), {"role": "assistant", "content": text}]
 
 
-@pytest.fixture(scope="module")
-def emu() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def _fresh(emu: EmulatorServer) -> None:
     emu.reset()
-
-
-@pytest.fixture
-def client(emu: EmulatorServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.base_url, timeout=10) as c:
-        yield c
 
 
 @dataclass

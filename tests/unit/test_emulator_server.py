@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,21 +36,9 @@ def convo(text: str = PROMPT) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]
 
 
-@pytest.fixture(scope="module")
-def emu() -> Iterator[EmulatorServer]:
-    with EmulatorServer() as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def _fresh(emu: EmulatorServer) -> None:
     emu.reset()
-
-
-@pytest.fixture
-def client(emu: EmulatorServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emu.base_url, timeout=10) as c:
-        yield c
 
 
 @dataclass

@@ -138,3 +138,32 @@ def test_resubmit_after_a_crash_before_start_execution(
     assert job.job_id == req_id
     assert [r["name"] for r in executions(sfn, machine)] == [req_id]
     assert store.find_manifest(req_id) is not None
+
+
+class ForgetfulExecutions(StepFunctionsExecutions):
+    """Step Functions 90 days after an execution closed: its name can be started again."""
+
+    def __init__(self, sfn: Any, machine: str):
+        super().__init__(sfn, machine)
+        self.started: list[str] = []
+
+    def start(self, name: str, input_json: str) -> tuple[str, bool]:
+        self.started.append(name)
+        return self.arn_for(name), True
+
+
+def test_replaying_a_key_of_a_finished_job_returns_it_as_it_is(
+    store: JobStore, sfn: Any, machine: str, settings: Settings
+) -> None:
+    first = submit({"prompt": "Write"}, store, sfn, machine, settings, key="novella-1")
+    manifest, etag = store.get_manifest(first.job_id)
+    manifest.status = "succeeded"
+    store.put_manifest(manifest, if_match=etag)
+    before = store.s3.get_object(Bucket=store.bucket, Key=f"jobs/{first.job_id}/manifest.json")["Body"].read()
+    forgetful = ForgetfulExecutions(sfn, machine)
+    services = Services(settings=settings, store=store, provider=NoProvider(), executions=forgetful)
+    again = submit_job({"prompt": "Write"}, services, idempotency_key="novella-1")
+    assert forgetful.started == []  # nothing started, whatever Step Functions would allow
+    assert (again.job_id, again.created, again.execution_arn) == (first.job_id, False, first.execution_arn)
+    after = store.s3.get_object(Bucket=store.bucket, Key=f"jobs/{first.job_id}/manifest.json")["Body"].read()
+    assert after == before  # the finished job's records are untouched

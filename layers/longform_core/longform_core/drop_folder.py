@@ -37,7 +37,7 @@ from .job_store import REQUESTS_PREFIX, CappedObject
 from .models import JobSource
 from .request import GenerationRequest, parse_request
 from .services import MetricsSink, Services
-from .submit import job_id_for, submit_job
+from .submit import submit_job
 
 # extension (lower case) -> how the object's bytes are read
 Kind = Literal["request", "prompt"]
@@ -221,22 +221,10 @@ def handle_object(obj: CreatedObject, services: Services) -> DropOutcome:
         )
 
     assert read.data is not None
-    idem = idempotency_key(store.bucket, read.key, read.data)
-    existing = store.find_manifest(job_id_for(idem))
-    if existing is not None and existing.terminal:
-        # a late duplicate of a finished job: Step Functions forgets execution names after 90
-        # days, and starting one on a finished job would overwrite its results with a failure
-        return DropOutcome(
-            key=read.key,
-            action="duplicate",
-            name=name,
-            job_id=existing.job_id,
-            execution_arn=existing.execution_arn,
-        )
     job = submit_job(
         request,
         services,
-        idempotency_key=idem,
+        idempotency_key=idempotency_key(store.bucket, read.key, read.data),
         source=JobSource(kind="s3", key=read.key, name=name, etag=read.etag),
     )
     if job.created:

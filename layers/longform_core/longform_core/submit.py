@@ -56,7 +56,18 @@ def submit_job(
             raise IdempotencyConflict(
                 f"idempotency key already used for job {job_id} with a different request"
             )
-    if store.find_manifest(job_id) is None:
+    existing_manifest = store.find_manifest(job_id)
+    if existing_manifest is not None and existing_manifest.terminal:
+        # a late duplicate of a finished job (an Idempotency-Key replayed, an S3 event delivered
+        # again): Step Functions reuses an execution name 90 days after the execution closed, and
+        # starting it again would rewrite a finished job's records as a failure. It is returned as is.
+        return SubmittedJob(
+            job_id=job_id,
+            execution_arn=existing_manifest.execution_arn or execution_arn,
+            created=False,
+            model=existing_manifest.model,
+        )
+    if existing_manifest is None:
         manifest = Manifest(
             job_id=job_id,
             model=model,

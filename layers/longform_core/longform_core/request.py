@@ -162,12 +162,27 @@ def _cross_field_problems(data: dict[str, Any]) -> list[Problem]:
 
 
 def parse_request(data: Any) -> GenerationRequest:
-    """Validate untrusted input. Raises :class:`RequestInvalid` listing every problem."""
+    """Validate untrusted input. Raises :class:`RequestInvalid` listing every problem.
+
+    Hostile input is a bad request too, never a crash: JSON nested too deeply for the parser
+    (``RecursionError``) or holding an integer too long to convert (``ValueError`` past Python's
+    4,300-digit limit) is answered with the problem named.
+    """
+    try:
+        return _parse_request(data)
+    except RecursionError as exc:
+        raise RequestInvalid([Problem("(body)", "nested too deeply to be a request")]) from exc
+
+
+def _parse_request(data: Any) -> GenerationRequest:
     if isinstance(data, (bytes, str)):
         try:
             data = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except UnicodeDecodeError as exc:
             raise RequestInvalid([Problem("(body)", f"not valid JSON: {exc}")]) from exc
+        except ValueError as exc:  # JSONDecodeError, or an integer past the digit limit
+            message = str(exc)[:200]
+            raise RequestInvalid([Problem("(body)", f"not valid JSON: {message}")]) from exc
     if not isinstance(data, dict):
         raise RequestInvalid([Problem("(body)", f"expected a JSON object, got {type(data).__name__}")])
     problems = _cross_field_problems(data)

@@ -1,0 +1,69 @@
+"""Hostile JSON is a bad request, named, never a crash: through parse_request, the API and the drop folder."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from longform_core import api
+from longform_core.drop_folder import handle_event
+from longform_core.errors import RequestInvalid
+from longform_core.request import parse_request
+from longform_core.services import Services
+
+from longform.local.apigw import api_event, body_of
+from longform.local.lambda_runtime import LambdaContext
+
+from .test_drop_folder import eventbridge, executions, upload
+
+DEEP = "[" * 3000 + "]" * 3000
+HOSTILE = {
+    "nested 3,000 levels deep": '{"prompt": "Write", "stop": ' + DEEP + "}",
+    "an integer of 5,000 digits": '{"prompt": "Write", "seed": ' + "7" * 5000 + "}",
+    "a bare deep array": DEEP,
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+def test_parse_request_names_the_problem(body: str, as_bytes: bool) -> None:
+    with pytest.raises(RequestInvalid) as info:
+        parse_request(body.encode() if as_bytes else body)
+    (problem,) = info.value.problems
+    assert problem.field == "(body)"
+    assert "nested too deeply" in problem.message or "4300 digits" in problem.message
+
+
+def test_an_already_parsed_deep_structure_is_named_too() -> None:
+    deep: Any = "x"
+    for _ in range(3000):
+        deep = [deep]
+    with pytest.raises(RequestInvalid):
+        parse_request({"prompt": "Write", "stop": deep})
+
+
+@pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
+def test_the_api_answers_400_not_500(services: Services, body: str) -> None:
+    services.settings = services.settings.model_copy(update={"api_max_body_bytes": 1 << 20})
+    event = api_event("POST", "/generations", body=body)
+    response = api.handle(event, LambdaContext("ApiFunction", 28.0), services=services)  # type: ignore[arg-type]
+    assert response["statusCode"] == 400
+    error = body_of(response)
+    assert error["error"] == "RequestInvalid"
+    assert error["problems"][0]["field"] == "(body)"
+    assert executions(services) == []
+
+
+@pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
+def test_the_drop_folder_writes_the_error_file_and_starts_nothing(services: Services, body: str) -> None:
+    store = services.store
+    services.settings = services.settings.model_copy(update={"api_max_body_bytes": 1 << 20})
+    upload(store, "requests/hostile.json", body.encode())
+    (outcome,) = handle_event(eventbridge(store, "requests/hostile.json"), services)
+    assert outcome.action == "rejected"
+    error = json.loads(
+        store.s3.get_object(Bucket=store.bucket, Key="results/hostile.error.json")["Body"].read()
+    )
+    assert error["error"] == "RequestInvalid" and error["problems"][0]["field"] == "(body)"
+    assert executions(services) == []

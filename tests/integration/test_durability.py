@@ -172,3 +172,44 @@ def test_a_model_that_goes_silent_is_cut_at_the_deadline(make_cloud: CloudFactor
         assert all(not i.timed_out for i in cloud.invocations), [
             (i.function, round(i.duration_seconds, 2)) for i in cloud.invocations
         ]
+
+
+def test_a_stream_cut_after_the_last_token_of_the_answer_ends_succeeded(
+    make_cloud: CloudFactory, emulator
+) -> None:
+    """The final chunk's stream is cut after its last token (before finish_reason): the next
+    continuation adds nothing and says stop, which is a normal end, not an outage."""
+    request = {"prompt": prompt(1_500), "max_tokens_per_request": 1_000}
+    # the first request runs normally; the second is cut after all of its 500 tokens
+    emulator.inject({"type": "slow", "token_delay": 0.0}, {"type": "cut", "after_tokens": 500})
+    with make_cloud() as cloud:
+        result, desc, output = run_job(cloud, request)
+        assert desc["status"] == "SUCCEEDED"
+        assert result.status == "succeeded", result.error
+        assert result.stop_reason == "stop"
+        assert output == expected(request, emulator).answer
+        chunks = [cloud.store.get_chunk(result.job_id, i) for i in range(result.chunks)]
+        assert [c.finish_reason for c in chunks] == ["length", "interrupted", "stop"]
+        assert chunks[-1].text == ""
+        # no retries of "an outage": one request per chunk
+        assert len([r for r in emulator.requests if r["status"] == 200]) == 3
+
+
+def test_a_huge_provider_error_fails_the_job_with_a_bounded_error(make_cloud: CloudFactory, emulator) -> None:
+    request = {"prompt": prompt(1_500), "max_tokens_per_request": 1_000}
+    emulator.inject(
+        {"type": "slow", "token_delay": 0.0}, {"type": "status", "status": 400, "message": "y" * 300_000}
+    )
+    with make_cloud() as cloud:
+        result, desc, output = run_job(cloud, request)
+        assert desc["status"] == "FAILED"  # through the Catch to Finalize, not stuck
+        assert cloud.states_entered(result.job_id)[-4:] == [
+            "ChunkFailed",
+            "Finalize",
+            "JobOutcome",
+            "JobFailed",
+        ]
+        assert result.status == "failed"
+        assert result.error is not None and len(result.error) < 5_000
+        assert "ProviderRequestInvalid" in result.error
+        assert expected(request, emulator).answer.startswith(output) and output

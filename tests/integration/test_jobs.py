@@ -262,3 +262,24 @@ def test_writer_default_model_name_is_used(make_cloud: CloudFactory) -> None:
         job = cloud.submit({"prompt": prompt(50)})
         assert job.model == WRITER
         cloud.wait(job.job_id)
+
+
+def test_the_largest_job_fits_one_executions_history(make_cloud: CloudFactory, emulator) -> None:
+    """Measured on the real ASL: the history events of a job, per chunk and fixed, and of a retry.
+    max_chunks is bounded so the largest job, with one retry in every chunk, fits 25,000 events."""
+    from longform_core.request import MAX_CHUNKS_PER_JOB, parse_request
+
+    with make_cloud() as cloud:
+        short, _, _ = run_job(cloud, {"prompt": prompt(1_500), "max_tokens_per_request": 1_000})
+        long, _, _ = run_job(cloud, {"prompt": prompt(3_500), "max_tokens_per_request": 1_000})
+        emulator.inject({"type": "status", "status": 500}, {"type": "status", "status": 500},
+                        {"type": "status", "status": 500}, {"type": "status", "status": 500})  # fmt: skip
+        retried, _, _ = run_job(cloud, {"prompt": prompt(1_500), "max_tokens_per_request": 1_000})
+        events = {r.job_id: len(cloud.history(r.job_id)) for r in (short, long, retried)}
+    per_chunk = (events[long.job_id] - events[short.job_id]) / (long.chunks - short.chunks)
+    fixed = events[short.job_id] - per_chunk * short.chunks
+    per_retry = events[retried.job_id] - events[short.job_id]  # one state-machine Retry of a chunk
+    assert per_chunk == 7 and per_retry > 0
+    assert MAX_CHUNKS_PER_JOB * (per_chunk + per_retry) + fixed < 25_000
+    with pytest.raises(RequestInvalid):
+        parse_request({"prompt": "Write", "max_chunks": MAX_CHUNKS_PER_JOB + 1})

@@ -370,3 +370,159 @@ def test_cancel_reads_the_manifest_twice_and_keeps_the_output(
     view, cancelled = cancel_job(job, services)
     assert (cancelled, view.status) == (False, "cancelled")
     assert sum(key.endswith("manifest.json") for key in reads) == 1
+
+
+# ---- finalize and cancel racing: the commit decides, every other file follows it ---------------
+
+
+class Events:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str]] = []
+
+    def publish(self, result: Any) -> None:
+        self.published.append((result.job_id, result.status))
+
+
+def _a_job_with_one_chunk(store: JobStore, make_services) -> tuple[Services, str, Events]:
+    from longform_core.chunk import ChunkTaskInput as Task
+
+    events = Events()
+    services = make_services(ScriptedProvider(outcome("Once upon a time", "stop")))
+    services.publisher = events
+    job = start(store, {"prompt": "q"})
+    generate_chunk(Task(job_id=job), services, remaining_ms=lambda: 60_000)
+    return services, job, events
+
+
+def test_a_cancel_that_commits_while_finalize_assembles_wins_and_finalize_writes_nothing(
+    store: JobStore, make_services, monkeypatch
+) -> None:
+    from longform_core.cancel import cancel_job
+    from longform_core.errors import JobStateInvalid as Conflict
+
+    services, job, events = _a_job_with_one_chunk(store, make_services)
+    original = JobStore.read_chunks
+    raced: list[bool] = []
+
+    def read_chunks_while_a_cancel_commits(self: JobStore, manifest: Manifest) -> Any:
+        chunks = original(self, manifest)
+        if not raced:
+            raced.append(True)
+            cancel_job(job, services)  # the user's DELETE, between finalize's read and its commit
+        return chunks
+
+    monkeypatch.setattr(JobStore, "read_chunks", read_chunks_while_a_cancel_commits)
+    with pytest.raises(Conflict):
+        finalize(FinalizeTaskInput(job_id=job), services)
+    manifest, _ = store.get_manifest(job)
+    result = store.get_result(job)
+    assert result is not None
+    assert manifest.status == result.status == "cancelled"
+    assert events.published == [(job, "cancelled")]
+    assert store.get_text(result.output_key) == "Once upon a time"
+
+
+def test_a_finalize_that_commits_while_cancel_assembles_wins_and_cancel_reports_it(
+    store: JobStore, make_services, monkeypatch
+) -> None:
+    from longform_core.cancel import cancel_job
+
+    services, job, events = _a_job_with_one_chunk(store, make_services)
+    original = JobStore.read_chunks
+    raced: list[bool] = []
+
+    def read_chunks_while_finalize_commits(self: JobStore, manifest: Manifest) -> Any:
+        chunks = original(self, manifest)
+        if not raced:
+            raced.append(True)
+            finalize(FinalizeTaskInput(job_id=job), services)  # the workflow's own Finalize
+        return chunks
+
+    monkeypatch.setattr(JobStore, "read_chunks", read_chunks_while_finalize_commits)
+    view, cancelled = cancel_job(job, services)
+    assert (view.status, cancelled) == ("succeeded", False)
+    manifest, _ = store.get_manifest(job)
+    result = store.get_result(job)
+    assert result is not None
+    assert manifest.status == result.status == "succeeded"
+    assert events.published == [(job, "succeeded")]
+
+
+def test_a_finalize_that_crashed_after_its_commit_writes_the_same_files_when_it_runs_again(
+    store: JobStore, make_services, monkeypatch
+) -> None:
+    services, job, events = _a_job_with_one_chunk(store, make_services)
+    original = JobStore.write_running_text
+    crashes: list[bool] = []
+
+    def crash_once(self: JobStore, job_id: str, *, answer: str, reasoning: str | None) -> None:
+        if not crashes:
+            crashes.append(True)
+            raise ConnectionError("the invocation died after the commit")
+        original(self, job_id, answer=answer, reasoning=reasoning)
+
+    monkeypatch.setattr(JobStore, "write_running_text", crash_once)
+    with pytest.raises(ConnectionError):
+        finalize(FinalizeTaskInput(job_id=job), services)
+    manifest, _ = store.get_manifest(job)
+    assert manifest.status == "succeeded" and store.get_result(job) is None
+    first = finalize(FinalizeTaskInput(job_id=job), services)  # the Retry
+    result_bytes = store.s3.get_object(Bucket=store.bucket, Key=f"jobs/{job}/result.json")["Body"].read()
+    again = finalize(FinalizeTaskInput(job_id=job), services)  # and once more: nothing changes
+    assert first == again and first.status == "succeeded"
+    assert (
+        store.s3.get_object(Bucket=store.bucket, Key=f"jobs/{job}/result.json")["Body"].read() == result_bytes
+    )
+    assert events.published == [(job, "succeeded")]
+    result = store.get_result(job)
+    assert result is not None and store.get_text(result.output_key) == "Once upon a time"
+
+
+def test_overlapping_attempts_of_one_chunk_commit_one_text(store: JobStore, make_services) -> None:
+    """Step Functions retries while the first attempt still runs (a Lambda.ServiceException, a
+    timeout the runtime did not see): the stale attempt ends without touching the stored chunk."""
+    from longform_core.errors import JobStateInvalid as Conflict
+
+    job = start(store, {"prompt": "q"})
+    retry = make_services(ScriptedProvider(outcome("retry text", "length")))
+
+    class StaleAttempt:
+        def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> StreamOutcome:
+            # while this attempt waits on the model, the retry runs to its commit
+            generate_chunk(ChunkTaskInput(job_id=job), retry, remaining_ms=lambda: 60_000)
+            return outcome("stale text", "length")
+
+    with pytest.raises(Conflict):
+        generate_chunk(ChunkTaskInput(job_id=job), make_services(StaleAttempt()), remaining_ms=lambda: 60_000)
+    assert store.get_chunk(job, 0).text == "retry text"
+    manifest, _ = store.get_manifest(job)
+    assert store.read_running_text(manifest, answer_start="") == ("retry text", "")
+    rest = make_services(ScriptedProvider(outcome(" and the end.", "stop")))
+    assert run(rest, job) == ["stop"]
+    assert rest.provider.bodies[0]["messages"][-1]["content"] == "retry text"  # continues the committed text
+    finalize(FinalizeTaskInput(job_id=job), rest)
+    result = store.get_result(job)
+    assert result is not None and store.get_text(result.output_key) == "retry text and the end."
+
+
+def test_a_length_that_adds_no_text_ends_with_a_named_stop_not_a_loop(store: JobStore, make_services) -> None:
+    provider = ScriptedProvider(outcome(A, "length"), outcome("", "length", completion=3))
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["length", "no_progress"]
+    out = finalize(FinalizeTaskInput(job_id=job), services)
+    result = store.get_result(job)
+    assert result is not None
+    assert (out.status, result.stop_reason) == ("failed", "no_progress")
+    assert result.error is not None and "added no text" in result.error
+    assert store.get_text(result.output_key) == A  # the output is kept
+
+
+def test_a_huge_provider_error_is_bounded_before_it_reaches_the_state_machine() -> None:
+    from longform_core.errors import ERROR_TEXT_MAX, ProviderRequestInvalid
+    from longform_core.provider_errors import classify_error
+
+    error = classify_error(400, {"error": {"message": "x" * 300_000}})
+    assert isinstance(error, ProviderRequestInvalid)
+    assert ERROR_TEXT_MAX < len(str(error)) < ERROR_TEXT_MAX + 50
+    assert str(error).endswith("(296000 more characters)")

@@ -165,11 +165,23 @@ def test_chunk_round_trip_and_key(store: JobStore, s3: Any) -> None:
     assert store.get_chunk(JOB, 3) == c
 
 
-def test_retried_chunk_rewrites_its_own_key(store: JobStore, s3: Any) -> None:
-    store.put_chunk(chunk(0, "first try"))
-    store.put_chunk(chunk(0, "second try"))
+def test_attempts_of_one_chunk_are_fenced_the_first_stored_wins(store: JobStore, s3: Any) -> None:
+    """Two attempts continuing the same manifest version: the second gets the first's record back
+    (and so commits exactly what is stored), it never overwrites it."""
+    first = chunk(0, "first try").model_copy(update={"base_etag": '"v1"'})
+    second = chunk(0, "second try").model_copy(update={"base_etag": '"v1"'})
+    assert store.put_chunk(first) == first
+    assert store.put_chunk(second) == first
     assert keys_in_bucket(store) == [f"jobs/{JOB}/chunks/000000.json"]
-    assert store.get_chunk(JOB, 0).text == "second try"
+    assert store.get_chunk(JOB, 0).text == "first try"
+
+
+def test_a_record_left_by_an_older_manifest_version_is_replaced(store: JobStore, s3: Any) -> None:
+    """Never committed (a commit moves the job to the next index): the new attempt's record stands."""
+    store.put_chunk(chunk(0, "from v1").model_copy(update={"base_etag": '"v1"'}))
+    newer = chunk(0, "from v2").model_copy(update={"base_etag": '"v2"'})
+    assert store.put_chunk(newer) == newer
+    assert store.get_chunk(JOB, 0).text == "from v2"
 
 
 def test_missing_chunk_is_invalid_state(store: JobStore) -> None:
@@ -257,10 +269,11 @@ def test_assemble_with_a_missing_chunk_fails_loudly(store: JobStore, s3: Any) ->
         store.assemble(manifest, answer_start=START)
 
 
-def test_write_final_and_get_result(store: JobStore) -> None:
+def test_final_text_and_result(store: JobStore) -> None:
     result = make_result(JOB)
     assert store.get_result(JOB) is None
-    store.write_final(JOB, answer="Final", reasoning=None, result=result)
+    store.write_running_text(JOB, answer="Final", reasoning=None)
+    store.put_result(result)
     assert store.get_result(JOB) == result
     assert store.get_text(f"jobs/{JOB}/output.md") == "Final"
     assert store.get_text(f"jobs/{JOB}/reasoning.md") is None

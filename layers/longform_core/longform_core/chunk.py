@@ -229,7 +229,10 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
     """Store the chunk, commit the manifest, then write the running text."""
     settings, store, manifest, outcome = services.settings, services.store, job.manifest, reply.outcome
     finish = chunk_finish(outcome.finish_reason, outcome.ended_by)
-    if not outcome.has_text and finish != "stop":
+    if not outcome.has_text and finish == "length":
+        # tokens counted, no text added: no progress, not an outage; another round would say the same
+        finish = "no_progress"
+    elif not outcome.has_text and finish != "stop":
         # (a "stop" that adds nothing is a normal end: the answer was already complete)
         raise ProviderUnavailable("the provider finished without producing any text")
     text = split_chunk(
@@ -267,16 +270,24 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
         streamed=outcome.streamed,
         echo=reply.echo.verdict,
         echo_stripped_chars=reply.echo.stripped_chars,
+        base_etag=job.etag,
+        format_after=text.reasoning_format,
+        phase_after=text.phase,
+        held_after=text.held,
     )
-    store.put_chunk(chunk)
-    answer = job.answer_so_far + text.answer
-    reasoning = job.reasoning_so_far + text.reasoning
+    # the fence: an attempt of this chunk that stored its record first (a retry overlapping a
+    # stale attempt, or an attempt that died before its commit) wins; its record is the one
+    # committed, and this attempt's own text is dropped, so the stored chunk is the committed one
+    chunk = store.put_chunk(chunk)
+    finish = chunk.finish_reason
+    answer = job.answer_so_far + chunk.text
+    reasoning = job.reasoning_so_far + chunk.reasoning
     manifest.record_chunk(
         chunk,
         TextState(
-            reasoning_format=text.reasoning_format,
-            reasoning_phase=text.phase,
-            held_text=text.held,
+            reasoning_format=chunk.format_after,
+            reasoning_phase=chunk.phase_after,
+            held_text=chunk.held_after,
             answer_chars=len(answer),
             reasoning_chars=len(reasoning),
         ),

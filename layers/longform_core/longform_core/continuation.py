@@ -164,6 +164,7 @@ _ENDING_STOP_REASON: dict[FinishReason, StopReason] = {
     "stop": "stop",
     "content_filter": "content_filter",
     "tool_calls": "tool_calls",
+    "no_progress": "no_progress",
     "reasoning_loop": "reasoning_loop",
     "context_exhausted": "context_exhausted",
 }

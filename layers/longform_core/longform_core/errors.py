@@ -60,11 +60,31 @@ class JobStateInvalid(LongformError):
     """The stored job state is inconsistent and cannot be repaired automatically."""
 
 
+class ManifestConflict(JobStateInvalid):
+    """The manifest changed under this invocation: another attempt committed first, or a cancel.
+
+    Unlike its parent it is worth retrying (the workflow's generic Retry does): the next attempt
+    reads the new state, and goes on from it or finds the job ended.
+    """
+
+
 class ContextExhausted(LongformError):
     """Nothing more fits in the model's context window: the job ends ``context_exhausted``."""
 
 
 # ---- provider errors --------------------------------------------------------------------------
+
+
+# A provider may answer with any amount of text; what reaches the state machine (a task's error
+# cause, capped at 256 KiB by Step Functions, and States.DataLimitExceeded matches no Catch) is kept
+# to this many characters.
+ERROR_TEXT_MAX = 4000
+
+
+def bounded(text: str, limit: int = ERROR_TEXT_MAX) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class ProviderError(LongformError):
@@ -74,7 +94,7 @@ class ProviderError(LongformError):
 
     def __init__(self, message: str, *, status: int | None = None):
         self.status = status
-        super().__init__(message)
+        super().__init__(bounded(message))
 
 
 class ProviderRateLimited(ProviderError):

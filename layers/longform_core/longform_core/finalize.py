@@ -10,12 +10,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from .errors import bounded
 from .job_store import JobKeys, assemble_chunks
-from .models import FinishReason, JobId, JobResult, JobStatus, Manifest, TerminalStatus, utcnow
+from .models import ChunkRecord, FinishReason, JobId, JobResult, JobStatus, Manifest, TerminalStatus, utcnow
 from .reasoning import clean_reasoning
 from .services import MetricsSink, Services
-
-ERROR_TEXT_MAX = 2000
 
 
 class FinalizeTaskInput(BaseModel):
@@ -45,6 +44,11 @@ def final_status(task: FinalizeTaskInput, manifest: Manifest) -> tuple[TerminalS
         return "context_exhausted", None
     if task.status == "failed" or task.error:
         return "failed", describe_error(task.error)
+    if manifest.stop_reason == "no_progress":
+        return "failed", (
+            "the provider reported a length cut but added no text; stopped so it would not loop "
+            f"(output kept: {manifest.answer_chars} characters)"
+        )
     if manifest.stop_reason == "reasoning_loop":
         return "failed", (
             f"the model produced only reasoning for {manifest.reasoning_only_streak} chunks in a row; "
@@ -75,57 +79,87 @@ def finalize_job(
     metrics: MetricsSink | None = None,
     unless_ended: bool = False,
 ) -> tuple[Manifest, JobResult | None]:
-    """Assemble the output from the chunks and write ``result.json``; commit the terminal manifest.
+    """End the job: commit its terminal manifest first, then derive every other file from it.
 
-    Returns the manifest as committed and the result. With ``unless_ended`` a job that has already
-    ended is left as it is (and returned as it is).
+    The commit (``If-Match``) decides: of a finalize and a cancel racing, the loser fails there
+    having written nothing, so ``result.json``, ``results/*`` and the event can never contradict
+    the manifest. Everything after the commit is derived from the committed manifest and the
+    chunks alone, so a run that crashed half-way and runs again writes the same bytes.
+
+    A job that has already ended is returned as it is with ``unless_ended`` (cancel); otherwise its
+    files are derived again (an earlier run may have crashed after its commit) and the event is
+    published only when ``result.json`` was not there yet (it is written last).
     """
     store = services.store
     manifest, etag = store.get_manifest(task.job_id)
-    if unless_ended and manifest.terminal:
-        return manifest, store.get_result(task.job_id)
+    if manifest.terminal:
+        existing = store.get_result(task.job_id)
+        if unless_ended or existing is not None:
+            return manifest, existing
+        return manifest, _write_outputs(manifest, services, metrics=metrics)
     request = store.get_request(task.job_id)
     chunks = store.read_chunks(manifest)  # read once: the text and the durations
-    answer, raw_reasoning = assemble_chunks(chunks, answer_start=request.answer_start())
+    answer, reasoning = _final_text(manifest, chunks, request.answer_start())
+    status, error = final_status(task, manifest)
+    manifest.status = status
+    manifest.finished_at = utcnow()
+    manifest.error = error or manifest.error
+    if manifest.stop_reason is None and status == "failed":
+        manifest.stop_reason = "error"
+    manifest.context_length = (
+        manifest.context_length or request.context_length or services.settings.context_length
+    )
+    # the final output is cleaned (no blank lines after a think block): lengths now describe it
+    manifest.answer_chars = len(answer)
+    manifest.reasoning_chars = len(reasoning)
+    store.put_manifest(manifest, if_match=etag)  # the commit: the one true status
+    return manifest, _write_outputs(
+        manifest, services, chunks=chunks, text=(answer, reasoning), metrics=metrics
+    )
+
+
+def _final_text(manifest: Manifest, chunks: list[ChunkRecord], answer_start: str) -> tuple[str, str]:
+    answer, raw_reasoning = assemble_chunks(chunks, answer_start=answer_start)
     if manifest.held_text:  # the job ended (budget, error) with a partial tag held back: keep it
         if manifest.reasoning_phase == "reasoning":
             raw_reasoning += manifest.held_text
         else:
             answer += manifest.held_text
-    reasoning = clean_reasoning(raw_reasoning)  # the answer is kept clean chunk by chunk
+    return answer, clean_reasoning(raw_reasoning)  # the answer is kept clean chunk by chunk
 
-    status, error = final_status(task, manifest)
-    keys = JobKeys(task.job_id)
-    finished_at = utcnow()
+
+def _write_outputs(
+    manifest: Manifest,
+    services: Services,
+    *,
+    chunks: list[ChunkRecord] | None = None,
+    text: tuple[str, str] | None = None,
+    metrics: MetricsSink | None = None,
+) -> JobResult:
+    """output.md, reasoning.md, results/*, the event, then result.json: all from the terminal manifest."""
+    store = services.store
+    if chunks is None or text is None:
+        chunks = store.read_chunks(manifest)
+        text = _final_text(manifest, chunks, store.get_request(manifest.job_id).answer_start())
+    answer, reasoning = text
+    keys = JobKeys(manifest.job_id)
     result = JobResult.from_manifest(
         manifest,
         chunks,
-        status=status,
-        error=error,
-        context_length=manifest.context_length or request.context_length or services.settings.context_length,
         output_key=keys.output,
         reasoning_key=keys.reasoning if reasoning else None,
         output_chars=len(answer),
         reasoning_chars=len(reasoning),
-        finished_at=finished_at,
     )
-    store.write_final(task.job_id, answer=answer, reasoning=reasoning or None, result=result)
+    store.write_running_text(manifest.job_id, answer=answer, reasoning=reasoning or None)
     if manifest.source is not None:
         store.write_source_results(manifest.source, answer=answer, result=result)
-    manifest.status = status
-    manifest.finished_at = finished_at
-    manifest.error = result.error
-    if manifest.stop_reason is None:
-        manifest.stop_reason = result.stop_reason
-    # the final output is cleaned (no blank lines after a think block): lengths now describe it
-    manifest.answer_chars = len(answer)
-    manifest.reasoning_chars = len(reasoning)
-    store.put_manifest(manifest, if_match=etag)
     if services.publisher is not None:
         services.publisher.publish(result)
+    store.put_result(result)  # last: its presence says every file above is in place
     if metrics is not None:
-        metrics.add_metric(name=f"Jobs{status.title().replace('_', '')}", unit="Count", value=1)
-    return manifest, result
+        metrics.add_metric(name=f"Jobs{result.status.title().replace('_', '')}", unit="Count", value=1)
+    return result
 
 
 def describe_error(error: dict[str, Any] | None) -> str | None:
@@ -140,4 +174,4 @@ def describe_error(error: dict[str, Any] | None) -> str | None:
         parsed = None
     if isinstance(parsed, dict) and parsed.get("errorMessage"):
         cause = parsed["errorMessage"]
-    return f"{name}: {cause}"[:ERROR_TEXT_MAX]
+    return bounded(f"{name}: {cause}")

@@ -12,9 +12,12 @@ Layout (``jobs/{id}/``)::
 Durability protocol for one chunk (``manifest.json`` is the commit point)::
 
     read manifest (+ETag) -> read output.md/reasoning.md -> call the model
-    -> PUT chunks/n -> PUT manifest (If-Match: ETag) -> PUT output.md/reasoning.md
+    -> PUT chunks/n (If-None-Match) -> PUT manifest (If-Match: ETag) -> PUT output.md/reasoning.md
 
-A retried chunk rewrites its own key; only a committed chunk reaches output.md, and text past the
+Attempts of one chunk are fenced: each record names the manifest version it continues, the first
+attempt to store ``chunks/n`` for that version wins, and any other attempt (a retry, or a stale
+attempt still running) commits that very record or nothing. Only a committed chunk reaches
+output.md, and text past the
 committed length is never read, so nothing is doubled or dropped at a seam. A crash between the
 commit and the text write leaves output.md short; the next reader rebuilds it from the chunks.
 A crash at any point loses at most the chunk in flight. The number of S3 requests per chunk does
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from .errors import JobNotFound, JobStateInvalid
+from .errors import JobNotFound, JobStateInvalid, ManifestConflict
 from .models import ChunkRecord, JobResult, JobSource, Manifest, utcnow
 from .request import GenerationRequest
 
@@ -158,15 +161,42 @@ class JobStore:
             )
         except ClientError as exc:
             if _is_precondition_failure(exc):
-                raise JobStateInvalid(
+                raise ManifestConflict(
                     f"job {manifest.job_id}: manifest changed under us (another invocation is running?)"
                 ) from exc
             raise
 
     # ---- chunks and running text -------------------------------------------------------------
 
-    def put_chunk(self, chunk: ChunkRecord) -> None:
-        self._put_json(JobKeys(chunk.job_id).chunk(chunk.index), chunk)
+    def put_chunk(self, chunk: ChunkRecord) -> ChunkRecord:
+        """Store a chunk record unless one is there already; returns the record that is stored.
+
+        Attempts of one chunk are fenced: the first to store ``chunks/{n}`` for a manifest version
+        wins, and a later (or overlapping, stale) attempt gets that record back instead of
+        overwriting it. A record left by an attempt of an older manifest version (never committed:
+        a commit moves the job to the next index) is replaced.
+        """
+        key = JobKeys(chunk.job_id).chunk(chunk.index)
+        replace: str | None = None  # the ETag of a stale record to replace
+        for _ in range(3):
+            try:
+                if replace is None:
+                    self._put_json(key, chunk, if_none_match=True)
+                else:
+                    self._put_json(key, chunk, if_match=replace)
+                return chunk
+            except ClientError as exc:
+                if not _is_precondition_failure(exc):
+                    raise
+            got = self._get(key)
+            if got is None:
+                replace = None
+                continue
+            stored = ChunkRecord.model_validate_json(got[0])
+            if stored.base_etag == chunk.base_etag:
+                return stored
+            replace = got[1]
+        raise JobStateInvalid(f"job {chunk.job_id}: chunk {chunk.index} keeps changing under us")
 
     def get_chunk(self, job_id: str, index: int) -> ChunkRecord:
         got = self._get(JobKeys(job_id).chunk(index))
@@ -204,9 +234,8 @@ class JobStore:
 
     # ---- final outputs ----------------------------------------------------------------------
 
-    def write_final(self, job_id: str, *, answer: str, reasoning: str | None, result: JobResult) -> None:
-        self.write_running_text(job_id, answer=answer, reasoning=reasoning or None)
-        self._put_json(JobKeys(job_id).result, result)
+    def put_result(self, result: JobResult) -> None:
+        self._put_json(JobKeys(result.job_id).result, result)
 
     def get_result(self, job_id: str) -> JobResult | None:
         got = self._get(JobKeys(job_id).result)

@@ -26,7 +26,14 @@ TERMINAL_STATUSES: frozenset[str] = frozenset(get_args(TerminalStatus))
 # LoopFinish values (a test reads them from this type and from the ASL); every other value ends.
 LoopFinish = Literal["length", "deadline", "interrupted"]
 EndFinish = Literal[
-    "stop", "budget", "reasoning_loop", "context_exhausted", "content_filter", "tool_calls", "other"
+    "stop",
+    "budget",
+    "reasoning_loop",
+    "context_exhausted",
+    "content_filter",
+    "tool_calls",
+    "no_progress",  # the provider said "length" but added no text: looping would never end
+    "other",
 ]
 FinishReason = Literal[LoopFinish, EndFinish]
 CONTINUE_FINISHES: frozenset[str] = frozenset(get_args(LoopFinish))
@@ -41,6 +48,7 @@ StopReason = Literal[
     "context_exhausted",
     "content_filter",
     "tool_calls",
+    "no_progress",
     "other",
     "error",
 ]
@@ -88,6 +96,12 @@ class ChunkRecord(BaseModel):
     streamed: bool = True
     echo: EchoVerdict = "none"  # what was decided about a prefill echo (echo.py)
     echo_stripped_chars: int = 0
+    # the attempt's fence: the manifest version (ETag) this chunk continues, and where the text
+    # stands after it, so that whichever attempt commits, it commits exactly the stored record
+    base_etag: str | None = None
+    format_after: ReasoningFormat = "none"
+    phase_after: Phase = "start"
+    held_after: str = ""
 
 
 class TextState(BaseModel):
@@ -114,6 +128,10 @@ class Manifest(BaseModel):
     finished_at: datetime | None = None
     execution_arn: str | None = None
     source: JobSource | None = None
+    # who submitted the job (submit.py): the HTTP API's caller ("iam:{arn}", "apikey:{id}"), the drop
+    # folder's bucket ("s3://{bucket}"); only the owner sees the job through the API. None: a job
+    # submitted by a trusted local tool (or before owners were recorded), never shown by the API
+    owner: str | None = None
 
     chunks: int = 0
     # committed lengths (in characters) of output.md / reasoning.md while running
@@ -235,27 +253,25 @@ class JobResult(BaseModel):
         manifest: Manifest,
         chunks: list[ChunkRecord],
         *,
-        status: TerminalStatus,
-        error: str | None,
-        context_length: int | None,
         output_key: str,
         reasoning_key: str | None,
         output_chars: int,
         reasoning_chars: int,
-        finished_at: datetime,
     ) -> JobResult:
+        """The result of an ended job: a function of its terminal manifest and its chunks alone."""
+        if not manifest.terminal or manifest.finished_at is None:
+            raise ValueError(f"job {manifest.job_id} has not ended ({manifest.status})")
+        finished_at = manifest.finished_at
+        context_length = manifest.context_length
         room = manifest.room_after_first_prompt(context_length)
         started = manifest.started_at
-        exhausted = status == "context_exhausted"
-        stop_reason: StopReason | None = manifest.stop_reason
-        if status == "failed" and stop_reason is None:
-            stop_reason = "error"
+        exhausted = manifest.status == "context_exhausted"
         return cls(
             job_id=manifest.job_id,
-            status=status,
+            status=manifest.status,
             finish_reason="context_exhausted" if exhausted else manifest.last_finish_reason,
-            stop_reason=stop_reason,
-            error=error or manifest.error,
+            stop_reason=manifest.stop_reason,
+            error=manifest.error,
             model=manifest.model,
             chunks=manifest.chunks,
             prompt_tokens=manifest.first_prompt_tokens,

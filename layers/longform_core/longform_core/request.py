@@ -16,6 +16,11 @@ from .errors import Problem, RequestInvalid
 
 DEFAULT_MAX_TOKENS_PER_REQUEST = 16_384
 DEFAULT_MAX_CHUNKS = 200
+# A Standard execution holds 25,000 history events. A chunk costs 7 (the Lambda task 5, the Choice
+# 2), a Retry of the chunk task about 5 more, plus 11 fixed: 2,000 chunks (14,000 events) leave
+# room for some 2,000 retries. Past this a job does not fit one execution (the sweeper would end it
+# `failed` with its output kept, but it is refused up front instead).
+MAX_CHUNKS_PER_JOB = 2_000
 MAX_PROMPT_CHARS = 4_000_000
 
 Role = Literal["system", "developer", "user", "assistant"]
@@ -50,7 +55,7 @@ class GenerationRequest(BaseModel):
     reasoning_effort: ReasoningEffort | None = None
 
     max_output_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
-    max_chunks: int = Field(default=DEFAULT_MAX_CHUNKS, ge=1, le=10_000)
+    max_chunks: int = Field(default=DEFAULT_MAX_CHUNKS, ge=1, le=MAX_CHUNKS_PER_JOB)
     max_cost_usd: float | None = Field(default=None, gt=0.0, le=100_000.0)
     max_tokens_per_request: int | None = Field(default=None, ge=1, le=1_000_000)
     context_length: int | None = Field(default=None, ge=16, le=100_000_000)

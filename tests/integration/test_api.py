@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 import requests
+from longform_core.api.routes import caller_owner
 from longform_core.submit import job_id_for
 
-from longform.local.apigw import api_event, body_of, header
+from longform.local.apigw import TEST_IDENTITY, api_event, body_of, header
 from longform.local.cloud import LocalCloud
 
 from .conftest import CloudFactory, expected
@@ -19,6 +20,7 @@ from .conftest import CloudFactory, expected
 pytestmark = pytest.mark.integration
 
 API = "ApiFunction"
+OWNER = caller_owner(TEST_IDENTITY, "IAM")  # whose jobs api_event's default caller submits
 
 
 def prompt(tokens: int, topic: str = "tide clocks") -> str:
@@ -167,7 +169,7 @@ def test_idempotency_key_starts_one_execution(make_cloud: CloudFactory, emulator
     with make_cloud() as cloud:
         first = call(cloud, "POST", "/generations", body=request, headers=key)
         second = call(cloud, "POST", "/generations", body=request, headers=key)
-        job_id = job_id_for("invoice-2026-0001")
+        job_id = job_id_for("invoice-2026-0001", OWNER)
         assert first["statusCode"] == second["statusCode"] == 202
         assert body_of(first)["job_id"] == body_of(second)["job_id"] == job_id
         assert header(second, "Idempotent-Replayed") == "true"
@@ -230,3 +232,45 @@ def test_errors_through_the_handler_are_json(make_cloud: CloudFactory) -> None:
         assert call(cloud, "GET", "/generations/unknown-job")["statusCode"] == 404
         assert call(cloud, "PUT", "/generations/unknown-job")["statusCode"] == 405
         assert cloud.sfn.list_executions(stateMachineArn=cloud.state_machine_arn)["executions"] == []
+
+
+def test_two_callers_see_only_their_own_jobs_through_the_deployed_handler(
+    make_cloud: CloudFactory, emulator
+) -> None:
+    alice = {**TEST_IDENTITY, "caller": "AROAEXAMPLE:alice", "userArn": TEST_IDENTITY["userArn"] + "-alice"}
+    bob = {**TEST_IDENTITY, "caller": "AROAEXAMPLE:bob", "userArn": TEST_IDENTITY["userArn"] + "-bob"}
+    request = {"prompt": prompt(600, "alice's secret"), "max_tokens_per_request": 250}
+    key = {"Idempotency-Key": "shared-key"}
+    with make_cloud() as cloud:
+        post = {"body": request, "headers": key}
+        mine = body_of(call(cloud, "POST", "/generations", identity=alice, **post))["job_id"]
+        theirs = body_of(call(cloud, "POST", "/generations", identity=bob, **post))["job_id"]
+        assert mine != theirs  # the same key, two callers: two jobs
+        for job_id in (mine, theirs):
+            assert cloud.wait(job_id)["status"] == "SUCCEEDED"
+        want = expected(request, emulator).answer
+        output = body_of(call(cloud, "GET", f"/generations/{mine}/output", identity=alice))
+        assert output["text"] == want and output["complete"] is True
+        for method, path in (
+            ("GET", f"/generations/{mine}"),
+            ("GET", f"/generations/{mine}/output"),
+            ("DELETE", f"/generations/{mine}"),
+        ):
+            response = call(cloud, method, path, identity=bob)
+            assert response["statusCode"] == 404, (method, path)
+            assert body_of(response)["error"] == "JobNotFound"
+            assert want not in response["body"]
+        listed = body_of(call(cloud, "GET", "/generations", identity=bob))
+        assert [item["job_id"] for item in listed["items"]] == [theirs]
+        listed = body_of(call(cloud, "GET", "/generations", identity=alice))
+        assert [item["job_id"] for item in listed["items"]] == [mine]
+        # Bob's DELETE changed nothing: Alice's job is still succeeded, its output whole
+        assert status_of(cloud, mine, alice)["status"] == "succeeded"
+        assert cloud.store.get_text(f"jobs/{mine}/output.md") == want
+
+
+def status_of(cloud: LocalCloud, job_id: str, identity: dict[str, str]) -> dict[str, Any]:
+    response = call(cloud, "GET", f"/generations/{job_id}", identity=identity)
+    assert response["statusCode"] == 200
+    view: dict[str, Any] = body_of(response)
+    return view

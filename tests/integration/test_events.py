@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from longform_core.api.routes import caller_owner
 from longform_core.models import Manifest
 from longform_core.request import parse_request
 from longform_core.submit import job_id_for
@@ -26,10 +27,14 @@ def load(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text(encoding="utf-8"))
 
 
+# the caller the API events carry (alice, an IAM principal): the owner of the jobs they reach
+EVENT_OWNER = caller_owner(load("api_get_generation.json")["requestContext"]["identity"], "IAM")
+
+
 def seed(cloud: LocalCloud) -> None:
     request = parse_request(load("request.json"))
     cloud.store.put_request(JOB, request)
-    cloud.store.put_manifest(Manifest(job_id=JOB, model=request.model or "m"))
+    cloud.store.put_manifest(Manifest(job_id=JOB, model=request.model or "m", owner=EVENT_OWNER))
 
 
 def invoke(cloud: LocalCloud, function: str, event: dict[str, Any]) -> Any:
@@ -52,6 +57,8 @@ def test_every_event_file_is_used() -> None:
         "api_get_output.json",
         "api_delete_generation.json",
         "api_list_generations.json",
+        "sweeper_execution_failed.json",
+        "sweeper_execution_aborted.json",
     }
 
 
@@ -153,7 +160,7 @@ def test_api_post_event_starts_the_job(make_cloud: CloudFactory, emulator) -> No
         response = invoke(cloud, "ApiFunction", load("api_post_generations.json"))
         assert response["statusCode"] == 202
         body = json.loads(response["body"])
-        assert body["job_id"] == job_id_for("example-order-0001")
+        assert body["job_id"] == job_id_for("example-order-0001", EVENT_OWNER)
         assert response["multiValueHeaders"]["Location"] == [f"/v1/generations/{body['job_id']}"]
         assert cloud.wait(body["job_id"], timeout=60)["status"] == "SUCCEEDED"
         want = expected(load("request.json"), emulator).answer
@@ -188,10 +195,45 @@ def test_api_delete_event_cancels_the_job(make_cloud: CloudFactory) -> None:
 
 def test_api_list_event_lists_the_jobs(make_cloud: CloudFactory) -> None:
     with make_cloud() as cloud:
-        job = cloud.submit(load("request.json"))
-        cloud.wait(job.job_id, timeout=60)
+        job_id = json.loads(invoke(cloud, "ApiFunction", load("api_post_generations.json"))["body"])["job_id"]
+        cloud.submit(load("request.json"))  # submitted in-process: no caller's, so not listed
+        cloud.wait(job_id, timeout=60)
         response = invoke(cloud, "ApiFunction", load("api_list_generations.json"))
         assert response["statusCode"] == 200
         page = json.loads(response["body"])
-        assert [item["job_id"] for item in page["items"]] == [job.job_id]
+        assert [item["job_id"] for item in page["items"]] == [job_id]
         assert page["items"][0]["status"] == "succeeded"
+
+
+# ---- the sweeper: Step Functions status-change events (SweeperFunction) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        (
+            "sweeper_execution_failed.json",
+            "ExecutionFailed: FinalizeFailed: Could not assemble the job's output",
+        ),
+        ("sweeper_execution_aborted.json", "ExecutionAborted: the execution was aborted outside longform"),
+    ],
+)
+def test_sweeper_events_end_a_job_left_running(
+    make_cloud: CloudFactory, emulator, name: str, error: str
+) -> None:
+    event = load(name)
+    with make_cloud() as cloud:
+        assert event["detail"]["stateMachineArn"] == cloud.state_machine_arn  # the local cloud's
+        seed(cloud)
+        invoke(cloud, "GenerateChunkFunction", load("generate_chunk.json"))
+        outcome = invoke(cloud, "SweeperFunction", event)
+        assert (outcome["action"], outcome["job_id"], outcome["status"]) == ("finalized", JOB, "failed")
+        result = cloud.store.get_result(JOB)
+        assert result is not None and result.status == "failed"
+        assert (result.error or "").startswith(error)
+        want = expected(load("request.json"), emulator, model="longform/emulated-writer").answer
+        assert cloud.store.get_text(result.output_key) == want
+        # delivered again (EventBridge delivers at least once): the ended job is left as it is
+        again = invoke(cloud, "SweeperFunction", event)
+        assert (again["action"], again["status"]) == ("already_ended", "failed")
+        assert cloud.store.get_result(JOB) == result

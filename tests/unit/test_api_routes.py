@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from longform_core import api
+from longform_core.api.routes import caller_owner
 from longform_core.config import Settings
 from longform_core.job_store import JobStore
 from longform_core.models import Manifest, utcnow
@@ -20,12 +21,14 @@ from longform_core.runtime import build_services
 from longform_core.services import Services
 from longform_core.submit import job_id_for
 
-from longform.local.apigw import api_event, body_of, header
+from longform.local.apigw import TEST_IDENTITY, api_event, body_of, header
 from longform.local.lambda_runtime import LambdaContext
 
 from .conftest import BUCKET, make_result
 
 REQUEST = {"prompt": "Write a long essay about tide clocks.", "max_output_tokens": 5000}
+# the owner of the jobs the test identity submits (api_event's default caller)
+OWNER = caller_owner(TEST_IDENTITY, "IAM")
 
 
 @dataclass
@@ -87,9 +90,16 @@ def problems(response: dict[str, Any]) -> dict[str, str]:
 
 
 def seed(
-    store: JobStore, job_id: str, *, status: str = "running", text: str = "", committed: int | None = None
+    store: JobStore,
+    job_id: str,
+    *,
+    status: str = "running",
+    text: str = "",
+    committed: int | None = None,
+    owner: str | None = OWNER,
 ) -> Manifest:
-    """A job as the workflow leaves it: request, manifest and the running output.md."""
+    """A job as the workflow leaves it: request, manifest and the running output.md (the test
+    identity's job unless ``owner`` says otherwise)."""
     store.put_request(job_id, parse_request(REQUEST))
     manifest = Manifest(
         job_id=job_id,
@@ -99,6 +109,7 @@ def seed(
         answer_chars=len(text) if committed is None else committed,
         started_at=utcnow(),
         finished_at=utcnow() if status in ("succeeded", "failed", "cancelled", "context_exhausted") else None,
+        owner=owner,
     )
     if text:
         store.write_running_text(job_id, answer=text, reasoning=None)
@@ -154,12 +165,12 @@ def test_same_idempotency_key_twice_returns_the_same_job_and_starts_one_executio
         "POST", "/generations", body=json.dumps(REQUEST, indent=4), headers={"idempotency-key": "order-42"}
     )
     assert first["statusCode"] == again["statusCode"] == 202
-    assert body_of(first)["job_id"] == body_of(again)["job_id"] == job_id_for("order-42")
+    assert body_of(first)["job_id"] == body_of(again)["job_id"] == job_id_for("order-42", OWNER)
     assert body_of(again) == body_of(first)
     assert header(first, "Idempotent-Replayed") is None
     assert header(again, "Idempotent-Replayed") == "true"
     assert header(again, "Location") == header(first, "Location")
-    assert [e["name"] for e in call.executions()] == [job_id_for("order-42")]
+    assert [e["name"] for e in call.executions()] == [job_id_for("order-42", OWNER)]
 
 
 def test_replay_reports_the_jobs_current_status(call: Api) -> None:
@@ -179,7 +190,7 @@ def test_same_idempotency_key_with_another_body_is_409(call: Api) -> None:
     assert response["statusCode"] == 409
     assert body_of(response)["error"] == "IdempotencyConflict"
     assert problems(response) == {"header.Idempotency-Key": "already used with a different body"}
-    assert call.store.get_request(job_id_for("order-43")).temperature is None  # the original stays
+    assert call.store.get_request(job_id_for("order-43", OWNER)).temperature is None  # the original stays
     assert len(call.executions()) == 1
 
 
@@ -307,7 +318,8 @@ def test_get_a_finished_job_has_its_finish_reason(call: Api) -> None:
         finished_at=now,
         duration_seconds=1.0,
     )
-    call.store.write_final("job-2", answer="All of it.", reasoning=None, result=result)
+    call.store.write_running_text("job-2", answer="All of it.", reasoning=None)
+    call.store.put_result(result)
     view = body_of(call("GET", "/generations/job-2"))
     assert view["status"] == "succeeded"
     assert view["finish_reason"] == "stop"
@@ -593,3 +605,29 @@ def test_metrics_are_counted_when_the_handler_passes_them(call: Api) -> None:
     replay_event = api_event("POST", "/generations", body=REQUEST)
     call.handle(replay_event)
     assert counted == ["JobsSubmitted"]
+
+
+# ---- the deployment's limits -------------------------------------------------------------------------
+
+
+def test_a_model_the_deployment_does_not_allow_is_400_naming_the_allowed_ones(make_api: ApiFactory) -> None:
+    call = make_api(allowed_models=("a/one", "b/two"))
+    response = call("POST", "/generations", body={**REQUEST, "model": "c/three"})
+    assert response["statusCode"] == 400
+    assert body_of(response)["error"] == "RequestInvalid"
+    assert problems(response) == {
+        "model": "'c/three' is not allowed here; allowed: a/one, b/two, default/model"
+    }
+    assert call.keys() == []
+    assert call.executions() == []
+    allowed = call("POST", "/generations", body={**REQUEST, "model": "a/one"})
+    assert allowed["statusCode"] == 202
+    assert body_of(allowed)["model"] == "a/one"
+
+
+def test_the_default_cost_cap_is_stored_with_the_request(make_api: ApiFactory) -> None:
+    call = make_api(default_max_cost_usd=3.0)
+    job_id = body_of(call("POST", "/generations", body=REQUEST))["job_id"]
+    assert call.store.get_request(job_id).max_cost_usd == 3.0
+    own = body_of(call("POST", "/generations", body={**REQUEST, "max_cost_usd": 0.5}))["job_id"]
+    assert call.store.get_request(own).max_cost_usd == 0.5

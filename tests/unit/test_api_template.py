@@ -50,7 +50,10 @@ def test_api_function_policies_are_least_privilege(template: dict[str, Any]) -> 
         "states:StopExecution",
         "events:PutEvents",
     }
-    assert all(s["Effect"] == "Allow" for s in statements.values())
+    # the one Deny refuses listings outside jobs/ (test_template_security.py)
+    assert all(s["Effect"] == "Allow" for sid, s in statements.items() if sid != "NoListingOutsideJobs")
+    assert statements["NoListingOutsideJobs"]["Effect"] == "Deny"
+    assert as_list(statements["NoListingOutsideJobs"]["Action"]) == ["s3:ListBucket"]
     assert all("*" not in a.split(":")[1] for a in actions)
     start = statements["StartAndListJobs"]
     assert set(as_list(start["Action"])) == {"states:StartExecution", "states:ListExecutions"}

@@ -25,6 +25,17 @@ CHUNK_TASK = "GenerateChunk"
 FINALIZE_TASK = "Finalize"
 PERMANENT_ERRORS = ("ContextExhausted", "ProviderAuthenticationFailed", "ProviderRequestInvalid")
 TRANSIENT_ERRORS = ("ProviderRateLimited", "ProviderUnavailable")
+# what Step Functions reports when Lambda throttles an invocation (normal under MaxConcurrentChunks)
+# and the Lambda service errors AWS documents as transient (Step Functions' "Handle Lambda service
+# exceptions" best practice): they must wait, not fail
+LAMBDA_THROTTLE = "Lambda.TooManyRequestsException"
+LAMBDA_SERVICE_ERRORS = (
+    LAMBDA_THROTTLE,
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
+)
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +271,45 @@ def test_transient_provider_errors_are_retried_with_full_jitter(states: dict[str
     assert retrier.get("BackoffRate", 2.0) > 1
 
 
+def worst_case_wait(retrier: dict[str, Any]) -> float:
+    """Seconds of backoff before a retrier gives up, without jitter (FULL jitter waits up to this)."""
+    interval, rate = retrier.get("IntervalSeconds", 1), retrier.get("BackoffRate", 2.0)
+    cap = retrier.get("MaxDelaySeconds", float("inf"))
+    return float(sum(min(interval * rate**n, cap) for n in range(retrier["MaxAttempts"])))
+
+
+@pytest.mark.parametrize("task", [CHUNK_TASK, FINALIZE_TASK])
+@pytest.mark.parametrize("error", LAMBDA_SERVICE_ERRORS)
+def test_lambda_throttles_and_service_errors_wait_long_before_failing(
+    states: dict[str, Any], task: str, error: str
+) -> None:
+    retriers = states[task]["Retry"]
+    retrier = first_match(retriers, error)
+    assert retrier is not None
+    # its own retrier, listed before States.ALL (Step Functions takes the first that names the error)
+    assert error in retrier["ErrorEquals"], f"{task}: {error} falls to {retrier['ErrorEquals']}"
+    assert retrier["ErrorEquals"] != ["States.ALL"]
+    assert retriers.index(retrier) < len(retriers) - 1
+    assert retrier["JitterStrategy"] == "FULL"  # a cap's waiting chunks do not come back in step
+    assert retrier["IntervalSeconds"] >= 1
+    assert retrier["BackoffRate"] >= 1.5
+    assert 30 <= retrier["MaxDelaySeconds"] <= 300
+    assert retrier["MaxAttempts"] >= 15
+    # a busy cap is outlasted for minutes, where the generic retrier gives up within seconds
+    assert worst_case_wait(retrier) >= 600
+    assert worst_case_wait(retriers[-1]) < worst_case_wait(retrier) / 10
+
+
+def test_every_transient_lambda_error_of_the_docs_is_named_in_both_tasks(states: dict[str, Any]) -> None:
+    for task in (CHUNK_TASK, FINALIZE_TASK):
+        named = {error for rule in states[task]["Retry"] for error in rule["ErrorEquals"]}
+        assert set(LAMBDA_SERVICE_ERRORS) <= named, task
+        # and none of them is mistaken for a permanent error
+        for rule in states[task]["Retry"]:
+            if rule.get("MaxAttempts", 3) == 0:
+                assert not set(rule["ErrorEquals"]) & set(LAMBDA_SERVICE_ERRORS), task
+
+
 def test_retriers_are_well_formed(states: dict[str, Any]) -> None:
     for name, state in states.items():
         for key in ("Retry", "Catch"):
@@ -270,8 +320,14 @@ def test_retriers_are_well_formed(states: dict[str, Any]) -> None:
                     assert i == len(rules) - 1, f"{name}.{key}: States.ALL must come last"
             if key == "Retry":
                 for rule in rules:
-                    assert 0 <= rule.get("MaxAttempts", 3) <= 10, name
-                    if rule.get("MaxAttempts", 3) > 0:
+                    attempts = rule.get("MaxAttempts", 3)
+                    # many attempts only for the Lambda service's throttles and hiccups, and only
+                    # with a ceiling on the wait
+                    limit = 30 if set(rule["ErrorEquals"]) <= set(LAMBDA_SERVICE_ERRORS) else 10
+                    assert 0 <= attempts <= limit, name
+                    if attempts > 10:
+                        assert 0 < rule["MaxDelaySeconds"] <= 300, name
+                    if attempts > 0:
                         assert rule.get("JitterStrategy") == "FULL", f"{name}: retry without jitter"
 
 
@@ -283,6 +339,8 @@ def test_error_names_exist_in_the_error_taxonomy(states: dict[str, Any]) -> None
     for name, state in states.items():
         for rule in [*state.get("Retry", []), *state.get("Catch", [])]:
             for error in rule["ErrorEquals"]:
+                if error in LAMBDA_SERVICE_ERRORS:
+                    continue  # the Lambda service's, as Step Functions names them
                 if not error.startswith("States."):
                     assert error in classes, f"{name}: {error} is not a class of longform_core.errors"
 
@@ -292,3 +350,19 @@ def test_tasks_reference_functions_only_through_substitutions(states: dict[str, 
         if state["Type"] == "Task":
             resource = state["Resource"]
             assert re.fullmatch(r"\$\{[A-Za-z0-9_]+\}", resource), f"{name}: hard-coded {resource}"
+
+
+def test_a_lost_commit_is_retried_but_an_ended_job_is_not(states: dict[str, Any]) -> None:
+    """ManifestConflict (another attempt committed first) is worth a retry: the next attempt reads
+    the new state; JobStateInvalid (the job already ended) is not."""
+    retry = states[CHUNK_TASK]["Retry"]
+
+    def attempts_for(error: str) -> int:
+        for rule in retry:
+            if error in rule["ErrorEquals"] or "States.ALL" in rule["ErrorEquals"]:
+                return int(rule.get("MaxAttempts", 3))
+        return 0
+
+    assert issubclass(errors.ManifestConflict, errors.JobStateInvalid)
+    assert attempts_for("ManifestConflict") > 0
+    assert attempts_for("JobStateInvalid") == 0

@@ -390,3 +390,49 @@ def test_without_a_state_machine_a_valid_request_is_an_error(services: Services)
     upload(services.store, "requests/x.json", GOOD)
     with pytest.raises(RuntimeError, match="STATE_MACHINE_ARN"):
         handle_event(eventbridge(services.store, "requests/x.json"), services)
+
+
+# ---- ownership and the deployment's limits ---------------------------------------------------------
+
+
+def limited(services: Services, **settings: Any) -> Services:
+    return Services(
+        settings=services.settings.model_copy(update=settings),
+        store=services.store,
+        provider=services.provider,
+        executions=services.executions,
+    )
+
+
+def test_the_bucket_owns_the_drop_folders_jobs(services: Services) -> None:
+    """Whoever may write requests/ reads results/: the job is the bucket's, no API caller's."""
+    out = drop(services, "requests/owned.json", GOOD)
+    manifest, _ = services.store.get_manifest(out["job_id"])
+    assert manifest.owner == f"s3://{services.store.bucket}"
+    stored = json.loads(services.store.get_text(f"jobs/{out['job_id']}/manifest.json") or "{}")
+    assert stored["owner"] == f"s3://{services.store.bucket}"
+
+
+def test_a_model_the_deployment_does_not_allow_is_rejected_naming_them(services: Services) -> None:
+    services = limited(services, allowed_models=("a/one", "b/two"))
+    out = drop(services, "requests/other-model.json", {**GOOD, "model": "c/three"})
+    assert out["action"] == "rejected"
+    assert out["error_key"] == "results/other-model.error.json"
+    body = error_file(services.store, "other-model")
+    assert body["error"] == "RequestInvalid"
+    assert body["problems"] == [
+        {"field": "model", "message": "'c/three' is not allowed here; allowed: a/one, b/two, default/model"}
+    ]
+    assert executions(services) == []
+    assert keys_under(services.store, "jobs/") == []
+    # an allowed model, and the default model, start
+    assert drop(services, "requests/one.json", {**GOOD, "model": "a/one"})["action"] == "started"
+    assert drop(services, "requests/default.md", b"Write about tides.")["action"] == "started"
+
+
+def test_the_default_cost_cap_applies_to_a_dropped_prompt(services: Services) -> None:
+    services = limited(services, default_max_cost_usd=1.5)
+    out = drop(services, "requests/capped.md", b"Write about tides.")
+    assert services.store.get_request(out["job_id"]).max_cost_usd == 1.5
+    own = drop(services, "requests/own-cap.json", {**GOOD, "max_cost_usd": 9.0})
+    assert services.store.get_request(own["job_id"]).max_cost_usd == 9.0

@@ -167,3 +167,78 @@ def test_replaying_a_key_of_a_finished_job_returns_it_as_it_is(
     assert (again.job_id, again.created, again.execution_arn) == (first.job_id, False, first.execution_arn)
     after = store.s3.get_object(Bucket=store.bucket, Key=f"jobs/{first.job_id}/manifest.json")["Body"].read()
     assert after == before  # the finished job's records are untouched
+
+
+# ---- owners and the deployment's limits -------------------------------------------------------------
+
+
+def submit_as(services: Services, raw: Any, *, owner: str | None, key: str | None = None) -> Any:
+    return submit_job(raw, services, idempotency_key=key, owner=owner)
+
+
+@pytest.fixture
+def services(store: JobStore, sfn: Any, machine: str, settings: Settings) -> Services:
+    executions = StepFunctionsExecutions(sfn, machine)
+    return Services(settings=settings, store=store, provider=NoProvider(), executions=executions)
+
+
+def with_settings(services: Services, **changes: Any) -> Services:
+    return Services(
+        settings=services.settings.model_copy(update=changes),
+        store=services.store,
+        provider=services.provider,
+        executions=services.executions,
+    )
+
+
+def test_the_owner_is_recorded_and_namespaces_the_key(services: Services, sfn: Any, machine: str) -> None:
+    alice = submit_as(services, {"prompt": "Write."}, owner="iam:alice", key="k1")
+    bob = submit_as(services, {"prompt": "Write."}, owner="iam:bob", key="k1")
+    again = submit_as(services, {"prompt": "Write."}, owner="iam:alice", key="k1")
+    assert alice.job_id == again.job_id == job_id_for("k1", "iam:alice")
+    assert bob.job_id == job_id_for("k1", "iam:bob") != alice.job_id
+    assert (alice.created, bob.created, again.created) == (True, True, False)
+    assert services.store.get_manifest(alice.job_id)[0].owner == "iam:alice"
+    assert services.store.get_manifest(bob.job_id)[0].owner == "iam:bob"
+    assert sorted(e["name"] for e in executions(sfn, machine)) == sorted([alice.job_id, bob.job_id])
+    # without an owner (a trusted local tool), the key alone, as before owners existed
+    local = submit_as(services, {"prompt": "Write."}, owner=None, key="k1")
+    assert local.job_id == job_id_for("k1") not in (alice.job_id, bob.job_id)
+    assert services.store.get_manifest(local.job_id)[0].owner is None
+
+
+def test_a_model_outside_allowed_models_is_refused_and_writes_nothing(
+    services: Services, store: JobStore, sfn: Any, machine: str
+) -> None:
+    services = with_settings(services, allowed_models=("a/one", "b/two"))
+    with pytest.raises(RequestInvalid) as info:
+        submit_as(services, {"prompt": "Write.", "model": "c/three"}, owner="iam:alice")
+    assert [p.to_dict() for p in info.value.problems] == [
+        {"field": "model", "message": "'c/three' is not allowed here; allowed: a/one, b/two, default/model"}
+    ]
+    assert bucket_keys(store) == []
+    assert executions(sfn, machine) == []
+    assert submit_as(services, {"prompt": "Write.", "model": "b/two"}, owner="iam:alice").model == "b/two"
+    # the deployment's default model is always allowed
+    assert submit_as(services, {"prompt": "Write."}, owner="iam:alice").model == "default/model"
+
+
+def test_no_allowed_models_means_any(services: Services) -> None:
+    assert submit_as(services, {"prompt": "Write.", "model": "any/model"}, owner=None).model == "any/model"
+
+
+def test_the_default_cost_cap_applies_only_to_requests_without_one(
+    services: Services, store: JobStore
+) -> None:
+    uncapped = submit_as(services, {"prompt": "Write."}, owner=None)
+    assert store.get_request(uncapped.job_id).max_cost_usd is None
+    services = with_settings(services, default_max_cost_usd=1.25)
+    capped = submit_as(services, {"prompt": "Write."}, owner=None)
+    stored = json.loads(store.get_text(f"jobs/{capped.job_id}/request.json") or "{}")
+    assert stored["max_cost_usd"] == 1.25  # in request.json, where the chunks' budget reads it
+    own = submit_as(services, {"prompt": "Write.", "max_cost_usd": 9.5}, owner=None)
+    assert store.get_request(own.job_id).max_cost_usd == 9.5
+    # a replayed key finds its job: the default is applied the same way both times
+    first = submit_as(services, {"prompt": "Write."}, owner="iam:a", key="cap")
+    again = submit_as(services, {"prompt": "Write."}, owner="iam:a", key="cap")
+    assert (first.job_id, first.created, again.created) == (again.job_id, True, False)

@@ -228,6 +228,7 @@ EXTRA_S3_PREFIXES: dict[str, tuple[str, ...]] = {
     "DropFolderFunction": ("requests/", "results/"),
     "FinalizeFunction": ("results/",),
     "ApiFunction": ("results/",),
+    "SweeperFunction": ("results/",),  # it finalizes, as FinalizeFunction does
 }
 
 
@@ -247,8 +248,11 @@ def test_function_s3_access_is_confined_to_jobs_prefix(
         ]
         assert s3_statements, name
         for statement in s3_statements:
-            assert statement["Effect"] == "Allow"
             actions = set(as_list(statement["Action"]))
+            if statement["Effect"] == "Deny":  # a guard (test_template_security.py), never a grant
+                assert actions == {"s3:ListBucket"}, name
+                continue
+            assert statement["Effect"] == "Allow"
             resource = statement["Resource"]["Fn::Sub"]
             if actions == {"s3:ListBucket"}:
                 assert resource.endswith(":::${JobsBucket}"), name
@@ -588,3 +592,71 @@ def test_every_function_that_publishes_completion_events_may_put_them(
         }
         assert statement["Condition"]["StringEquals"]["events:source"] == "longform"
     assert "FinalizeFunction" in publishers
+
+
+# ---- the sweeper ---------------------------------------------------------------------------------
+
+
+def test_sweeper_gets_the_workflows_ended_executions_retried_then_parked(
+    resources: dict[str, Any], template: dict[str, Any]
+) -> None:
+    from longform_core.sweep import DETAIL_TYPE, EVENT_SOURCE, SWEPT_STATUSES
+
+    rules = {n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
+    function_arn = {"Fn::GetAtt": ["SweeperFunction", "Arn"]}
+    triggers = {n: p for n, p in rules.items() if any(t["Arn"] == function_arn for t in p["Targets"])}
+    assert list(triggers) == ["SweeperRule"]
+    rule = triggers["SweeperRule"]
+    assert rule.get("EventBusName", "default") == "default"  # where Step Functions sends them
+    pattern = rule["EventPattern"]
+    assert pattern == {
+        "source": [EVENT_SOURCE],
+        "detail-type": [DETAIL_TYPE],
+        "detail": {
+            "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+            "stateMachineArn": [{"Ref": "GenerationStateMachine"}],
+        },
+    }
+    assert set(pattern["detail"]["status"]) == SWEPT_STATUSES
+    (target,) = rule["Targets"]
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["SweeperDeadLetterQueue", "Arn"]}
+    permissions = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Permission"
+        and names_used(r["Properties"]["FunctionName"]) == {"SweeperFunction"}
+    ]
+    assert permissions == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": function_arn,
+            "Principal": "events.amazonaws.com",
+            "SourceArn": {"Fn::GetAtt": ["SweeperRule", "Arn"]},
+        }
+    ]
+    props = function_properties(template, "SweeperFunction")
+    invoke = props["EventInvokeConfig"]
+    assert invoke["MaximumRetryAttempts"] == 2
+    assert invoke["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["SweeperDeadLetterQueue", "Arn"]},
+    }
+    queue_policy = resources["SweeperDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]
+    (grant,) = queue_policy["Statement"]
+    assert grant["Principal"] == {"Service": "events.amazonaws.com"}
+    assert grant["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["SweeperRule", "Arn"]}}}
+    alarmed = {
+        names_used(r["Properties"]["Dimensions"][0]["Value"]).pop()
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "AWS/SQS"
+    }
+    assert "SweeperDeadLetterQueue" in alarmed
+
+
+def test_sweeper_knows_the_state_machine_but_may_not_start_or_stop_it(template: dict[str, Any]) -> None:
+    props = function_properties(template, "SweeperFunction")
+    variables = props["Environment"]["Variables"]
+    assert variables["STATE_MACHINE_ARN"] == {"Ref": "GenerationStateMachine"}
+    assert variables["EVENT_BUS_NAME"] == "default"
+    actions = {a for s, _ in policy_statements(props["Policies"]) for a in as_list(s["Action"])}
+    assert not any(a.startswith(("states:", "secretsmanager:")) for a in actions), actions

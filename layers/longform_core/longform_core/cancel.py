@@ -7,16 +7,17 @@ import contextlib
 from .errors import JobNotFound, JobStateInvalid
 from .finalize import FinalizeTaskInput, finalize_job
 from .services import Services
-from .status import JobView, job_view
+from .status import JobView, job_view, owned_by
 
 MAX_FINALIZE_ATTEMPTS = 3
 
 
-def cancel_job(job_id: str, services: Services) -> tuple[JobView, bool]:
-    """Returns the job's view and whether this call cancelled it (False: it had already ended)."""
+def cancel_job(job_id: str, services: Services, *, as_owner: str | None = None) -> tuple[JobView, bool]:
+    """Returns the job's view and whether this call cancelled it (False: it had already ended).
+    Another owner's job is ``JobNotFound``, like an unknown id (``as_owner``: see ``status.owned_by``)."""
     store = services.store
     manifest = store.find_manifest(job_id)
-    if manifest is None:
+    if manifest is None or not owned_by(manifest, as_owner):
         raise JobNotFound(f"no job {job_id!r}")
     if manifest.terminal:
         return job_view(manifest, store.get_result(job_id)), False

@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .request import DEFAULT_MAX_TOKENS_PER_REQUEST
 
 PrefillStyle = Literal["assistant", "vllm", "prefix"]
+OwnerIdentity = Literal["IAM", "API_KEY"]
 
 DEEPINFRA_BASE_URL = "https://api.deepinfra.com/v1/openai"
 DEFAULT_MODEL = "deepseek-ai/DeepSeek-V3.2"
+
+
+def provider_url_problem(url: str, *, allow_insecure: bool) -> str | None:
+    """Why ``url`` may not be the provider's base URL (one line naming the parameter), or None.
+
+    https:// only: the prompt, the text and the API key travel on it. Plain http:// only to a
+    loopback host (a server on the same machine: 127.0.0.0/8, ::1, localhost) or when the
+    deployment says so explicitly (``AllowInsecureProviderUrl=true``).
+    """
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:  # e.g. an invalid port or IPv6 literal
+        scheme, host = "", None
+    if host and scheme == "https":
+        return None
+    if host and scheme == "http" and (allow_insecure or _is_loopback(host)):
+        return None
+    return (
+        f"ProviderBaseUrl (PROVIDER_BASE_URL) must be an https:// URL; http:// only for 127.0.0.1 or "
+        f"localhost, or with AllowInsecureProviderUrl=true (ALLOW_INSECURE_PROVIDER_URL); got {url!r}"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseModel):
@@ -42,6 +76,21 @@ class Settings(BaseModel):
     # in-process retries of 429/5xx before the error goes to the state machine's Retry
     provider_max_attempts: int = Field(default=4, ge=1)
     provider_retry_base_seconds: float = Field(default=0.5, ge=0)
+    # security and limits (the template parameters named in the comments)
+    allow_insecure_provider_url: bool = False  # AllowInsecureProviderUrl: http:// beyond loopback
+    # DefaultMaxCostUsd (None: no cap); bounded as a request's own max_cost_usd is (request.py)
+    default_max_cost_usd: float | None = Field(default=None, gt=0, le=100_000)
+    allowed_models: tuple[str, ...] = ()  # AllowedModels (empty: any; the default model always)
+    # ApiAuth: what identifies the caller that owns a job submitted through the API (api/routes.py)
+    owner_identity: OwnerIdentity = "IAM"
+
+    @model_validator(mode="after")
+    def _provider_url_is_https(self) -> Settings:
+        allow = self.allow_insecure_provider_url
+        problem = provider_url_problem(self.provider_base_url, allow_insecure=allow)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,9 +124,16 @@ class Settings(BaseModel):
         bucket = env.get("JOBS_BUCKET", "").strip()
         if not bucket:
             raise RuntimeError("JOBS_BUCKET is not set")
+        provider_base_url = env.get("PROVIDER_BASE_URL", "").strip() or DEEPINFRA_BASE_URL
+        allow_insecure = opt_bool("ALLOW_INSECURE_PROVIDER_URL", False)
+        problem = provider_url_problem(provider_base_url, allow_insecure=allow_insecure)
+        if problem:
+            raise ValueError(problem)  # one line, before pydantic would wrap it in its report
+        default_max_cost = opt_float("DEFAULT_MAX_COST_USD", 0.0)
+        allowed_models = dict.fromkeys(m.strip() for m in env.get("ALLOWED_MODELS", "").split(","))
         return cls(
             jobs_bucket=bucket,
-            provider_base_url=env.get("PROVIDER_BASE_URL", "").strip() or DEEPINFRA_BASE_URL,
+            provider_base_url=provider_base_url,
             default_model=env.get("DEFAULT_MODEL", "").strip() or DEFAULT_MODEL,
             max_tokens_per_request=opt_int("MAX_TOKENS_PER_REQUEST") or DEFAULT_MAX_TOKENS_PER_REQUEST,
             context_length=opt_int("CONTEXT_LENGTH"),
@@ -92,4 +148,8 @@ class Settings(BaseModel):
             output_inline_max_bytes=opt_int("OUTPUT_INLINE_MAX_BYTES") or 262_144,
             provider_max_attempts=opt_int("PROVIDER_MAX_ATTEMPTS") or 4,
             provider_retry_base_seconds=opt_float("PROVIDER_RETRY_BASE_SECONDS", 0.5),
+            allow_insecure_provider_url=allow_insecure,
+            default_max_cost_usd=default_max_cost if default_max_cost > 0 else None,
+            allowed_models=tuple(m for m in allowed_models if m),
+            owner_identity=env.get("OWNER_IDENTITY", "").strip() or "IAM",
         )

@@ -9,6 +9,9 @@
 
 ``{name}`` keeps nested folders: ``requests/essays/tides.md`` answers in ``results/essays/tides.md``.
 
+The jobs belong to the bucket (``Manifest.owner`` is ``s3://{bucket}``): whoever may write
+``requests/`` reads ``results/``, and the HTTP API shows these jobs to none of its callers.
+
 Two event shapes are understood: the EventBridge ``Object Created`` event (what the deployed
 stack uses: the bucket sends its events to EventBridge and a rule matching ``requests/`` invokes
 the function, so the bucket and the function do not depend on each other in CloudFormation) and
@@ -182,6 +185,11 @@ def _parse(read: CappedObject, kind: Kind, cap: int) -> GenerationRequest:
     return parse_request({"prompt": text})
 
 
+def drop_folder_owner(bucket: str) -> str:
+    """The owner of the drop folder's jobs (``Manifest.owner``): the bucket, not a caller of the API."""
+    return f"s3://{bucket}"
+
+
 def idempotency_key(bucket: str, key: str, data: bytes) -> str:
     return f"s3://{bucket}/{key}#sha256={hashlib.sha256(data).hexdigest()}"
 
@@ -208,7 +216,16 @@ def handle_object(obj: CreatedObject, services: Services) -> DropOutcome:
 
     try:
         request = _parse(read, kind, cap)
-    except RequestInvalid as exc:
+        assert read.data is not None
+        # the jobs of the drop folder belong to the bucket: whoever may write requests/ reads results/
+        job = submit_job(
+            request,
+            services,
+            idempotency_key=idempotency_key(store.bucket, read.key, read.data),
+            source=JobSource(kind="s3", key=read.key, name=name, etag=read.etag),
+            owner=drop_folder_owner(store.bucket),
+        )
+    except RequestInvalid as exc:  # a bad request, or one the deployment's limits refuse (its model)
         # the same bad object delivered twice writes the same file again: nothing harmful
         body: dict[str, Any] = {**exc.to_dict(), "key": read.key, "etag": read.etag}
         written = store.write_source_error(name, body)
@@ -220,13 +237,6 @@ def handle_object(obj: CreatedObject, services: Services) -> DropOutcome:
             problems=[p.to_dict() for p in exc.problems],
         )
 
-    assert read.data is not None
-    job = submit_job(
-        request,
-        services,
-        idempotency_key=idempotency_key(store.bucket, read.key, read.data),
-        source=JobSource(kind="s3", key=read.key, name=name, etag=read.etag),
-    )
     if job.created:
         store.delete_source_error(name)
     return DropOutcome(

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from .errors import JobNotFound
 from .job_store import JobKeys
 from .models import JobStatus
 from .services import Services
+from .status import find_job
 
 PRESIGNED_URL_SECONDS = 900
 OUTPUT_CONTENT_TYPE = "text/markdown; charset=utf-8"  # what a presigned GET of output.md answers
@@ -29,12 +29,11 @@ class OutputSlice(BaseModel):
     bytes: int  # UTF-8 size of the slice
 
 
-def read_output(job_id: str, offset: int, services: Services) -> OutputSlice:
-    """The committed output from character ``offset``; ``JobNotFound`` when there is no such job."""
+def read_output(job_id: str, offset: int, services: Services, *, as_owner: str | None = None) -> OutputSlice:
+    """The committed output from character ``offset``; ``JobNotFound`` when there is no such job (or
+    it is not ``as_owner``'s, see ``status.find_job``)."""
     store = services.store
-    manifest = store.find_manifest(job_id)
-    if manifest is None:
-        raise JobNotFound(f"no job {job_id!r}")
+    manifest = find_job(job_id, services, as_owner=as_owner)
     key = JobKeys(job_id).output
     # output.md may run ahead of the manifest after a crash: only the committed part is the output
     committed = (store.get_text(key) or "")[: manifest.answer_chars]

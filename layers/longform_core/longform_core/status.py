@@ -80,12 +80,24 @@ def stored_view(manifest: Manifest, services: Services) -> JobView:
     return job_view(manifest, store.get_result(manifest.job_id) if manifest.terminal else None)
 
 
-def get_job(job_id: str, services: Services) -> JobView:
-    """The job's view; ``JobNotFound`` when there is no such job."""
+def owned_by(manifest: Manifest, as_owner: str | None) -> bool:
+    """Whether a caller acting as ``as_owner`` may see the job (None: a trusted in-process caller,
+    the CLI or a test, sees every job). A job without an owner is nobody's: no caller sees it."""
+    return as_owner is None or manifest.owner == as_owner
+
+
+def find_job(job_id: str, services: Services, *, as_owner: str | None = None) -> Manifest:
+    """The job's manifest; ``JobNotFound`` when there is no such job, or it is not ``as_owner``'s:
+    another caller's job is answered exactly like an unknown id."""
     manifest = services.store.find_manifest(job_id)
-    if manifest is None:
+    if manifest is None or not owned_by(manifest, as_owner):
         raise JobNotFound(f"no job {job_id!r}")
-    return stored_view(manifest, services)
+    return manifest
+
+
+def get_job(job_id: str, services: Services, *, as_owner: str | None = None) -> JobView:
+    """The job's view; ``JobNotFound`` when there is no such job (or it is another owner's)."""
+    return stored_view(find_job(job_id, services, as_owner=as_owner), services)
 
 
 def current_status(job_id: str, services: Services) -> JobStatus:
@@ -94,17 +106,23 @@ def current_status(job_id: str, services: Services) -> JobStatus:
     return manifest.status if manifest else "queued"
 
 
-def list_jobs(limit: int, next_token: str | None, services: Services) -> tuple[list[JobView], str | None]:
+def list_jobs(
+    limit: int, next_token: str | None, services: Services, *, as_owner: str | None = None
+) -> tuple[list[JobView], str | None]:
     """The views of the most recent jobs, newest first, and the next page's token.
 
     ``PageTokenInvalid`` when ``next_token`` is not a current page token. An execution without a
-    manifest was not started by the submit path: it is not a job and is left out.
+    manifest was not started by the submit path: it is not a job and is left out; so is a job that
+    is not ``as_owner``'s. A page holds the caller's jobs among ``limit`` executions, so it may hold
+    fewer (even none) while ``next_token`` says more follow.
     """
     names, following = services.require_executions().recent(limit, next_token)
 
     def view_of(job_id: str) -> JobView | None:
         manifest = services.store.find_manifest(job_id)
-        return None if manifest is None else stored_view(manifest, services)
+        if manifest is None or not owned_by(manifest, as_owner):
+            return None
+        return stored_view(manifest, services)
 
     if not names:
         return [], following

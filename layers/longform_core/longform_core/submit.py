@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .errors import IdempotencyConflict, JobStateInvalid
+from .config import Settings
+from .errors import IdempotencyConflict, JobStateInvalid, Problem, RequestInvalid
 from .models import JobSource, Manifest
 from .request import GenerationRequest, parse_request
 from .services import Services
@@ -28,11 +29,29 @@ class SubmittedJob(BaseModel):
     model: str
 
 
-def job_id_for(idempotency_key: str | None) -> str:
-    """A job id (also the execution name): deterministic for a key, random otherwise."""
+def job_id_for(idempotency_key: str | None, owner: str | None = None) -> str:
+    """A job id (also the execution name, at most 80 characters): deterministic for a key, random
+    otherwise. The key is the owner's: two owners using the same key get two jobs."""
     if idempotency_key:
-        return "k-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+        material = idempotency_key if owner is None else json.dumps([owner, idempotency_key])
+        return "k-" + hashlib.sha256(material.encode()).hexdigest()[:40]
     return uuid.uuid4().hex
+
+
+def apply_deployment_limits(request: GenerationRequest, settings: Settings) -> GenerationRequest:
+    """The request as this deployment runs it: its model must be one of ``AllowedModels`` (the
+    default model always is), and without a ``max_cost_usd`` of its own it gets ``DefaultMaxCostUsd``.
+    ``RequestInvalid`` on ``model`` naming the allowed models otherwise."""
+    model = request.model or settings.default_model
+    allowed = dict.fromkeys((*settings.allowed_models, settings.default_model))
+    if settings.allowed_models and model not in allowed:
+        raise RequestInvalid(
+            [Problem("model", f"{model!r} is not allowed here; allowed: {', '.join(allowed)}")]
+        )
+    if request.max_cost_usd is None and settings.default_max_cost_usd is not None:
+        # stored in request.json, so the chunks' budget check (continuation.py) applies it
+        return request.model_copy(update={"max_cost_usd": settings.default_max_cost_usd})
+    return request
 
 
 def submit_job(
@@ -41,11 +60,14 @@ def submit_job(
     *,
     idempotency_key: str | None = None,
     source: JobSource | None = None,
+    owner: str | None = None,
 ) -> SubmittedJob:
+    """``owner``: who the job belongs to (``Manifest.owner``); it namespaces ``idempotency_key``."""
     store, settings = services.store, services.settings
     executions = services.require_executions()
     request = raw if isinstance(raw, GenerationRequest) else parse_request(raw)
-    job_id = job_id_for(idempotency_key)
+    request = apply_deployment_limits(request, settings)
+    job_id = job_id_for(idempotency_key, owner)
     model = request.model or settings.default_model
     execution_arn = executions.arn_for(job_id)
 
@@ -73,6 +95,7 @@ def submit_job(
             model=model,
             execution_arn=execution_arn,
             source=source,
+            owner=owner,
             reasoning_phase="answer" if request.answer_start() else "start",
         )
         with contextlib.suppress(JobStateInvalid):  # a concurrent duplicate wrote it first

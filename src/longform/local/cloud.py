@@ -82,6 +82,9 @@ class CloudConfig:
             "PrefillStyle": self.prefill_style,
             "ProviderStreaming": None if self.provider_stream is None else str(self.provider_stream).lower(),
             "LogLevel": self.log_level,
+            # a local run is the user's own machine talking to the server they chose (a LAN box over
+            # plain http included); a deployed stack refuses plain http off loopback
+            "AllowInsecureProviderUrl": "true",
         }
         return {name: str(value) for name, value in values.items() if value is not None}
 
@@ -201,7 +204,8 @@ class LocalCloud:
             )
         events = boto3.client("events", region_name=REGION)
         for rule in event_rules(self.template):
-            pattern = _resolve_refs(rule.event_pattern, {"JobsBucket": BUCKET})
+            refs = {"JobsBucket": BUCKET, "GenerationStateMachine": self.state_machine_arn}
+            pattern = _resolve_refs(rule.event_pattern, refs)
             events.put_rule(Name=rule.logical_id, EventPattern=json.dumps(pattern), State="ENABLED")
             events.put_targets(
                 Rule=rule.logical_id,

@@ -46,7 +46,9 @@ def handle(
 OPENAPI_DESCRIPTION = (
     "Durable long LLM generations past a provider's per-request output cap, by response continuation. "
     "On AWS every call needs IAM (SigV4, service `execute-api`) or, when deployed with ApiAuth=API_KEY, "
-    "an `x-api-key` header. Errors are JSON naming every problem."
+    "an `x-api-key` header. A job belongs to the caller that submitted it (the IAM principal, or the "
+    "API key): every other caller gets a 404 for it, as for an unknown id. Errors are JSON naming every "
+    "problem."
 )
 
 

@@ -4,8 +4,9 @@
 import base64
 import binascii
 import contextlib
+from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
@@ -63,6 +64,31 @@ def _base_path() -> str:
     if stage and stage != "$default" and ".execute-api." in domain:
         return f"/{stage}"
     return ""
+
+
+def caller_owner(identity: Mapping[str, Any] | None, owner_identity: str) -> str:
+    """Who the caller is, as the owner of the jobs it submits (``Manifest.owner``).
+
+    From API Gateway's request context: the API key's id when the API uses keys
+    (``ApiAuth=API_KEY``), else the IAM principal that signed the request (``userArn``, else
+    ``caller``). A request with neither only reaches the function where nothing authenticates it
+    (``longform serve`` on loopback, whose requests all come from 127.0.0.1): its source address.
+    """
+    identity = identity or {}
+    if owner_identity == "API_KEY" and identity.get("apiKeyId"):
+        return f"apikey:{identity['apiKeyId']}"
+    for field in ("userArn", "caller"):
+        if identity.get(field):
+            return f"iam:{identity[field]}"
+    if identity.get("sourceIp"):
+        return f"ip:{identity['sourceIp']}"
+    return "anonymous"
+
+
+def _owner() -> str:
+    """The owner of this request's caller: the only one whose jobs it sees."""
+    context = router.current_event.raw_event.get("requestContext") or {}
+    return caller_owner(context.get("identity"), _services().settings.owner_identity)
 
 
 def _links(job_id: str) -> Links:
@@ -124,7 +150,7 @@ JobIdPath = Annotated[
         "Validates the request (every problem is named) and starts the workflow. "
         "With an `Idempotency-Key` header a repeated POST starts nothing new and answers 202 with the "
         "same job (its current status) and `Idempotent-Replayed: true`; the same key with a different "
-        "body is a 409."
+        "body is a 409. Keys are the caller's own: another caller's same key is another job."
     ),
     tags=["generations"],
     responses={
@@ -159,7 +185,7 @@ def create_generation(
 ) -> Response[SubmitAccepted]:
     services = _services()
     request = parse_request(_request_body(services.settings.api_max_body_bytes))
-    job = submit_job(request, services, idempotency_key=idempotency_key)
+    job = submit_job(request, services, idempotency_key=idempotency_key, owner=_owner())
     _log_job(job.job_id)
     status = current_status(job.job_id, services)
     links = _links(job.job_id)
@@ -182,7 +208,11 @@ def create_generation(
     "/generations",
     operation_id="listGenerations",
     summary="List the most recent jobs",
-    description="Newest first (the workflow's executions), one view per job; paginate with next_token.",
+    description=(
+        "The caller's jobs, newest first (the workflow's executions), one view per job; paginate with "
+        "next_token. A page holds the caller's jobs among `limit` executions: it may hold fewer (even "
+        "none) while `next_token` says more follow."
+    ),
     tags=["generations"],
     responses={
         200: {"description": "A page of jobs", "content": {JSON: {"model": JobList}}},
@@ -195,7 +225,7 @@ def list_generations(
         str | None, Query(min_length=1, max_length=4096, description="from the previous page")
     ] = None,
 ) -> JobList:
-    views, following = list_jobs(limit, next_token, _services())
+    views, following = list_jobs(limit, next_token, _services(), as_owner=_owner())
     return JobList(items=views, next_token=following)
 
 
@@ -203,7 +233,7 @@ def list_generations(
     "/generations/<job_id>",
     operation_id="getGeneration",
     summary="Status and progress of a job",
-    description="Readable at any time, also while the job runs.",
+    description="Readable at any time, also while the job runs. Another caller's job is a 404.",
     tags=["generations"],
     responses={
         200: {"description": "The job's status and progress", "content": {JSON: {"model": JobView}}},
@@ -212,7 +242,7 @@ def list_generations(
 )
 def get_generation(job_id: JobIdPath) -> JobView:
     _log_job(job_id)
-    return get_job(job_id, _services())
+    return get_job(job_id, _services(), as_owner=_owner())
 
 
 @router.get(
@@ -243,7 +273,7 @@ def get_output(
     offset: Annotated[int, Query(ge=0, le=2**53, description="character offset to start at")] = 0,
 ) -> Response[OutputPage | str]:
     _log_job(job_id)
-    page = read_output(job_id, offset, _services())
+    page = read_output(job_id, offset, _services(), as_owner=_owner())
     if _wants_markdown():
         return _markdown(page)
     return Response(status_code=200, content_type=JSON, body=OutputPage(**page.model_dump()))
@@ -266,7 +296,7 @@ def get_output(
 )
 def delete_generation(job_id: JobIdPath) -> JobView:
     _log_job(job_id)
-    view, cancelled = cancel_job(job_id, _services())
+    view, cancelled = cancel_job(job_id, _services(), as_owner=_owner())
     if cancelled:
         logger.info("job cancelled", extra={"chunks": view.progress.chunks})
         _metric("JobsCancelled")

@@ -153,3 +153,7 @@ def make_result(job_id: str, **overrides: Any) -> JobResult:
     }
     values.update(overrides)
     return JobResult(**values)
+
+
+# the HTTP API harness's fixtures (tests/unit/api_harness.py)
+from .api_harness import call, make_api  # noqa: E402, F401

@@ -8,15 +8,13 @@ from typing import Any
 
 import pytest
 from longform_core.api.routes import caller_owner
-from longform_core.config import Settings
 from longform_core.drop_folder import drop_folder_owner
-from longform_core.runtime import build_services
 from longform_core.submit import job_id_for
 
 from longform.local.apigw import TEST_IDENTITY, body_of, header
 
+from .api_harness import REQUEST, Api, ApiFactory, seed
 from .conftest import BUCKET
-from .test_api_routes import REQUEST, Api, ApiFactory, seed
 
 ALICE = {
     "sourceIp": "203.0.113.10",
@@ -37,24 +35,6 @@ ONE_JOB_ROUTES = (
     ("GET", "/generations/{id}/output"),
     ("DELETE", "/generations/{id}"),
 )
-
-
-@pytest.fixture
-def make_api(s3: Any, sfn: Any, machine: str) -> ApiFactory:
-    """The API on moto S3 and the pass-through state machine (``settings`` override the defaults)."""
-
-    def factory(**settings: Any) -> Api:
-        services = build_services(
-            Settings(jobs_bucket=BUCKET, state_machine_arn=machine, default_model="default/model", **settings)
-        )
-        return Api(services, sfn, machine)
-
-    return factory
-
-
-@pytest.fixture
-def call(make_api: ApiFactory) -> Api:
-    return make_api()
 
 
 def submit(call: Api, identity: dict[str, str], body: Any = REQUEST, **headers: str) -> dict[str, Any]:

@@ -218,6 +218,50 @@ def test_a_greedy_job_reproduces_one_uncapped_request(
     assert fidelity >= 0.98, where
 
 
+# ---- (e): a server that ignores the prefill (--no-prefill-assistant) ---------------------------
+
+
+def test_a_server_that_ignores_the_prefill_is_noticed_and_the_job_falls_back(
+    start_llama, tmp_path: Path, figures: dict[str, Any]
+) -> None:
+    budget = 256
+    server: LlamaServer = start_llama("-c", "4096", "--no-prefill-assistant")
+    out = tmp_path / "story.md"
+    summary = longform(
+        "run",
+        "--base-url",
+        server.base_url,
+        "--model",
+        "smollm2",
+        "--max-tokens-per-request",
+        "32",
+        "--max-output-tokens",
+        str(budget),
+        "--temperature",
+        "0",
+        "--prompt",
+        PROMPT,
+        "--out",
+        str(out),
+    )
+    assert summary["exit_code"] in (0, 1), summary["stderr"][-3000:]
+    text = out.read_text(encoding="utf-8")
+    result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    opening = text[:60]
+    figures.update(
+        case="(e) --no-prefill-assistant, greedy, 32-token chunks",
+        status=summary["status"],
+        chunks=summary["chunks"],
+        output_tokens=summary["output_tokens"],
+        note=f"style {result.get('prefill_style')} ({result.get('prefill_style_source')}), "
+        f"chunk styles {result.get('chunk_prefill_styles')}",
+    )
+    # the ignored prefill was noticed: the job did not go on pasting restarts after the answer
+    assert result["prefill_style"] != "assistant", result
+    assert len(opening) == 60 and text.count(opening) == 1, text[:400]
+    assert summary["chunks"] >= 2
+
+
 # ---- (b): a server that never stops fills its context and ends context_exhausted --------------
 
 

@@ -526,3 +526,113 @@ def test_a_huge_provider_error_is_bounded_before_it_reaches_the_state_machine() 
     assert isinstance(error, ProviderRequestInvalid)
     assert ERROR_TEXT_MAX < len(str(error)) < ERROR_TEXT_MAX + 50
     assert str(error).endswith("(296000 more characters)")
+
+
+# ---- the prefill ladder (prefill.py, seam.py) ----------------------------------------------------
+
+OPENING = "The keepers of the Eddystone light climbed the tower every evening at dusk"
+
+
+def test_a_refused_prefill_steps_down_and_the_style_is_cached(store: JobStore, make_services) -> None:
+    from longform_core.errors import PrefillRejected
+
+    refused = PrefillRejected("This model does not support assistant message prefill.")
+    provider = ScriptedProvider(
+        outcome(OPENING, "length"),
+        refused,
+        outcome(" and slept.", "stop"),  # vllm accepts it
+    )
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["length", "stop"]
+    assert provider.bodies[2]["continue_final_message"] is True
+    chunk = store.get_chunk(job, 1)
+    assert (chunk.prefill_style, chunk.prefill_ladder) == ("vllm", ["assistant:refused"])
+    learned = store.get_learned_style(services.settings.provider_base_url, "deepseek-ai/DeepSeek-V3.2")
+    assert learned is not None and (learned.style, learned.requests) == ("vllm", 2)
+    # the next job starts from what was learned
+    provider2 = ScriptedProvider(outcome(OPENING, "length"), outcome(" Done.", "stop"))
+    job2 = start(store, {"prompt": "q"}, job_id="job2")
+    assert run(make_services(provider2), job2) == ["length", "stop"]
+    assert provider2.bodies[1].get("continue_final_message") is True
+    assert store.get_chunk(job2, 1).prefill_ladder == []
+
+
+def test_an_explicit_style_is_not_stepped_down(store: JobStore, make_services) -> None:
+    from longform_core.errors import PrefillRejected
+
+    provider = ScriptedProvider(outcome(OPENING, "length"), PrefillRejected("prefill not supported"))
+    services = make_services(provider)
+    job = start(store, {"prompt": "q", "prefill_style": "assistant"})
+    with pytest.raises(PrefillRejected):
+        run(services, job)
+
+
+def test_trailing_whitespace_refused_is_trimmed_and_the_seam_keeps_one_space(
+    store: JobStore, make_services
+) -> None:
+    from longform_core.errors import PrefillRejected
+
+    provider = ScriptedProvider(
+        outcome(OPENING + " ", "length"),
+        PrefillRejected(
+            "final assistant content cannot end with trailing whitespace", reason="trailing_whitespace"
+        ),
+        outcome(" and slept.", "stop"),
+    )
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    run(services, job)
+    assert provider.bodies[2]["messages"][-1]["content"] == OPENING
+    finalize(FinalizeTaskInput(job_id=job), services)
+    assert store.get_text(f"jobs/{job}/output.md") == OPENING + " and slept."
+    chunk = store.get_chunk(job, 1)
+    assert (chunk.prefill_trimmed_chars, chunk.seam_whitespace) == (1, "dropped_leading")
+
+
+def test_an_ignored_prefill_falls_back_to_the_continue_message(store: JobStore, make_services) -> None:
+    provider = ScriptedProvider(
+        outcome(OPENING, "length"),
+        outcome(OPENING, "length"),  # assistant: the same opening again, tokens generated
+        # vllm: starts over, sampled differently (the whole opening then more would be an echo)
+        outcome("The keepers of the Eddystone light climbed up the stairs", "length"),
+        outcome(OPENING[:30], "length"),  # prefix: a part of the opening
+        outcome("Sure, continuing where I left off:\n\nevery evening at dusk and slept.", "stop"),
+    )
+    services = make_services(provider)
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["length", "stop"]
+    last = provider.bodies[-1]["messages"]
+    assert [m["role"] for m in last[-2:]] == ["assistant", "user"]
+    assert last[-2]["content"] == OPENING
+    chunk = store.get_chunk(job, 1)
+    assert chunk.prefill_ladder == ["assistant:ignored", "vllm:ignored", "prefix:ignored"]
+    assert chunk.seam_preamble.startswith("Sure") and chunk.seam_overlap_chars == len("every evening at dusk")
+    finalize(FinalizeTaskInput(job_id=job), services)
+    assert store.get_text(f"jobs/{job}/output.md") == OPENING + " and slept."
+
+
+def test_a_continuation_that_only_repeats_ends_no_progress(store: JobStore, make_services) -> None:
+    provider = ScriptedProvider(
+        outcome(OPENING, "length"),
+        outcome("climbed the tower every evening at dusk", "length"),  # all overlap
+    )
+    services = make_services(provider, prefill_style="continue_message")
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["length", "no_progress"]
+    assert finalize(FinalizeTaskInput(job_id=job), services).status == "failed"
+    assert store.get_text(f"jobs/{job}/output.md") == OPENING
+
+
+def test_a_model_stuck_repeating_a_passage_ends_repetition(store: JobStore, make_services) -> None:
+    passage = "".join(f" word{i}" for i in range(40))  # 270 characters
+    provider = ScriptedProvider(outcome(OPENING, "length"), outcome(passage * 3, "length"))
+    services = make_services(provider, prefill_style="assistant")
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["length", "repetition"]
+    result = finalize(FinalizeTaskInput(job_id=job), services)
+    assert result.status == "failed"
+    stored = store.get_result(job)
+    assert stored is not None and stored.stop_reason == "repetition"
+    assert stored.chunk_prefill_styles == ["none", "assistant"]
+    assert store.get_text(f"jobs/{job}/output.md") == OPENING + passage * 3  # the output is kept

@@ -17,7 +17,9 @@ def test_defaults() -> None:
     assert s.context_length is None
     assert s.api_key_secret_arn is None
     assert s.deadline_margin_seconds == 30.0
-    assert s.prefill_style == "assistant"
+    assert s.prefill_style == "auto"
+    assert s.prefill_style_ttl_seconds == 7 * 24 * 3600
+    assert (s.repetition_min_chars, s.repetition_max_repeats) == (200, 3)
     assert s.max_reasoning_only_chunks == 8
 
 
@@ -66,7 +68,7 @@ def test_empty_and_zero_values_mean_default() -> None:
     assert s.context_length is None
     assert s.api_key_secret_arn is None
     assert s.deadline_margin_seconds == 30.0
-    assert s.prefill_style == "assistant"
+    assert s.prefill_style == "auto"
 
 
 def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -493,7 +493,10 @@ def test_prefill_style_none_and_trailing_whitespace(emu: EmulatorServer, client:
     emu.configure(prefill_style="assistant", reject_trailing_whitespace_prefill=True)
     r = post(client, {"model": "m", "messages": prefilled("Dear team, ")})
     assert r.status_code == 400
-    assert r.json()["error"]["message"] == "Assistant prefill must not end with whitespace"
+    assert (
+        r.json()["error"]["message"]
+        == "messages: final assistant content cannot end with trailing whitespace"
+    )
     assert post(client, {"model": "m", "messages": prefilled("Dear team,")}).status_code == 200
 
 

@@ -223,12 +223,14 @@ def test_state_machine_role_invokes_exactly_the_functions_of_the_asl(
 
 
 # prefixes a function may touch besides jobs/: the drop folder reads requests/ and writes error
-# files, finalize (and the API, whose cancel finalizes) writes the drop folder's results
+# files, finalize (and the API, whose cancel finalizes) writes the drop folder's results, the chunk
+# function reads and writes the learned prefill styles
 EXTRA_S3_PREFIXES: dict[str, tuple[str, ...]] = {
     "DropFolderFunction": ("requests/", "results/"),
     "FinalizeFunction": ("results/",),
     "ApiFunction": ("results/",),
     "SweeperFunction": ("results/",),  # it finalizes, as FinalizeFunction does
+    "GenerateChunkFunction": ("styles/",),  # the prefill style learned per (base URL, model)
 }
 
 

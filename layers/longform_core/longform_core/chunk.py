@@ -28,7 +28,13 @@ from .continuation import (
     shrink_after_context_error,
 )
 from .echo import EchoResult, SentPrefill, strip_echo
-from .errors import ContextExhausted, ContextWindowExceeded, JobStateInvalid, ProviderUnavailable
+from .errors import (
+    ContextExhausted,
+    ContextWindowExceeded,
+    JobStateInvalid,
+    PrefillRejected,
+    ProviderUnavailable,
+)
 from .job_store import JobStore
 from .models import (
     CONTINUE_FINISHES,
@@ -40,9 +46,18 @@ from .models import (
     TextState,
     utcnow,
 )
+from .prefill import LearnedStyle, Rung, StepReason, next_rung, starts_over, trim_prefill
 from .provider import StreamOutcome
 from .reasoning import build_prefill, split_chunk
 from .request import GenerationRequest
+from .seam import (
+    MIN_REPEAT_CHARS,
+    SeamResult,
+    after_trimmed_prefill,
+    clean_continuation,
+    only_repeats,
+    stuck_repeating,
+)
 from .services import MetricsSink, Services
 
 # context-window errors one chunk may answer by shrinking: with numbers one or two are enough; a
@@ -89,6 +104,11 @@ class _Reply:
     echo: EchoResult
     started_at: datetime
     duration_ms: int
+    rung: Rung
+    steps: tuple[str, ...] = ()
+    trimmed: str = ""  # trailing whitespace of the prefill not sent
+    discarded_tokens: int = 0
+    sent_prefill: bool = False
 
 
 def generate_chunk(
@@ -138,8 +158,57 @@ def _read_job(store: JobStore, request: GenerationRequest, manifest: Manifest, e
     return _Job(request, manifest, etag, answer_so_far, reasoning_so_far, prefill)
 
 
+@dataclass(frozen=True)
+class _StyleChoice:
+    """The rung a chunk starts on, whether it may step down the ladder, and where it came from."""
+
+    rung: Rung
+    ladder: bool
+    source: str | None  # "request", "deployment", "cache", "learned", "probe" (nothing known yet)
+
+
+def _choose_style(services: Services, job: _Job, model: str) -> _StyleChoice:
+    settings, request, manifest = services.settings, job.request, job.manifest
+    requested = request.prefill_style or settings.prefill_style
+    if requested != "auto":
+        source = "request" if request.prefill_style else "deployment"
+        return _StyleChoice(Rung(requested, trim=manifest.prefill_trim), False, source)
+    if manifest.prefill_style is not None and manifest.prefill_style != "none":
+        rung = Rung(manifest.prefill_style, trim=manifest.prefill_trim)
+        return _StyleChoice(rung, True, manifest.prefill_style_source or "learned")
+    if not job.prefill.text:
+        return _StyleChoice(Rung("assistant"), True, None)  # no prefill: nothing to learn from
+    cached = services.store.get_learned_style(settings.provider_base_url, model)
+    if cached is not None and cached.fresh(utcnow(), settings.prefill_style_ttl_seconds):
+        return _StyleChoice(cached.rung, True, "cache")
+    return _StyleChoice(Rung("assistant"), True, "probe")
+
+
+def _sent_prefill(job: _Job, rung: Rung) -> tuple[SentPrefill, str]:
+    """What this rung sends as the prefill, and the trailing whitespace it leaves out."""
+    if rung.style == "continue_message":
+        # a finished assistant turn: the answer so far only, never the reasoning
+        return SentPrefill(job.answer_so_far, answer=job.answer_so_far), ""
+    prefill = job.prefill
+    if not rung.trim or not prefill.text:
+        return prefill, ""
+    text, trimmed = trim_prefill(prefill.text)
+    if not trimmed:
+        return prefill, ""
+    open_block = job.manifest.reasoning_phase == "reasoning"
+    return (
+        SentPrefill(
+            text,
+            reasoning=prefill.reasoning.rstrip() if open_block else prefill.reasoning,
+            answer=prefill.answer if open_block else prefill.answer.rstrip(),
+        ),
+        trimmed,
+    )
+
+
 def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[], int]) -> _Reply:
-    """The provider's reply to the next request, shrunk until it fits the context."""
+    """The provider's reply to the next request: shrunk until it fits the context, and stepped
+    down the prefill ladder (``prefill.py``) until the server continues the answer."""
     settings, manifest, request = services.settings, job.manifest, job.request
     prompt_estimate, exact = estimate_prompt_tokens(manifest, request, job.prefill.text)
     max_tokens = plan_max_tokens(budget, manifest, prompt_tokens=prompt_estimate, prompt_exact=exact)
@@ -154,17 +223,20 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
     started_at, started = utcnow(), services.clock()
     context_retries, learned_context = 0, manifest.context_length
     stream = request.stream if request.stream is not None else settings.provider_stream
+    has_prefill = bool(job.prefill.text)
+    choice = _choose_style(services, job, model)
+    rung, steps, discarded = choice.rung, list[str](), 0
     while True:
+        sent, trimmed = _sent_prefill(job, rung)
         body = build_body(
             request,
             model=model,
-            prefill=job.prefill.text,
+            prefill=sent.text,
             max_tokens=max_tokens,
-            prefill_style=settings.prefill_style,
+            prefill_style=rung.style,
         )
         try:
             outcome = services.provider.chat(body, deadline=deadline, stream=stream)
-            break
         except ContextWindowExceeded as exc:
             context_retries += 1
             learned_context = exc.limit.context_length or learned_context
@@ -176,16 +248,48 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
                 raise ContextExhausted(
                     f"job {manifest.job_id}: nothing more fits in the context window: {exc}"
                 ) from exc
-    duration_ms = int((services.clock() - started) * 1000)
-    echo = strip_echo(
-        job.prefill,
-        content=outcome.content,
-        reasoning=outcome.reasoning,
-        first_delta=outcome.first_delta,
-        echo_seen=manifest.prefill_echo,
-    )
+            continue
+        except PrefillRejected as exc:
+            reason: StepReason = "trailing_whitespace" if exc.reason == "trailing_whitespace" else "refused"
+            step = next_rung(rung, reason, ladder=choice.ladder) if has_prefill else None
+            if step is None:
+                raise
+            steps.append(f"{rung.describe()}:{reason}")
+            rung = step
+            continue
+        echo = strip_echo(
+            sent if rung.style != "continue_message" else SentPrefill(""),
+            content=outcome.content,
+            reasoning=outcome.reasoning,
+            first_delta=outcome.first_delta,
+            echo_seen=manifest.prefill_echo,
+        )
+        if has_prefill and choice.ladder and rung.style != "continue_message":
+            tokens = outcome.usage.completion_tokens if outcome.usage else outcome.deltas
+            ignored = starts_over(
+                answer_so_far=job.answer_so_far,
+                reasoning_so_far=job.reasoning_so_far,
+                raw_content=outcome.content,
+                raw_reasoning=outcome.reasoning,
+                content=echo.content,
+                reasoning=echo.reasoning,
+                completion_tokens=tokens or 0,
+                echo_seen=manifest.prefill_echo,
+                prompt_tokens=outcome.usage.prompt_tokens if outcome.usage else None,
+                expected_prompt_tokens=prompt_estimate if exact else None,
+            )
+            step = next_rung(rung, "ignored", ladder=True) if ignored else None
+            if step is not None:
+                steps.append(f"{rung.describe()}:ignored")
+                discarded += tokens or 0
+                rung = step
+                continue
+        break
     if echo.stripped:
         outcome = replace(outcome, content=echo.content, reasoning=echo.reasoning)
+    if has_prefill:
+        _remember_style(services, job, model, choice, rung, steps)
+    duration_ms = int((services.clock() - started) * 1000)
     no_new_tokens = outcome.usage is None or not outcome.usage.completion_tokens
     finish = chunk_finish(outcome.finish_reason, outcome.ended_by)
     if not outcome.has_text and no_new_tokens and finish == "length":
@@ -195,7 +299,47 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
         raise ContextExhausted(
             f"job {manifest.job_id}: the provider stopped for length without adding text: the context is full"
         )
-    return _Reply(outcome, max_tokens, context_retries, learned_context, echo, started_at, duration_ms)
+    return _Reply(
+        outcome,
+        max_tokens,
+        context_retries,
+        learned_context,
+        echo,
+        started_at,
+        duration_ms,
+        rung=rung,
+        steps=tuple(steps),
+        trimmed=trimmed,
+        discarded_tokens=discarded,
+        sent_prefill=has_prefill,
+    )
+
+
+def _remember_style(
+    services: Services, job: _Job, model: str, choice: _StyleChoice, rung: Rung, steps: list[str]
+) -> None:
+    """Keep the style for the job (the manifest, committed with the chunk) and, when it was just
+    learned (or changed), in the cache next to the jobs."""
+    manifest = job.manifest
+    if not choice.ladder:
+        manifest.prefill_style_source = choice.source
+        return
+    if choice.source == "probe" or steps:
+        manifest.prefill_style_source = "learned"
+        services.store.put_learned_style(
+            LearnedStyle(
+                base_url=services.settings.provider_base_url,
+                model=model,
+                style=rung.style,
+                trim_trailing_whitespace=rung.trim,
+                learned_at=utcnow(),
+                job_id=manifest.job_id,
+                requests=len(steps) + 1,
+                steps=steps,
+            )
+        )
+    else:
+        manifest.prefill_style_source = choice.source
 
 
 def _replay(manifest: Manifest) -> ChunkTaskOutput:
@@ -235,23 +379,55 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
     elif not outcome.has_text and finish != "stop":
         # (a "stop" that adds nothing is a normal end: the answer was already complete)
         raise ProviderUnavailable("the provider finished without producing any text")
+    # a continue-message reply is a fresh assistant turn: its think block (inline or a field) is
+    # filed as reasoning from the start, never pasted into the answer
+    fresh_turn = reply.sent_prefill and reply.rung.style == "continue_message"
     text = split_chunk(
         outcome.content,
         outcome.reasoning,
         reasoning_format=manifest.reasoning_format,
-        phase=manifest.reasoning_phase,
-        held=manifest.held_text,
+        phase="start" if fresh_turn else manifest.reasoning_phase,
+        held="" if fresh_turn else manifest.held_text,
         answer_so_far=job.answer_so_far,
         reasoning_so_far=job.reasoning_so_far,
         final=finish not in CONTINUE_FINISHES,
     )
+    new_answer, new_reasoning, seam = text.answer, text.reasoning, SeamResult(text.answer)
+    if fresh_turn and job.answer_so_far:
+        seam = clean_continuation(job.answer_so_far, new_answer)
+    elif reply.trimmed and manifest.reasoning_phase == "reasoning" and new_reasoning:
+        fixed = after_trimmed_prefill(reply.trimmed, new_reasoning)
+        new_reasoning, seam = fixed.text, SeamResult(new_answer, whitespace=fixed.whitespace)
+    elif reply.trimmed:
+        seam = after_trimmed_prefill(reply.trimmed, new_answer)
+    new_answer = seam.text
+    if fresh_turn and job.reasoning_so_far and new_reasoning:
+        # a fresh turn thinks again from the start: what repeats the reasoning so far is dropped
+        so_far, again = job.reasoning_so_far.strip("\n"), new_reasoning.lstrip("\n")
+        if so_far and again.startswith(so_far):
+            new_reasoning = again[len(so_far) :]
+        elif so_far and so_far.startswith(again.rstrip("\n")):
+            new_reasoning = ""
+    repeat_dropped = 0
+    minimum = MIN_REPEAT_CHARS if fresh_turn else settings.repetition_min_chars
+    if job.answer_so_far and only_repeats(job.answer_so_far, new_answer, minimum=minimum):
+        # nothing new: the text is already in the answer (a restart, a loop); it is not appended
+        repeat_dropped, new_answer = len(new_answer), ""
+    if outcome.has_text and not new_answer and not new_reasoning and finish == "length":
+        finish = "no_progress"  # everything this chunk wrote was already there
+    elif finish in CONTINUE_FINISHES and stuck_repeating(
+        job.answer_so_far + new_answer,
+        min_chars=settings.repetition_min_chars,
+        max_repeats=settings.repetition_max_repeats,
+    ):
+        finish = "repetition"
     usage = outcome.usage
     chunk = ChunkRecord(
         job_id=manifest.job_id,
         index=manifest.chunks,
-        text=text.answer,
-        text_lead=text.lead,
-        reasoning=text.reasoning,
+        text=new_answer,
+        text_lead=text.lead if new_answer or not job.answer_so_far else "",
+        reasoning=new_reasoning,
         finish_reason=finish,
         provider_finish_reason=outcome.finish_reason,
         max_tokens=reply.max_tokens,
@@ -270,6 +446,14 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
         streamed=outcome.streamed,
         echo=reply.echo.verdict,
         echo_stripped_chars=reply.echo.stripped_chars,
+        prefill_style=reply.rung.style if reply.sent_prefill else "none",
+        prefill_ladder=list(reply.steps),
+        prefill_trimmed_chars=len(reply.trimmed),
+        discarded_completion_tokens=reply.discarded_tokens,
+        seam_overlap_chars=seam.overlap_chars,
+        seam_preamble=seam.preamble,
+        seam_whitespace=seam.whitespace,
+        repeat_dropped_chars=repeat_dropped,
         base_etag=job.etag,
         format_after=text.reasoning_format,
         phase_after=text.phase,

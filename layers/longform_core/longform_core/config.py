@@ -10,9 +10,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .request import DEFAULT_MAX_TOKENS_PER_REQUEST
+from .request import DEFAULT_MAX_TOKENS_PER_REQUEST, PrefillStyle
 
-PrefillStyle = Literal["assistant", "vllm", "prefix"]
 OwnerIdentity = Literal["IAM", "API_KEY"]
 
 DEEPINFRA_BASE_URL = "https://api.deepinfra.com/v1/openai"
@@ -62,7 +61,13 @@ class Settings(BaseModel):
     context_length: int | None = Field(default=None, ge=1)
     api_key_secret_arn: str | None = None
     deadline_margin_seconds: float = Field(default=30.0, ge=0)
-    prefill_style: PrefillStyle = "assistant"
+    prefill_style: PrefillStyle = "auto"
+    # how long a learned prefill style (styles/{digest}.json) is trusted before it is learned again
+    prefill_style_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+    # a model stuck repeating one passage: the last `repetition_min_chars` characters of the answer
+    # found `repetition_max_repeats` times in it end the job `repetition` (0 repeats: never)
+    repetition_min_chars: int = Field(default=200, ge=20)
+    repetition_max_repeats: int = Field(default=3, ge=0)
     # consecutive chunks with reasoning but no answer text before the job is stopped
     max_reasoning_only_chunks: int = Field(default=8, ge=1)
     request_timeout_connect: float = 10.0
@@ -139,7 +144,10 @@ class Settings(BaseModel):
             context_length=opt_int("CONTEXT_LENGTH"),
             api_key_secret_arn=env.get("PROVIDER_API_KEY_SECRET_ARN", "").strip() or None,
             deadline_margin_seconds=opt_float("DEADLINE_MARGIN_SECONDS", 30.0),
-            prefill_style=env.get("PREFILL_STYLE", "").strip() or "assistant",
+            prefill_style=env.get("PREFILL_STYLE", "").strip() or "auto",
+            prefill_style_ttl_seconds=opt_int("PREFILL_STYLE_TTL_SECONDS") or 7 * 24 * 3600,
+            repetition_min_chars=opt_int("REPETITION_MIN_CHARS") or 200,
+            repetition_max_repeats=int(opt_float("REPETITION_MAX_REPEATS", 3)),
             max_reasoning_only_chunks=opt_int("MAX_REASONING_ONLY_CHUNKS") or 8,
             provider_stream=opt_bool("PROVIDER_STREAM", True),
             state_machine_arn=env.get("STATE_MACHINE_ARN", "").strip() or None,

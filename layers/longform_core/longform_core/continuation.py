@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .config import PrefillStyle, Settings
+from .config import Settings
 from .errors import ContextLimit
 from .models import CONTINUE_FINISHES, FinishReason, Manifest, StopReason
+from .prefill import CONTINUE_INSTRUCTION, ConcreteStyle
 from .request import GenerationRequest
 
 STOP_FINISHES = frozenset({"stop", "eos", "end_turn", "stop_sequence"})
@@ -106,12 +107,19 @@ def build_body(
     model: str,
     prefill: str,
     max_tokens: int,
-    prefill_style: PrefillStyle,
+    prefill_style: ConcreteStyle,
 ) -> dict[str, Any]:
-    """The chat-completions body for the next chunk."""
+    """The chat-completions body for the next chunk.
+
+    ``continue_message``: ``prefill`` is the answer so far (never reasoning), sent as a finished
+    assistant turn followed by a user turn asking to continue.
+    """
     messages: list[dict[str, Any]] = [m.to_wire() for m in request.conversation()]
     body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
-    if prefill:
+    if prefill and prefill_style == "continue_message":
+        messages.append({"role": "assistant", "content": prefill})
+        messages.append({"role": "user", "content": CONTINUE_INSTRUCTION})
+    elif prefill:
         message: dict[str, Any] = {"role": "assistant", "content": prefill}
         if prefill_style == "prefix":
             message["prefix"] = True  # DeepSeek / Mistral native APIs
@@ -165,6 +173,7 @@ _ENDING_STOP_REASON: dict[FinishReason, StopReason] = {
     "content_filter": "content_filter",
     "tool_calls": "tool_calls",
     "no_progress": "no_progress",
+    "repetition": "repetition",
     "reasoning_loop": "reasoning_loop",
     "context_exhausted": "context_exhausted",
 }

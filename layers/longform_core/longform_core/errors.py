@@ -147,3 +147,16 @@ class ContextWindowExceeded(ProviderError):
     def __init__(self, message: str, *, limit: ContextLimit, status: int | None = 400):
         super().__init__(message, status=status)
         self.limit = limit
+
+
+class PrefillRejected(ProviderRequestInvalid):
+    """HTTP 400 because the server will not continue a final assistant message as sent.
+
+    ``reason`` says what it objected to: ``"prefill"`` (no prefill at all, or not in this form:
+    the ladder in ``prefill.py`` steps down to the next style) or ``"trailing_whitespace"`` (the
+    same prefill without its trailing whitespace is accepted).
+    """
+
+    def __init__(self, message: str, *, reason: str = "prefill", status: int | None = 400):
+        super().__init__(message, status=status)
+        self.reason = reason

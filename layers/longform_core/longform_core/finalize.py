@@ -46,7 +46,13 @@ def final_status(task: FinalizeTaskInput, manifest: Manifest) -> tuple[TerminalS
         return "failed", describe_error(task.error)
     if manifest.stop_reason == "no_progress":
         return "failed", (
-            "the provider reported a length cut but added no text; stopped so it would not loop "
+            "the continuation added no text (a length cut without any, or only text the answer "
+            "already holds); stopped so it would not loop "
+            f"(output kept: {manifest.answer_chars} characters)"
+        )
+    if manifest.stop_reason == "repetition":
+        return "failed", (
+            "the model kept repeating one passage; stopped so it would not run forever "
             f"(output kept: {manifest.answer_chars} characters)"
         )
     if manifest.stop_reason == "reasoning_loop":

@@ -9,6 +9,9 @@ Layout (``jobs/{id}/``)::
     reasoning.md          the reasoning so far (only when the model reasons)
     result.json           the final result (written by finalize)
 
+and ``styles/{sha256(base URL, model)}.json``: the prefill style learned for a provider's model
+(``prefill.LearnedStyle``), read by a job's first chunk that sends a prefill, written when learned.
+
 Durability protocol for one chunk (``manifest.json`` is the commit point)::
 
     read manifest (+ETag) -> read output.md/reasoning.md -> call the model
@@ -35,6 +38,7 @@ from pydantic import BaseModel
 
 from .errors import JobNotFound, JobStateInvalid, ManifestConflict
 from .models import ChunkRecord, JobResult, JobSource, Manifest, utcnow
+from .prefill import LearnedStyle, style_digest
 from .request import GenerationRequest
 
 if TYPE_CHECKING:
@@ -60,6 +64,13 @@ class JobKeys:
 
 
 REQUESTS_PREFIX = "requests/"
+STYLES_PREFIX = "styles/"
+
+
+def style_key(base_url: str, model: str) -> str:
+    return f"{STYLES_PREFIX}{style_digest(base_url, model)}.json"
+
+
 RESULTS_PREFIX = "results/"
 
 
@@ -231,6 +242,20 @@ class JobStore:
     def assemble(self, manifest: Manifest, *, answer_start: str) -> tuple[str, str]:
         """Answer and reasoning from the stored chunks."""
         return assemble_chunks(self.read_chunks(manifest), answer_start=answer_start)
+
+    # ---- learned prefill styles ---------------------------------------------------------------
+
+    def get_learned_style(self, base_url: str, model: str) -> LearnedStyle | None:
+        got = self._get(style_key(base_url, model))
+        if got is None:
+            return None
+        try:
+            return LearnedStyle.model_validate_json(got[0])
+        except ValueError:
+            return None  # an unreadable record is learned again
+
+    def put_learned_style(self, learned: LearnedStyle) -> None:
+        self._put_json(style_key(learned.base_url, learned.model), learned)
 
     # ---- final outputs ----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any
 from .errors import (
     ContextLimit,
     ContextWindowExceeded,
+    PrefillRejected,
     ProviderAuthenticationFailed,
     ProviderError,
     ProviderRateLimited,
@@ -92,6 +93,39 @@ _COMPLETION_PATTERNS = [
 _ARITHMETIC = re.compile(rf"\({_N}\s*>\s*{_N}\s*-\s*{_N}\)")
 # "197451 + 8192 > 200000": prompt + completion > context (Anthropic)
 _SUM = re.compile(rf"{_N}\s*\+\s*{_N}\s*>\s*{_N}")
+
+
+# ---- is it a refusal of the prefill? ----------------------------------------------------------
+# A 400 about continuing a final assistant message, recognised by meaning (the wordings, each with
+# its source, are the table of tests/unit/test_prefill_wordings.py): trailing whitespace first
+# (the same prefill, trimmed, is accepted), then any refusal of the prefill / the final assistant
+# message / the continuation flags the ladder sends.
+_TRAILING_WHITESPACE = re.compile(
+    r"(?:assistant|prefill|final)[^.]{0,60}(?:end|ends|ending) with trailing whitespace"
+    r"|trailing whitespace[^.]{0,40}(?:assistant|prefill)",
+    re.IGNORECASE,
+)
+_ABOUT_PREFILL = re.compile(
+    r"prefill"  # Anthropic, llama.cpp ("Assistant response prefill ..."), gateways
+    r"|(?:final|last) (?:message|turn|role)[^.]{0,40}(?:must|should|has to|needs to) be[^.]{0,20}"
+    r"(?:user|tool)"  # gateways: "The final message must be a user message"
+    r"|(?:conversation|messages?) must end with a user"  # Anthropic's second sentence, Bedrock
+    r"|expected (?:the )?last role[^.]{0,40}(?:user|tool)"  # Mistral
+    r"|continue_final_message"  # vLLM-style flag refused or unknown
+    r"|assistant message with prefix"  # DeepSeek beta: prefix needs the beta base URL
+    r"|(?:prefix|continue_final_message)[`'\" ]*(?:is )?(?:not (?:supported|permitted|allowed)"
+    r"|unrecognized|unknown|extra (?:inputs|fields))",
+    re.IGNORECASE,
+)
+
+
+def prefill_refusal(message: str) -> str | None:
+    """``"trailing_whitespace"`` or ``"prefill"`` when a 4xx message refuses the prefill, else None."""
+    if _TRAILING_WHITESPACE.search(message):
+        return "trailing_whitespace"
+    if _ABOUT_PREFILL.search(message):
+        return "prefill"
+    return None
 
 
 def _int(text: str) -> int:
@@ -205,6 +239,9 @@ def classify_error(status: int, body: Any, *, retry_after: float | None = None) 
         limit = context_limit_of(body, message)
         if limit is not None:
             return ContextWindowExceeded(message, limit=limit, status=status)
+        refusal = prefill_refusal(message)
+        if refusal is not None:
+            return PrefillRejected(message, reason=refusal, status=status)
         return ProviderRequestInvalid(message, status=status)
     if status in (401, 403):
         return ProviderAuthenticationFailed(message, status=status)

@@ -25,6 +25,9 @@ MAX_PROMPT_CHARS = 4_000_000
 
 Role = Literal["system", "developer", "user", "assistant"]
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+# how the answer so far is given back to the model (prefill.py): "auto" learns it per (base URL,
+# model); the others are the ladder's rungs, used as they are
+PrefillStyle = Literal["auto", "assistant", "vllm", "prefix", "continue_message"]
 
 
 class Message(BaseModel):
@@ -61,6 +64,8 @@ class GenerationRequest(BaseModel):
     context_length: int | None = Field(default=None, ge=16, le=100_000_000)
     # stream the provider's replies (None: the deployment's default); some gateways buffer SSE
     stream: bool | None = None
+    # how to continue (None: the deployment's PrefillStyle, "auto" by default); see prefill.py
+    prefill_style: PrefillStyle | None = None
 
     @field_validator("stop", mode="before")
     @classmethod

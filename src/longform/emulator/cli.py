@@ -15,6 +15,7 @@ from longform.emulator.settings import (
     EmulatorSettings,
     ErrorBodyStyle,
     OverflowMode,
+    PrefillRefusal,
     PrefillStyle,
     UsageChunkMode,
 )
@@ -34,6 +35,11 @@ _SETTING_OPTIONS = (
     "usage_chunk",
     "keepalive_every",
     "prefill_style",
+    "prefill_refusal",
+    "reject_trailing_whitespace_prefill",
+    "continue_overlap_chars",
+    "continue_preamble",
+    "continue_drop_seam_space",
     "echo_prefill",
     "api_key",
 )
@@ -47,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_generation_options(parser)
     _add_reply_options(parser)
+    _add_prefill_options(parser)
 
 
 def _add_generation_options(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +84,7 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_reply_options(parser: argparse.ArgumentParser) -> None:
-    """How the server answers: overflow, errors, streaming, prefill, auth, logging."""
+    """How the server answers: overflow, errors, streaming, auth, logging."""
     parser.add_argument(
         "--overflow",
         choices=get_args(OverflowMode),
@@ -108,10 +115,48 @@ def _add_reply_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keepalive-every", type=int, help="SSE keep-alive comment every N tokens (default: 0)"
     )
+    parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY'")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+
+
+def _add_prefill_options(parser: argparse.ArgumentParser) -> None:
+    """A trailing assistant message (a prefill) and a "continue message" conversation."""
     parser.add_argument(
         "--prefill-style",
         choices=get_args(PrefillStyle),
         help="how a trailing assistant message is continued (default: assistant)",
+    )
+    parser.add_argument(
+        "--prefill-refusal",
+        choices=get_args(PrefillRefusal),
+        help="--prefill-style reject: whose 400 wording (default: anthropic)",
+    )
+    parser.add_argument(
+        "--reject-trailing-whitespace-prefill",
+        action="store_true",
+        default=None,
+        help="answer 400 (Anthropic's wording) to a continued prefill that ends in whitespace",
+    )
+    parser.add_argument(
+        "--continue-overlap-chars",
+        type=int,
+        help=(
+            "an assistant message then a user message: the reply first repeats the last N "
+            "characters of the answer so far (default: 0)"
+        ),
+    )
+    parser.add_argument(
+        "--continue-preamble",
+        help=(
+            "an assistant message then a user message: text the reply starts with, e.g. "
+            "$'Sure, continuing:\\n\\n' in a POSIX shell (default: none)"
+        ),
+    )
+    parser.add_argument(
+        "--continue-drop-seam-space",
+        action="store_true",
+        default=None,
+        help="an assistant message then a user message: drop the continuation's leading whitespace",
     )
     parser.add_argument(
         "--echo-prefill",
@@ -121,8 +166,6 @@ def _add_reply_options(parser: argparse.ArgumentParser) -> None:
             "the first new delta, or split into its own deltas (default: off)"
         ),
     )
-    parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY'")
-    parser.add_argument("--verbose", action="store_true", help="log every request")
 
 
 def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:

@@ -1,7 +1,8 @@
 """The errors the emulator answers chat requests with, in the real providers' wordings.
 
-The context-overflow messages (the OpenAI / vLLM ones and llama.cpp's), the JSON error body
-in each provider's style, and ``ErrorReply``: a status, message, headers and body to send.
+The context-overflow messages (the OpenAI / vLLM ones and llama.cpp's), the prefill
+refusals, the JSON error body in each provider's style, and ``ErrorReply``: a status,
+message, headers and body to send.
 """
 
 from __future__ import annotations
@@ -10,9 +11,18 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from longform.emulator.settings import ContextErrorStyle, EmulatorSettings, ErrorBodyStyle, Fault
+from longform.emulator.settings import (
+    ContextErrorStyle,
+    EmulatorSettings,
+    ErrorBodyStyle,
+    Fault,
+    PrefillRefusal,
+)
 
 __all__ = [
+    "GATEWAY_PREFILL_MESSAGE",
+    "LLAMACPP_PREFILL_THINKING_MESSAGE",
+    "PREFILL_REFUSAL_MESSAGES",
     "PREFILL_REJECTED_MESSAGE",
     "PREFILL_WHITESPACE_MESSAGE",
     "ContextError",
@@ -25,10 +35,24 @@ __all__ = [
     "fault_error",
     "llamacpp_context_error_body",
     "llamacpp_context_error_message",
+    "prefill_refusal",
 ]
 
-PREFILL_WHITESPACE_MESSAGE = "Assistant prefill must not end with whitespace"
-PREFILL_REJECTED_MESSAGE = "This model does not support assistant message prefill"
+PREFILL_WHITESPACE_MESSAGE = "messages: final assistant content cannot end with trailing whitespace"
+"""Anthropic's 400 for a prefill ending in whitespace (``reject_trailing_whitespace_prefill``)."""
+PREFILL_REJECTED_MESSAGE = (
+    "This model does not support assistant message prefill. The conversation must end with a user message."
+)
+"""Anthropic's 400 for a prefill to a model without prefill (``prefill_refusal="anthropic"``)."""
+LLAMACPP_PREFILL_THINKING_MESSAGE = "Assistant response prefill is incompatible with enable_thinking."
+"""llama-server's 400 for a prefill with thinking on (``prefill_refusal="llamacpp_thinking"``)."""
+GATEWAY_PREFILL_MESSAGE = "The final message must be a user message"
+"""A gateway's generic refusal of a trailing assistant message (``prefill_refusal="gateway"``)."""
+PREFILL_REFUSAL_MESSAGES: dict[PrefillRefusal, str] = {
+    "anthropic": PREFILL_REJECTED_MESSAGE,
+    "llamacpp_thinking": LLAMACPP_PREFILL_THINKING_MESSAGE,
+    "gateway": GATEWAY_PREFILL_MESSAGE,
+}
 
 
 class ContextError(Exception):
@@ -144,6 +168,14 @@ class Rejected(Exception):
     def __init__(self, status: int, message: str, body: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.reply = ErrorReply(status, message, body=body)
+
+
+def prefill_refusal(kind: PrefillRefusal) -> Rejected:
+    """The 400 of ``prefill_style="reject"``: "llamacpp_thinking" in llama-server's body shape
+    whatever ``error_body`` is, the others in the configured ``error_body`` style."""
+    message = PREFILL_REFUSAL_MESSAGES[kind]
+    body = error_body(400, message, "llamacpp") if kind == "llamacpp_thinking" else None
+    return Rejected(400, message, body=body)
 
 
 def auth_error(settings: EmulatorSettings, authorization: str) -> ErrorReply | None:

@@ -13,11 +13,9 @@ import time
 import uuid
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from longform.emulator.errors import (
-    PREFILL_REJECTED_MESSAGE,
-    PREFILL_WHITESPACE_MESSAGE,
     ErrorReply,
     Rejected,
     context_error_message,
@@ -25,16 +23,24 @@ from longform.emulator.errors import (
     llamacpp_context_error_message,
 )
 from longform.emulator.model import (
+    Canonical,
     Style,
     canonical_output,
     conversation_messages,
     message_text,
     plan_continuation,
     prompt_tokens,
-    split_prefill,
+)
+from longform.emulator.prefill import (
+    Delta,
+    Echo,
+    Trailing,
+    continue_reply,
+    echo_of,
+    read_trailing,
+    with_echo,
 )
 from longform.emulator.settings import (
-    ECHO_PIECE_CHARS,
     EchoPrefillMode,
     EmulatorSettings,
     Fault,
@@ -42,7 +48,7 @@ from longform.emulator.settings import (
     is_int,
 )
 
-__all__ = ["CachedTokens", "Delta", "Echo", "Emission", "ReplyPlan", "plan_reply"]
+__all__ = ["CachedTokens", "Delta", "Echo", "Emission", "ReplyPlan", "log_entry", "plan_reply"]
 
 CachedTokens = Callable[[str, str, int], int]
 """(conversation key, prefill, prompt tokens) -> cached prompt tokens; remembers the request."""
@@ -84,57 +90,6 @@ def _select(reasoning: Sequence[str], content: Sequence[str], limit: int, stops:
                 position += len(piece)
             finish = "stop"
     return Emission(r, c, tokens, finish)
-
-
-Delta = tuple[Literal["reasoning_content", "content"], str]
-"""One streamed delta: the field and its text."""
-
-
-@dataclass(frozen=True)
-class Echo:
-    """The prefill as the server sends it back: the reasoning part and the content part."""
-
-    reasoning: str = ""
-    content: str = ""
-
-    @property
-    def chars(self) -> int:
-        return len(self.reasoning) + len(self.content)
-
-
-def _echo(prefill: str, style: str) -> Echo:
-    """A reasoning parser's view of the prefill (field style), else the prefill as sent."""
-    if style != "field":
-        return Echo(content=prefill)
-    _, reasoning, answer = split_prefill(prefill)
-    return Echo(reasoning=reasoning, content=answer)
-
-
-def _with_echo(pieces: Sequence[Delta], echo: Echo, mode: EchoPrefillMode) -> tuple[list[Delta], list[Delta]]:
-    """(deltas sent before the new pieces, the new pieces) with the echo applied.
-
-    "split": the echo goes first in pieces of at most ``ECHO_PIECE_CHARS`` characters.
-    "merged": each part is prepended to the first new delta of its field, or sent alone
-    before the new pieces when there is none. A continued prefill with a content part has
-    a closed reasoning part, so no new reasoning follows it and the order is preserved.
-    """
-    before: list[Delta] = []
-    out = list(pieces)
-    parts: tuple[Delta, ...] = (("reasoning_content", echo.reasoning), ("content", echo.content))
-    for name, text in parts:
-        if not text or mode == "off":
-            continue
-        if mode == "split":
-            before.extend(
-                (name, text[i : i + ECHO_PIECE_CHARS]) for i in range(0, len(text), ECHO_PIECE_CHARS)
-            )
-            continue
-        index = next((i for i, (field_name, _) in enumerate(out) if field_name == name), None)
-        if index is None:
-            before.append((name, text))
-        else:
-            out[index] = (name, text + out[index][1])
-    return before, out
 
 
 def _stop_strings(value: Any) -> list[str]:
@@ -182,7 +137,7 @@ class ReplyPlan:
         """(deltas sent before the new tokens, one delta per new token), the echo applied."""
         new: list[Delta] = [("reasoning_content", p) for p in self.emission.reasoning]
         new.extend(("content", p) for p in self.emission.content)
-        return _with_echo(new, self.echo, self.echo_mode)
+        return with_echo(new, self.echo, self.echo_mode)
 
 
 @dataclass(frozen=True)
@@ -226,25 +181,25 @@ def _plan(
     log.update(
         model=request.model, messages=len(messages), max_tokens=request.max_tokens, stream=request.stream
     )
-    prefill, continued = _prefill(request, settings)
-    log.update(prefill_chars=len(prefill or ""), continued=continued)
+    trailing = read_trailing(messages, request.body, settings)
+    log.update(trailing.log_fields())
     prompt = prompt_tokens(messages)
     log["prompt_tokens"] = prompt
     limit, silent = _limit(request, prompt, settings)
     log["effective_max_tokens"] = limit
-    canonical = canonical_output(messages, model=request.model, seed=request.seed, settings=settings)
-    plan = plan_continuation(canonical, prefill if continued else None)
-    emission = _select(plan.reasoning, plan.content, limit, request.stops)
+    canonical = canonical_output(
+        trailing.conversation, model=request.model, seed=request.seed, settings=settings
+    )
+    emission = _emit(canonical, trailing, limit, request.stops, settings, log)
     echo = Echo()
-    if continued and prefill and settings.echo_prefill != "off":
-        echo = _echo(prefill, canonical.style)
+    if trailing.continued and trailing.prefill and settings.echo_prefill != "off":
+        echo = echo_of(trailing.prefill, canonical.style)
     log["echoed_chars"] = echo.chars
-    cached = cached_tokens(_conversation_key(request), prefill or "", prompt)
+    cached = cached_tokens(_conversation_key(request), trailing.prefill or "", prompt)
     log.update(
         completion_tokens=emission.completion_tokens,
         finish_reason=None if silent else emission.finish_reason,
         cached_tokens=cached,
-        plan=plan.mode,
         silent_stream=silent,
     )
     delay = settings.token_delay
@@ -308,29 +263,22 @@ def _parse(raw: bytes) -> _Request:
     )
 
 
-def _prefill(request: _Request, settings: EmulatorSettings) -> tuple[str | None, bool]:
-    """(the prefill: the text of a final assistant message, whether it is continued)."""
-    last = request.messages[-1]
-    prefill = message_text(last) if last.get("role") == "assistant" else None
-    if prefill is None:
-        return None, False
-    body = request.body
-    style = settings.prefill_style
-    if style == "reject":
-        raise Rejected(400, PREFILL_REJECTED_MESSAGE)
-    if style == "vllm":
-        if body.get("continue_final_message") is True and body.get("add_generation_prompt") is True:
-            raise Rejected(
-                400, "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
-            )
-        continued = body.get("continue_final_message") is True
-    elif style == "prefix":
-        continued = last.get("prefix") is True
-    else:
-        continued = style == "assistant"
-    if continued and settings.reject_trailing_whitespace_prefill and prefill[-1:].isspace():
-        raise Rejected(400, PREFILL_WHITESPACE_MESSAGE)
-    return prefill, continued
+def _emit(
+    canonical: Canonical,
+    trailing: Trailing,
+    limit: int,
+    stops: Sequence[str],
+    settings: EmulatorSettings,
+    log: MutableMapping[str, Any],
+) -> Emission:
+    """What is sent after the answer so far (the continuation plan's mode logged)."""
+    plan = plan_continuation(canonical, trailing.answer_so_far)
+    log["plan"] = plan.mode
+    if trailing.so_far is None:
+        return _select(plan.reasoning, plan.content, limit, stops)
+    reply = continue_reply(plan, trailing.so_far, settings)
+    log.update(overlap_chars=reply.overlap_chars, preamble_chars=reply.preamble_chars)
+    return _select(reply.reasoning, reply.content, limit, stops)
 
 
 def _limit(request: _Request, prompt: int, settings: EmulatorSettings) -> tuple[int, bool]:
@@ -379,3 +327,30 @@ def _usage(
     if style != "none":
         usage["completion_tokens_details"] = {"reasoning_tokens": len(emission.reasoning)}
     return usage
+
+
+def log_entry(path: str) -> dict[str, Any]:
+    """A request-log entry before anything is known of the request (``plan_reply`` fills it)."""
+    return {
+        "time": time.time(),
+        "path": path,
+        "model": None,
+        "messages": 0,
+        "prompt_tokens": None,
+        "max_tokens": None,
+        "effective_max_tokens": None,
+        "prefill_chars": 0,
+        "continued": False,
+        "prefill_ignored": False,
+        "continue_message": False,
+        "overlap_chars": 0,
+        "preamble_chars": 0,
+        "echoed_chars": 0,
+        "stream": False,
+        "status": None,
+        "completion_tokens": 0,
+        "finish_reason": None,
+        "cached_tokens": 0,
+        "fault": None,
+        "silent_stream": False,
+    }

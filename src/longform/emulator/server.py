@@ -16,7 +16,6 @@ import json
 import socket
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +24,7 @@ from typing import Any, Self
 
 from longform.emulator.errors import ErrorReply, auth_error, error_body, fault_error
 from longform.emulator.prefix_cache import PrefixCache
-from longform.emulator.protocol import ReplyPlan, plan_reply
+from longform.emulator.protocol import ReplyPlan, log_entry, plan_reply
 from longform.emulator.settings import EmulatorSettings, ErrorBodyStyle, Fault, check_fault
 from longform.emulator.sse import send_json_reply, send_stream
 
@@ -328,7 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chat(self, raw: bytes) -> None:
         settings = self.emulator.settings
-        self._entry = _log_entry(self._path())
+        self._entry = log_entry(self._path())
         self._recorded = False
         try:
             reply = self._plan(raw, settings)
@@ -381,26 +380,3 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
         self.connection.close()
-
-
-def _log_entry(path: str) -> dict[str, Any]:
-    """A request-log entry before anything is known of the request."""
-    return {
-        "time": time.time(),
-        "path": path,
-        "model": None,
-        "messages": 0,
-        "prompt_tokens": None,
-        "max_tokens": None,
-        "effective_max_tokens": None,
-        "prefill_chars": 0,
-        "continued": False,
-        "echoed_chars": 0,
-        "stream": False,
-        "status": None,
-        "completion_tokens": 0,
-        "finish_reason": None,
-        "cached_tokens": 0,
-        "fault": None,
-        "silent_stream": False,
-    }

@@ -19,6 +19,7 @@ __all__ = [
     "ErrorBodyStyle",
     "Fault",
     "OverflowMode",
+    "PrefillRefusal",
     "PrefillStyle",
     "UsageChunkMode",
     "check_fault",
@@ -29,6 +30,7 @@ ContextErrorStyle = Literal["requested", "too_large"]
 ErrorBodyStyle = Literal["nested", "flat", "llamacpp"]
 UsageChunkMode = Literal["last", "separate"]
 PrefillStyle = Literal["assistant", "vllm", "prefix", "none", "reject"]
+PrefillRefusal = Literal["anthropic", "llamacpp_thinking", "gateway"]
 EchoPrefillMode = Literal["off", "merged", "split"]
 
 FAULT_TYPES = ("status", "cut", "slow", "stall")
@@ -77,7 +79,31 @@ class EmulatorSettings:
     price_input_per_mtok: float = 0.10
     price_output_per_mtok: float = 0.40
     prefill_style: PrefillStyle = "assistant"
+    """What a trailing assistant message (a prefill) gets:
+
+    - "assistant": continued;
+    - "vllm": continued with ``continue_final_message: true`` (400 together with
+      ``add_generation_prompt: true``), else ignored;
+    - "prefix": continued when the message has ``"prefix": true``, else ignored;
+    - "none": ignored;
+    - "reject": HTTP 400 in the ``prefill_refusal`` wording.
+
+    An ignored prefill is taken for a finished turn: the reply is the canonical answer from
+    its beginning (logged ``prefill_ignored: true``)."""
+    prefill_refusal: PrefillRefusal = "anthropic"
+    """prefill_style="reject": whose 400 ("anthropic", "llamacpp_thinking", "gateway"); see
+    ``errors.PREFILL_REFUSAL_MESSAGES``."""
     reject_trailing_whitespace_prefill: bool = False
+    """A continued prefill ending in whitespace gets Anthropic's 400."""
+    continue_overlap_chars: int = 0
+    """A "continue message" conversation (an assistant message, the answer so far, then a
+    user message): the reply first repeats the last N characters of the answer so far,
+    starting at the first word start among them if there is one."""
+    continue_preamble: str = ""
+    """A "continue message" conversation: text the reply starts with (before any overlap)."""
+    continue_drop_seam_space: bool = False
+    """A "continue message" conversation: the whitespace the true continuation starts with
+    (spaces, newlines) is not sent."""
     echo_prefill: EchoPrefillMode = "off"
     """Send a continued prefill back at the start of the reply (as llama.cpp's llama-server):
     "merged" (streamed: with the first new delta), "split" (streamed: in deltas of at most
@@ -107,6 +133,7 @@ _INT_SETTINGS = {
     "reasoning_tokens": 0,
     "keepalive_every": 0,
     "silent_stream_tokens": 0,
+    "continue_overlap_chars": 0,
 }
 _FLOAT_SETTINGS = ("token_delay", "price_input_per_mtok", "price_output_per_mtok")
 
@@ -126,7 +153,10 @@ def _check_setting(name: str, value: Any) -> None:
     elif name == "api_key":
         if value is not None and not isinstance(value, str):
             raise ValueError("api_key must be a string or null")
-    elif name in ("reject_trailing_whitespace_prefill", "verbose"):
+    elif name == "continue_preamble":
+        if not isinstance(value, str):
+            raise ValueError("continue_preamble must be a string")
+    elif name in ("reject_trailing_whitespace_prefill", "continue_drop_seam_space", "verbose"):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false")
     else:

@@ -1,0 +1,171 @@
+"""The prefill ladder: how the answer so far is given back to the model (pure, no I/O).
+
+Styles, best first (the *ladder*):
+
+1. ``assistant``: the answer so far as a trailing assistant message (DeepInfra, llama.cpp,
+   Ollama, OpenRouter, Anthropic's older models);
+2. ``vllm``: the same plus ``continue_final_message: true, add_generation_prompt: false``;
+3. ``prefix``: ``"prefix": true`` on that message (DeepSeek, Mistral);
+4. ``continue_message``: the answer so far as a *finished* assistant turn and a user turn asking
+   to continue (:data:`CONTINUE_INSTRUCTION`); works everywhere, and the seam is cleaned
+   (``seam.py``). A reasoning model's thinking is never put in that turn.
+
+With ``auto`` (the default) a (base URL, model) not seen before is learned from the job's own first
+continuation: a reply that continues the prefill proves the style; a refusal (a 400 recognised by
+meaning, :class:`~longform_core.errors.PrefillRejected`) or an *ignored* prefill
+(:func:`starts_over`: the reply begins again with the answer's opening) steps down one rung, in the
+same invocation. A refusal of trailing whitespace (Anthropic) keeps the style and trims the
+prefill instead. What was learned is cached next to the jobs (``styles/{digest}.json``,
+:class:`LearnedStyle`, trusted for ``PREFILL_STYLE_TTL_SECONDS``) and kept in the manifest for the
+rest of the job; the check runs on every chunk, so a style that stops working is stepped down from
+and the cache updated. An explicit style (the request's ``prefill_style``, or a deployment
+``PrefillStyle`` other than ``auto``) is used as it is: only the whitespace trim applies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel
+
+from .reasoning import CLOSE, OPEN
+
+ConcreteStyle = Literal["assistant", "vllm", "prefix", "continue_message"]
+LADDER: tuple[ConcreteStyle, ...] = ("assistant", "vllm", "prefix", "continue_message")
+StepReason = Literal["refused", "trailing_whitespace", "ignored"]
+
+CONTINUE_INSTRUCTION = (
+    "Continue exactly where you stopped, without repeating anything and without any preamble."
+)
+# a reply starts over when it begins with the answer's first OPENING_CHARS characters (or all of
+# them when the answer is shorter, but never fewer than MIN_OPENING_CHARS: below that a model may
+# really begin a continuation with the same words)
+OPENING_CHARS = 40
+MIN_OPENING_CHARS = 20
+# prompt tokens beyond "last prompt + last completion" that mean the prefill was closed as a turn
+# (a continued prefill re-tokenises at the seam within a token or two)
+FRESH_TURN_PROMPT_EXCESS = 3
+
+
+@dataclass(frozen=True)
+class Rung:
+    """A style and whether its prefill is sent without trailing whitespace."""
+
+    style: ConcreteStyle
+    trim: bool = False
+
+    def describe(self) -> str:
+        return f"{self.style}{'+trim' if self.trim else ''}"
+
+
+def next_rung(rung: Rung, reason: StepReason, *, ladder: bool) -> Rung | None:
+    """Where to go after ``rung`` failed for ``reason`` (None: nowhere left)."""
+    if reason == "trailing_whitespace" and not rung.trim and rung.style != "continue_message":
+        return Rung(rung.style, trim=True)
+    if not ladder:
+        return None
+    index = LADDER.index(rung.style)
+    if index + 1 >= len(LADDER):
+        return None
+    return Rung(LADDER[index + 1], trim=rung.trim)
+
+
+def trim_prefill(text: str) -> tuple[str, str]:
+    """(the prefill without trailing whitespace, the whitespace removed)."""
+    body = text.rstrip()
+    return body, text[len(body) :]
+
+
+def _opening(text: str) -> str:
+    body = text.lstrip()
+    return body[:OPENING_CHARS] if len(body) >= MIN_OPENING_CHARS else ""
+
+
+def _answer_part(content: str) -> str:
+    """A fresh reply's answer: without a leading inline think block."""
+    body = content.lstrip()
+    if body.startswith(OPEN):
+        end = body.find(CLOSE)
+        return body[end + len(CLOSE) :] if end >= 0 else ""
+    return content
+
+
+def starts_over(
+    *,
+    answer_so_far: str,
+    reasoning_so_far: str,
+    raw_content: str,
+    raw_reasoning: str = "",
+    content: str,
+    reasoning: str,
+    completion_tokens: int,
+    echo_seen: bool,
+    prompt_tokens: int | None = None,
+    expected_prompt_tokens: int | None = None,
+) -> bool:
+    """Did the server ignore the prefill and answer afresh? (``content``/``reasoning``: echo stripped.)
+
+    Evidence, any of:
+
+    - the new answer text begins with the answer's opening (its first 40 characters, at least 20);
+    - the new reasoning begins with the reasoning's opening;
+    - a new turn: the prompt is :data:`FRESH_TURN_PROMPT_EXCESS` or more tokens longer than the
+      last prompt and completion (the prefill was closed as a message and a new assistant header
+      added) and the reply begins with a capital glued to the answer's last character;
+    - the whole reply was the text so far again (or a part of it), while the model says it
+      generated tokens and the job has never seen an echo (an echo is not counted in usage).
+    """
+    opening = _opening(answer_so_far)
+    if opening and _answer_part(content).lstrip().startswith(opening):
+        return True
+    if (
+        opening
+        and prompt_tokens is not None
+        and expected_prompt_tokens is not None
+        and prompt_tokens - expected_prompt_tokens >= FRESH_TURN_PROMPT_EXCESS
+        and not answer_so_far[-1].isspace()
+        and content[:1].isupper()
+    ):
+        # a new turn: the server closed the prefill as a finished message (its prompt grew by an
+        # end-of-turn and a new assistant header, not by the text sent) and the model began a new
+        # sentence glued to the last word (llama-server --no-prefill-assistant)
+        return True
+    thought = _opening(reasoning_so_far)
+    if thought and reasoning.lstrip().startswith(thought):
+        return True
+    return bool(
+        (opening or thought)
+        and not content
+        and not reasoning
+        and (raw_content.strip() or raw_reasoning.strip())
+        and completion_tokens > 0
+        and not echo_seen
+    )
+
+
+class LearnedStyle(BaseModel):
+    """``styles/{digest}.json``: how a (base URL, model) continues, and when that was learned."""
+
+    base_url: str
+    model: str
+    style: ConcreteStyle
+    trim_trailing_whitespace: bool = False
+    learned_at: datetime
+    job_id: str | None = None
+    requests: int = 1  # requests it took to learn (the rungs tried, this one included)
+    steps: list[str] = []
+
+    def fresh(self, now: datetime, ttl_seconds: int) -> bool:
+        return now - self.learned_at < timedelta(seconds=ttl_seconds)
+
+    @property
+    def rung(self) -> Rung:
+        return Rung(self.style, trim=self.trim_trailing_whitespace)
+
+
+def style_digest(base_url: str, model: str) -> str:
+    """The cache key of a (base URL, model): sha256 of both, so no URL appears in a key."""
+    return hashlib.sha256(f"{base_url.rstrip('/')}\n{model}".encode()).hexdigest()

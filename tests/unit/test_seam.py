@@ -1,0 +1,126 @@
+"""seam.py: the continue-message seam (preamble, overlap, whitespace), a trimmed prefill, the stop checks."""
+
+from __future__ import annotations
+
+import pytest
+from longform_core.seam import (
+    after_trimmed_prefill,
+    clean_continuation,
+    longest_overlap,
+    only_repeats,
+    repair_whitespace,
+    strip_preamble,
+    stuck_repeating,
+)
+
+SO_FAR = "The keeper climbed the hundred steps of the tower every evening, and the keeper lit the lamp"
+
+
+@pytest.mark.parametrize(
+    ("new", "preamble"),
+    [
+        ("Sure, continuing where I left off:\n\n at dusk.", "Sure, continuing where I left off:\n\n"),
+        ("Continuing where I left off: at dusk.", "Continuing where I left off: "),
+        ("Sure! Here's the continuation:\n at dusk.", "Sure! Here's the continuation:\n"),
+        ("Okay, picking up where I stopped:\n\nat dusk.", "Okay, picking up where I stopped:\n\n"),
+        ("Sure, continuing.\n\nat dusk.", "Sure, continuing.\n\n"),
+        ("Certainly!\n\nat dusk.", "Certainly!\n\n"),
+        ("Resuming from the lamp... at dusk.", "Resuming from the lamp... "),
+    ],
+)
+def test_preambles_are_removed(new: str, preamble: str) -> None:
+    assert strip_preamble(new) == (new[len(preamble) :], preamble)
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        "Continuing the tradition of his father, he lit the lamp.",  # the answer's own sentence
+        "Continuing, he lit the lamp.",  # no colon: could be text
+        "Sure enough, the lamp went out.",  # "sure" but not an acknowledgement
+        "Note: the lamp was lit at dusk.",  # a colon, but no continuing phrase
+        "Okay, so the keeper said: light it.",  # an acknowledgement with no continuing phrase
+        "Continuing where I left off:",  # nothing after it: kept rather than emptied
+        "Here is the continuation of a very long preamble that rambles on and on about what it will "
+        "do next for far too many characters to be one:\nat dusk.",
+    ],
+)
+def test_ambiguous_first_lines_are_kept(new: str) -> None:
+    assert strip_preamble(new) == (new, "")
+
+
+def test_longest_overlap_needs_twenty_characters() -> None:
+    assert longest_overlap(SO_FAR, "and the keeper lit the lamp at dusk") == len(
+        "and the keeper lit the lamp"
+    )
+    assert longest_overlap(SO_FAR, "the lamp at dusk") == 0  # 8 characters: could be chance
+    assert longest_overlap(SO_FAR, " at dusk") == 0
+
+
+def test_the_longest_overlap_wins() -> None:
+    so_far = "abc abc abc abc abc abc abc abc"
+    assert longest_overlap(so_far, "abc abc abc abc abc abc X") == len("abc abc abc abc abc abc")
+
+
+@pytest.mark.parametrize(
+    ("so_far", "new", "out", "done"),
+    [
+        (SO_FAR, "at dusk.", " at dusk.", "inserted_space"),  # "lampat" never occurs
+        (SO_FAR, " at dusk.", " at dusk.", ""),
+        ("He climbed.", "Then he rested.", " Then he rested.", "inserted_space"),
+        ("Value is 3.", "14 exactly", "14 exactly", ""),  # a number, not a sentence
+        # ambiguous: no evidence that "lighthouse" is a word here: the common case wins
+        ("the light", "house stood", " house stood", "inserted_space"),
+        ("in 19", "84 he", "84 he", ""),  # digits: a number cut in two
+        ("a lighthouse, a light", "house stood", "house stood", ""),  # "lighthouse" occurs: a cut word
+        ("Paragraph one.\n\n", "\n\nParagraph two.", "Paragraph two.", "dropped_leading"),
+        ("word ", "next", "next", ""),
+    ],
+)
+def test_whitespace_repair(so_far: str, new: str, out: str, done: str) -> None:
+    assert repair_whitespace(so_far, new) == (out, done)
+
+
+def test_clean_continuation_overlap_preamble_and_dropped_space() -> None:
+    new = "Sure, continuing where I left off:\n\nand the keeper lit the lampat dusk."
+    # a preamble, 27 characters repeated, then the next word glued on: all three repaired
+    seam = clean_continuation(SO_FAR, new)
+    assert seam.preamble.startswith("Sure")
+    assert seam.overlap_chars == len("and the keeper lit the lamp")
+    assert (seam.text, seam.whitespace) == (" at dusk.", "inserted_space")
+    seam = clean_continuation(SO_FAR, "Sure, continuing where I left off:\n\nat dusk.")
+    assert (seam.text, seam.overlap_chars, seam.whitespace) == (" at dusk.", 0, "inserted_space")
+
+
+def test_clean_continuation_leaves_a_clean_reply_alone() -> None:
+    seam = clean_continuation(SO_FAR, " at dusk, and slept at dawn.")
+    assert (seam.text, seam.overlap_chars, seam.preamble, seam.whitespace) == (
+        " at dusk, and slept at dawn.",
+        0,
+        "",
+        "",
+    )
+
+
+def test_after_a_trimmed_prefill() -> None:
+    assert after_trimmed_prefill(" ", " lit").text == "lit"  # the stored space is the seam
+    assert after_trimmed_prefill(" ", "lit").text == "lit"
+    assert after_trimmed_prefill("\n\n", "\n\nNext").text == "Next"
+    assert after_trimmed_prefill("", " lit").text == " lit"
+
+
+def test_only_repeats() -> None:
+    assert only_repeats(SO_FAR, "climbed the hundred steps of the tower every evening")
+    assert not only_repeats(SO_FAR, "climbed")  # too short to tell
+    assert not only_repeats(SO_FAR, "climbed the hundred steps of the tower every morning")
+
+
+def test_stuck_repeating() -> None:
+    passage = "".join(f"word{i} " for i in range(40))  # 270 characters
+    assert not stuck_repeating("intro " + passage * 2, min_chars=200, max_repeats=3)
+    assert stuck_repeating("intro " + passage * 3, min_chars=200, max_repeats=3)
+    assert stuck_repeating("intro " + "la " * 400, min_chars=200, max_repeats=3)  # a short loop
+    assert not stuck_repeating(
+        passage * 3 + "and then something else entirely " * 8, min_chars=200, max_repeats=3
+    )
+    assert not stuck_repeating(passage * 5, min_chars=200, max_repeats=0)

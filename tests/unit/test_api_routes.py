@@ -210,6 +210,8 @@ def test_get_a_running_job(call: Api) -> None:
 
 def test_get_a_finished_job_has_its_finish_reason(call: Api) -> None:
     manifest = seed(call.store, "job-2", status="succeeded", text="All of it.")
+    manifest.last_finish_reason = "stop"  # as the workflow's last chunk leaves it
+    call.store.put_manifest(manifest)
     now = utcnow()
     result = make_result(
         "job-2",

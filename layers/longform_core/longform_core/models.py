@@ -192,6 +192,13 @@ class Manifest(BaseModel):
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
+    @property
+    def final_finish_reason(self) -> FinishReason | None:
+        """The finish reason of an ended job (the result's and the API's: one definition)."""
+        if not self.terminal:
+            return None
+        return "context_exhausted" if self.status == "context_exhausted" else self.last_finish_reason
+
     def record_chunk(
         self,
         chunk: ChunkRecord,
@@ -294,11 +301,10 @@ class JobResult(BaseModel):
         context_length = manifest.context_length
         room = manifest.room_after_first_prompt(context_length)
         started = manifest.started_at
-        exhausted = manifest.status == "context_exhausted"
         return cls(
             job_id=manifest.job_id,
             status=manifest.status,
-            finish_reason="context_exhausted" if exhausted else manifest.last_finish_reason,
+            finish_reason=manifest.final_finish_reason,
             stop_reason=manifest.stop_reason,
             error=manifest.error,
             model=manifest.model,

@@ -66,7 +66,8 @@ def job_view(manifest: Manifest, result: JobResult | None = None) -> JobView:
             last_finish_reason=manifest.last_finish_reason,
             context_length=manifest.context_length,
         ),
-        finish_reason=result.finish_reason if result else None,
+        # from the manifest, the commit point: result.json is written after it, and may lag
+        finish_reason=manifest.final_finish_reason,
         stop_reason=manifest.stop_reason,
         error=manifest.error,
         output_chars=manifest.answer_chars,

@@ -211,7 +211,7 @@ def check(
     tally.statuses[manifest.status] += 1
     if manifest.status == "failed":
         tally.failures[(result.error or "")[:90]] += 1
-    view = job_view(manifest, result)
+    view = job_view(manifest)
     statuses = {manifest.status, result.status, view.status}
     job_events = {status: n for (job, status), n in events.items() if job == job_id}
     if len(statuses) != 1 or job_events != {manifest.status: 1}:

@@ -22,7 +22,7 @@ def cancel_job(job_id: str, services: Services, *, as_owner: str | None = None) 
     if manifest is None or not owned_by(manifest, as_owner):
         raise JobNotFound(f"no job {job_id!r}")
     if manifest.terminal:
-        return job_view(manifest, store.get_result(job_id)), False
+        return job_view(manifest), False
     if manifest.execution_arn and services.executions is not None:
         services.executions.stop(manifest.execution_arn, error="Cancelled", cause="cancelled on request")
     task = FinalizeTaskInput(job_id=job_id, status="cancelled")
@@ -30,7 +30,7 @@ def cancel_job(job_id: str, services: Services, *, as_owner: str | None = None) 
         # a job the workflow ended meanwhile (or an earlier cancel) is returned as it is; a chunk in
         # flight that committed meanwhile makes the commit fail: assemble again, with it
         with contextlib.suppress(JobStateInvalid):
-            manifest, result = finalize_job(task, services, unless_ended=True)
-            return job_view(manifest, result), manifest.status == "cancelled"
-    manifest, result = finalize_job(task, services, unless_ended=True)  # the last try: errors propagate
-    return job_view(manifest, result), manifest.status == "cancelled"
+            manifest, _ = finalize_job(task, services, unless_ended=True)
+            return job_view(manifest), manifest.status == "cancelled"
+    manifest, _ = finalize_job(task, services, unless_ended=True)  # the last try: errors propagate
+    return job_view(manifest), manifest.status == "cancelled"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from .errors import JobNotFound
-from .models import JobResult, JobStatus, Manifest
+from .models import JobStatus, Manifest
 
 if TYPE_CHECKING:
     from .services import Services
@@ -47,7 +47,8 @@ class JobView(BaseModel):
     source: str | None = None  # e.g. "s3:requests/essay.json"
 
 
-def job_view(manifest: Manifest, result: JobResult | None = None) -> JobView:
+def job_view(manifest: Manifest) -> JobView:
+    """The view of a job, from its manifest alone (the commit point; result.json may lag it)."""
     return JobView(
         job_id=manifest.job_id,
         status=manifest.status,
@@ -66,19 +67,12 @@ def job_view(manifest: Manifest, result: JobResult | None = None) -> JobView:
             last_finish_reason=manifest.last_finish_reason,
             context_length=manifest.context_length,
         ),
-        # from the manifest, the commit point: result.json is written after it, and may lag
         finish_reason=manifest.final_finish_reason,
         stop_reason=manifest.stop_reason,
         error=manifest.error,
         output_chars=manifest.answer_chars,
         source=manifest.source.describe() if manifest.source else None,
     )
-
-
-def stored_view(manifest: Manifest, services: Services) -> JobView:
-    """The view of a stored job: with its result (the finish reason) once it ended."""
-    store = services.store
-    return job_view(manifest, store.get_result(manifest.job_id) if manifest.terminal else None)
 
 
 def owned_by(manifest: Manifest, as_owner: str | None) -> bool:
@@ -98,7 +92,7 @@ def find_job(job_id: str, services: Services, *, as_owner: str | None = None) ->
 
 def get_job(job_id: str, services: Services, *, as_owner: str | None = None) -> JobView:
     """The job's view; ``JobNotFound`` when there is no such job (or it is another owner's)."""
-    return stored_view(find_job(job_id, services, as_owner=as_owner), services)
+    return job_view(find_job(job_id, services, as_owner=as_owner))
 
 
 def current_status(job_id: str, services: Services) -> JobStatus:
@@ -123,7 +117,7 @@ def list_jobs(
         manifest = services.store.find_manifest(job_id)
         if manifest is None or not owned_by(manifest, as_owner):
             return None
-        return stored_view(manifest, services)
+        return job_view(manifest)
 
     if not names:
         return [], following

@@ -24,11 +24,13 @@ from typing import Any, Literal
 
 import httpx
 
+from .draft import StreamProgress
 from .errors import ProviderError, ProviderRateLimited, ProviderUnavailable
 from .provider_errors import classify_error
 from .retry import RetryPolicy, parse_retry_after
 from .sse import StreamAccumulator, Usage, iter_sse_data
 
+ProgressCallback = Callable[[StreamProgress], None]
 EndedBy = Literal["finished", "deadline", "interrupted"]
 
 # below this many seconds to the deadline a new request isn't worth starting
@@ -118,11 +120,20 @@ class ProviderClient:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> StreamOutcome:
+    def chat(
+        self,
+        body: dict[str, Any],
+        *,
+        deadline: float,
+        stream: bool = True,
+        on_progress: ProgressCallback | None = None,
+    ) -> StreamOutcome:
         """One completion, retrying rate limits and outages that happen before any text.
 
         ``deadline`` is a ``clock()`` value: reading stops there and what arrived is returned with
         ``ended_by="deadline"``. Raises a :class:`ProviderError` subclass when no text was produced.
+        ``on_progress`` is called after every streamed delta (the draft checkpoints, ``draft.py``);
+        an exception it raises ends the call.
         """
         payload = dict(body)
         if stream:
@@ -135,7 +146,9 @@ class ProviderClient:
         while True:
             try:
                 if stream:
-                    outcome = self._stream_once(payload, deadline=deadline, attempt=attempt + 1)
+                    outcome = self._stream_once(
+                        payload, deadline=deadline, attempt=attempt + 1, on_progress=on_progress
+                    )
                     if outcome.detail == ENDED_WITHOUT_FINISH:
                         outcome = self._ask_without_streaming(payload, outcome, deadline=deadline)
                 else:
@@ -238,7 +251,14 @@ class ProviderClient:
             streamed=False,
         )
 
-    def _stream_once(self, payload: dict[str, Any], *, deadline: float, attempt: int) -> StreamOutcome:
+    def _stream_once(
+        self,
+        payload: dict[str, Any],
+        *,
+        deadline: float,
+        attempt: int,
+        on_progress: ProgressCallback | None = None,
+    ) -> StreamOutcome:
         started, timeout = self._timeout(deadline)
         acc = StreamAccumulator()
         ttft: float | None = None
@@ -272,8 +292,20 @@ class ProviderClient:
                     for data in iter_sse_data(lines_until_deadline()):
                         before = acc.deltas
                         acc.feed_data(data)
-                        if ttft is None and acc.deltas > before:
-                            ttft = self._clock() - started
+                        if acc.deltas > before:
+                            if ttft is None:
+                                ttft = self._clock() - started
+                            if on_progress is not None:
+                                on_progress(
+                                    StreamProgress(
+                                        acc.content,
+                                        acc.reasoning,
+                                        deltas=acc.deltas,
+                                        first_delta=acc.first_content,
+                                        attempt=attempt,
+                                        model=acc.model,
+                                    )
+                                )
                         if acc.error is not None:
                             ended_by, detail = "interrupted", f"error event in stream: {acc.error}"
                             break

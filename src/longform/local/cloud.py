@@ -64,6 +64,8 @@ class CloudConfig:
     deadline_margin_seconds: float | None = None
     prefill_style: str | None = None
     provider_stream: bool | None = None
+    draft_interval_seconds: float | None = None
+    draft_min_tokens: int | None = None
     # overrides of the template's Lambda timeouts (seconds), e.g. {"GenerateChunkFunction": 5}
     timeouts: dict[str, float] = field(default_factory=dict)
     # Step Functions Retry intervals really sleep; scale them (tests use a tiny factor)
@@ -81,6 +83,8 @@ class CloudConfig:
             "DeadlineMarginSeconds": self.deadline_margin_seconds,
             "PrefillStyle": self.prefill_style,
             "ProviderStreaming": None if self.provider_stream is None else str(self.provider_stream).lower(),
+            "DraftIntervalSeconds": self.draft_interval_seconds,
+            "DraftMinTokens": self.draft_min_tokens,
             "LogLevel": self.log_level,
             # a local run is the user's own machine talking to the server they chose (a LAN box over
             # plain http included); a deployed stack refuses plain http off loopback

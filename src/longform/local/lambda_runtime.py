@@ -34,6 +34,12 @@ FaultHook = Callable[[str, dict[str, Any]], Callable[[], None] | None]
 ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
 
 
+class InvocationKilled(BaseException):
+    """Raised inside a handler to stand for the runtime killing it (out of memory, a crash, a
+    kill -9): a ``BaseException``, so none of the handler's ``except Exception`` blocks run, as none
+    would; Lambda reports it as ``Runtime.ExitError``."""
+
+
 class LambdaContext:
     """The parts of the Lambda context object the handlers use (the local cloud's and the tests')."""
 
@@ -142,6 +148,13 @@ class LambdaRuntime:
             payload: Any = self._handlers[name](event, context)
             if after is not None:
                 after()
+        except InvocationKilled as exc:
+            error_type = "Runtime.ExitError"
+            payload = {
+                "errorType": error_type,
+                "errorMessage": f"RequestId: {context.aws_request_id} Error: Runtime exited with error: "
+                f"signal: killed ({exc})",
+            }
         except Exception as exc:
             error_type = type(exc).__name__
             payload = {

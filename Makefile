@@ -8,7 +8,7 @@ DEV_STAMP     := $(VENV)/.dev-installed
 NODE_STAMP    := node_modules/.installed
 PROMPT ?= Write a 40,000-word illustrated history of lighthouses, from the Pharos of Alexandria to automated LED beacons.
 
-.PHONY: help setup setup-dev run test conformance lint format typecheck infra unit integration build bench bench-import openapi clean
+.PHONY: help setup setup-dev run test conformance lint format typecheck infra unit integration build bench bench-import bench-drafts openapi clean
 
 help:
 	@echo "make run    set up and run one long job end to end locally (emulator, real state machine)"
@@ -17,6 +17,7 @@ help:
 	@echo "make build  sam build (needs python3.13 on PATH; pyenv's 3.13.0 is used when present)"
 	@echo "make bench  benchmarks (see docs/benchmarks.md)"
 	@echo "make bench-import  import time of each Lambda handler beside a boto3 baseline"
+	@echo "make bench-drafts  draft checkpoints: S3 requests per chunk, tokens lost per crash"
 	@echo "make openapi  rewrite docs/openapi.json from the API's code (a test fails when it drifts)"
 
 $(VENV)/bin/python:
@@ -82,6 +83,9 @@ bench: $(RUNTIME_STAMP)
 
 bench-import: $(RUNTIME_STAMP)
 	$(BIN)/python bench/import_time.py --importtime 8
+
+bench-drafts: $(RUNTIME_STAMP)
+	$(BIN)/python bench/draft_bench.py
 
 openapi: $(RUNTIME_STAMP)
 	$(BIN)/python -m longform.openapi docs/openapi.json

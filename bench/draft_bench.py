@@ -1,7 +1,7 @@
 """Draft checkpoints: what they cost in S3 requests, and what they save when a chunk dies.
 
     .venv/bin/python bench/draft_bench.py                      # ~1.5 min on 2 cores (make bench-drafts)
-    .venv/bin/python bench/draft_bench.py --kills 10 --durations 1,2   # a quick one
+    .venv/bin/python bench/draft_bench.py --kills 10 --durations 1,2 --default-interval-run 0  # ~35 s
     .venv/bin/python bench/draft_bench.py --json /tmp/drafts.json
 
 Everything runs in one process: the real ``statemachine/generation.asl.json`` under moto's Step

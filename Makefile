@@ -8,7 +8,7 @@ DEV_STAMP     := $(VENV)/.dev-installed
 NODE_STAMP    := node_modules/.installed
 PROMPT ?= Write a 40,000-word illustrated history of lighthouses, from the Pharos of Alexandria to automated LED beacons.
 
-.PHONY: help setup setup-dev run test conformance lint format typecheck infra unit integration build bench bench-import bench-drafts openapi clean
+.PHONY: help setup setup-dev tools run test conformance lint format typecheck infra unit integration build bench bench-import bench-drafts openapi clean
 
 help:
 	@echo "make run    set up and run one long job end to end locally (emulator, real state machine)"
@@ -37,10 +37,16 @@ $(NODE_STAMP): package.json
 	@touch $@
 
 setup: $(RUNTIME_STAMP)
-setup-dev: $(DEV_STAMP) $(NODE_STAMP)
+setup-dev: $(DEV_STAMP) $(NODE_STAMP) tools
+
+# tmux: the terminal test drives `longform run` in a real terminal (Debian's package)
+tools:
+	@command -v tmux >/dev/null || { echo "installing tmux (the terminal test runs longform in it)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tmux >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq tmux >/dev/null; fi; }
 
 run: $(RUNTIME_STAMP)
-	$(BIN)/longform run --prompt "$(PROMPT)" --out out/lighthouses.md
+	$(BIN)/longform run --emulator --prompt "$(PROMPT)" --out out/lighthouses.md
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -19,7 +19,8 @@ class LiveText:
 
     @property
     def shown(self) -> int:
-        """Characters printed so far."""
+        """Where the printed text stands: the committed length plus the draft printed after it
+        (after a commit that differed from its draft, less than the characters printed)."""
         return self.committed + len(self._draft_shown)
 
     def update(self, committed_new: str, draft: str | None) -> str:

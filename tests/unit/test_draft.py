@@ -12,7 +12,6 @@ import pytest
 from longform_core.chunk import ChunkTaskInput, ChunkTaskOutput, generate_chunk
 from longform_core.config import Settings
 from longform_core.draft import Checkpointer, Draft, DraftPolicy, StreamProgress
-from longform_core.errors import ProviderUnavailable
 from longform_core.finalize import FinalizeTaskInput, finalize
 from longform_core.job_store import JobKeys, JobStore
 from longform_core.models import Manifest
@@ -459,13 +458,6 @@ def test_a_stream_that_ignored_the_prefill_deletes_its_drafts_before_stepping_do
     assert store.get_draft(JOB, 1) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ProviderUnavailable,
-    reason="bug: chunk._reply_from_draft commits a draft that holds only the prefill echo (nothing "
-    "new after stripping), _commit raises ProviderUnavailable, the draft is never deleted and every "
-    "retry fails the same way",
-)
 @pytest.mark.parametrize("cut", [40, len(FIRST)], ids=["part-of-the-echo", "the-whole-echo"])
 def test_a_draft_that_holds_only_the_echo_is_no_progress_to_resume_from(store: JobStore, cut: int) -> None:
     manifest, etag = commit_first_chunk(store)

@@ -399,6 +399,8 @@ def _reply_from_draft(job: _Job, draft: Draft) -> _Reply | None:
         first_delta=draft.first_delta,
         echo_seen=job.manifest.prefill_echo,
     )
+    if not (echo.content or echo.reasoning):
+        return None  # the draft held only (part of) the prefill's echo: nothing new to resume from
     if draft.check_start and starts_over(
         answer_so_far=job.answer_so_far,
         reasoning_so_far=job.reasoning_so_far,

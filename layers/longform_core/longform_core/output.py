@@ -40,7 +40,7 @@ class OutputSlice(BaseModel):
     expires_in: int | None = None  # seconds the url stays valid
     byte_offset: int | None = None  # the UTF-8 byte offset of ``offset`` in output.md (with url)
     bytes: int  # UTF-8 size of the slice
-    draft: DraftSlice | None = None  # while running, when the slice reaches the committed end
+    draft: DraftSlice | None = None  # while running: the chunk in flight, after the committed end
 
 
 def read_output(
@@ -52,8 +52,8 @@ def read_output(
     include_draft: bool = True,
 ) -> OutputSlice:
     """The committed output from character ``offset``; ``JobNotFound`` when there is no such job (or
-    it is not ``as_owner``'s, see ``status.find_job``). While the job runs and the slice reaches the
-    committed end, the draft of the chunk in flight comes beside it (``include_draft``)."""
+    it is not ``as_owner``'s, see ``status.find_job``). While the job runs, the draft of the chunk in
+    flight comes beside it (``include_draft``): it follows the committed end, where every slice ends."""
     store = services.store
     manifest = find_job(job_id, services, as_owner=as_owner)
     key = JobKeys(job_id).output
@@ -70,7 +70,7 @@ def read_output(
         complete=manifest.terminal and next_offset >= len(committed),
         bytes=rest_bytes,
     )
-    if include_draft and not manifest.terminal and next_offset >= len(committed):
+    if include_draft and not manifest.terminal:  # every slice runs to the committed end
         page.draft = draft_slice(services, manifest.job_id, manifest.chunks, len(committed))
     if rest_bytes <= services.settings.output_inline_max_bytes:
         page.text = rest

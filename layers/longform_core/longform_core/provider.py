@@ -15,6 +15,7 @@ the whole reply then arrives at once, so the deadline can only be a read timeout
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -29,6 +30,8 @@ from .errors import ProviderError, ProviderRateLimited, ProviderUnavailable
 from .provider_errors import classify_error
 from .retry import RetryPolicy, parse_retry_after
 from .sse import StreamAccumulator, Usage, iter_sse_data
+
+logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[StreamProgress], None]
 EndedBy = Literal["finished", "deadline", "interrupted"]
@@ -58,6 +61,18 @@ class StreamOutcome:
     @property
     def has_text(self) -> bool:
         return bool(self.content or self.reasoning)
+
+
+def describe_retryable(exc: ProviderError) -> str:
+    """A retried error in a few words: "rate limited (429)", "provider unreachable", ..."""
+    if isinstance(exc, ProviderRateLimited):
+        return "rate limited by the provider (429)"
+    text = str(exc)
+    if "connection failed" in text or "ConnectError" in text:
+        return "provider unreachable"
+    if "timed out" in text:
+        return "provider timed out"
+    return f"provider unavailable ({text[:80]})"
 
 
 class _DeadlineWatchdog:
@@ -164,6 +179,14 @@ class ProviderClient:
                 too_long = retry_after is not None and retry_after > self._retry.max_retry_after
                 if out_of_attempts or out_of_time or too_long:
                     raise
+                logger.warning(
+                    "%s; retry %d/%d in %.1f s",
+                    describe_retryable(exc),
+                    attempt,
+                    self._retry.max_attempts - 1,
+                    delay,
+                    extra={"retry_attempt": attempt, "retry_delay_seconds": round(delay, 3)},
+                )
                 self._sleep(delay)
                 continue
             return outcome

@@ -64,6 +64,7 @@ class Invocation:
     timeout_seconds: float
     error_type: str | None
     payload: dict[str, Any]
+    error_message: str | None = None
 
     @property
     def timed_out(self) -> bool:
@@ -169,7 +170,10 @@ class LambdaRuntime:
             error_type = "Sandbox.Timedout"
             payload = {"errorType": error_type, "errorMessage": f"Task timed out after {timeout:.2f} seconds"}
         with self._lock:
-            self.invocations.append(Invocation(name, duration, timeout, error_type, event))
+            message = (
+                str(payload.get("errorMessage", "")) if error_type and isinstance(payload, dict) else None
+            )
+            self.invocations.append(Invocation(name, duration, timeout, error_type, event, message))
         return payload, error_type
 
     def invoke_wire(self, name_or_arn: str, body: Any, response_headers: dict[str, Any]) -> bytes:

@@ -89,8 +89,14 @@ class StateDir:
 
     def write_object(self, key: str, data: bytes) -> None:
         path = _key_path(self.bucket_dir, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        for attempt in range(3):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+                break
+            except FileNotFoundError:  # an empty directory removed by a concurrent delete
+                if attempt == 2:
+                    raise
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
@@ -101,8 +107,18 @@ class StateDir:
             raise
 
     def delete_object(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            _key_path(self.bucket_dir, key).unlink()
+        try:
+            path = _key_path(self.bucket_dir, key)
+            path.unlink()
+        except (FileNotFoundError, ValueError):
+            return
+        for parent in path.parents:  # drafts/ of a job whose drafts are all committed, ...
+            if parent == self.bucket_dir:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
     def objects(self) -> Iterator[tuple[str, Path]]:
         """(key, path) of every stored object."""

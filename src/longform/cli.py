@@ -184,12 +184,13 @@ def _with_interrupts(args: argparse.Namespace, options: Any, call: Any) -> int:
     handler restored after (in-process callers, tests, keep theirs)."""
     if threading.current_thread() is not threading.main_thread():
         return _finish_run(args, call)
-    previous = signal.getsignal(signal.SIGINT)
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     _handle_interrupts(args, options)
     try:
         return _finish_run(args, call)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
 
 
 def _handle_interrupts(args: argparse.Namespace, options: Any) -> None:
@@ -209,6 +210,7 @@ def _handle_interrupts(args: argparse.Namespace, options: Any) -> None:
 
     options.on_interrupt = exit_now
     signal.signal(signal.SIGINT, first)
+    signal.signal(signal.SIGTERM, first)  # kill, systemd, a CI timeout: the same as Ctrl-C
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -348,6 +350,9 @@ def _port_free(host: str, port: int) -> bool:
     import socket
 
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the server binds it (http.server: allow_reuse_address): connections of an earlier
+        # server still in TIME_WAIT do not make the port busy
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -360,7 +365,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from longform.local.cloud import CloudConfig, LocalCloud
     from longform.local.providers import ProviderChoiceError, choose_provider
-    from longform.local.runner import quiet_local_noise
+    from longform.local.runner import LOCAL_DRAFT_INTERVAL_SECONDS, LOCAL_DRAFT_MIN_TOKENS, quiet_local_noise
     from longform.local.serve import LocalApi
     from longform.local.state import StateDirBusy
 
@@ -374,6 +379,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 api_key=provider.api_key,
                 log_level="INFO" if args.verbose else "WARNING",
                 state_dir=_state_dir(args),
+                # drafts often: `longform output --follow` shows the chunk in flight as it grows
+                draft_interval_seconds=LOCAL_DRAFT_INTERVAL_SECONDS,
+                draft_min_tokens=LOCAL_DRAFT_MIN_TOKENS,
                 # a presigned URL of the local bucket would point nowhere: outputs are served inline
                 extra_env={"OUTPUT_INLINE_MAX_BYTES": str(1 << 30)},
             )
@@ -385,6 +393,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 unfinished = cloud.unfinished_jobs()
                 for job_id in unfinished:
                     cloud.resume(job_id)
+                if threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
                 example = json.dumps({"prompt": "Write a 20,000-word story"})
                 print(f"longform API on {api.url}/generations (local, no auth)")
                 print(f"  model {provider.model} on {provider.label}")

@@ -6,6 +6,8 @@ REGION ?= us-east-1
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP     := $(VENV)/.dev-installed
 NODE_STAMP    := node_modules/.installed
+# the emulator writes at about 2,500 tokens per second: fast, and still something to watch
+TOKEN_DELAY ?= 0.0004
 PROMPT ?= Write a 40,000-word illustrated history of lighthouses, from the Pharos of Alexandria to automated LED beacons.
 
 .PHONY: help setup setup-dev tools run test conformance lint format typecheck infra unit integration build bench bench-import bench-drafts openapi clean
@@ -46,7 +48,7 @@ tools:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq tmux >/dev/null; fi; }
 
 run: $(RUNTIME_STAMP)
-	$(BIN)/longform run --emulator --prompt "$(PROMPT)" --out out/lighthouses.md
+	$(BIN)/longform run --emulator --emulator-token-delay $(TOKEN_DELAY) --prompt "$(PROMPT)" --out out/lighthouses.md
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -117,7 +117,7 @@ def choose_provider(options: ProviderOptions, *, check: bool = True) -> Iterator
             model = check_server(options.base_url, key, options.model, key_env=options.api_key_env)
         elif not model:
             raise ProviderChoiceError("--base-url needs --model (or a server that lists one)", exit_code=2)
-        yield Provider("server", options.base_url, key, model, options.base_url)
+        yield Provider("server", options.base_url, key, model, f"the server at {options.base_url}")
         return
     if key and not options.emulator:
         model = options.model or DEEPINFRA_DEFAULT_MODEL

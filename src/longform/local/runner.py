@@ -228,6 +228,7 @@ def follow(
     chunks_seen, committed_text = 0, ""
     announcements: queue.Queue[str] = queue.Queue()
     failures_seen = len(cloud.invocations)
+    permanent = never_retried(cloud)
     try:
         with _announced_retries(announcements):
             while True:
@@ -238,7 +239,7 @@ def follow(
                 manifest = store.find_manifest(job_id)
                 while not announcements.empty():
                     ui.announce(announcements.get())
-                failures_seen = _announce_failures(cloud, ui, failures_seen)
+                failures_seen = _announce_failures(cloud, ui, failures_seen, permanent)
                 new_text = ""
                 if manifest is not None and manifest.chunks > chunks_seen:
                     for index in range(chunks_seen, manifest.chunks):
@@ -274,13 +275,21 @@ def follow(
     return _finished(cloud, job_id, options, provider, started, desc)
 
 
-def _announce_failures(cloud: LocalCloud, ui: JobProgress, seen: int) -> int:
+def never_retried(cloud: LocalCloud) -> frozenset[str]:
+    """The errors the workflow's GenerateChunk never retries (its Retry rules with MaxAttempts 0)."""
+    definition = json.loads((cloud.root / "statemachine" / "generation.asl.json").read_text(encoding="utf-8"))
+    rules = definition["States"]["GenerateChunk"].get("Retry", [])
+    return frozenset(e for rule in rules if rule.get("MaxAttempts") == 0 for e in rule["ErrorEquals"])
+
+
+def _announce_failures(cloud: LocalCloud, ui: JobProgress, seen: int, permanent: frozenset[str]) -> int:
     invocations = cloud.invocations
     for inv in invocations[seen:]:
         if inv.function != "GenerateChunkFunction" or inv.error_type in (None, "ContextExhausted"):
             continue
         message = (inv.error_message or "").splitlines()[0][:140] if inv.error_message else ""
-        ui.announce(f"chunk attempt failed: {inv.error_type}: {message} (the state machine retries it)")
+        then = "not retried: the job fails" if inv.error_type in permanent else "the state machine retries it"
+        ui.announce(f"chunk attempt failed: {inv.error_type}: {message} ({then})")
     return len(invocations)
 
 
@@ -525,7 +534,7 @@ def describe_status(summary: RunSummary) -> str:
 def print_summary(summary: RunSummary, stream: TextIO) -> None:
     rows = [("status", f"{describe_status(summary)}  (job {summary.job_id})")]
     if summary.finish_reason or summary.stop_reason:
-        rows.append(("finish", f"{summary.finish_reason} (stop: {summary.stop_reason})"))
+        rows.append(("finish", f"{summary.finish_reason or '-'} (stop: {summary.stop_reason or '-'})"))
     tokens = f"output {summary.output_tokens:,}"
     if summary.prompt_tokens is not None:
         tokens = f"prompt {summary.prompt_tokens:,}, " + tokens
@@ -537,8 +546,13 @@ def print_summary(summary: RunSummary, stream: TextIO) -> None:
         rows.append(
             (
                 "state machine",
-                f"{summary.state_transitions} state transitions, {summary.transitions_per_chunk} per chunk "
-                f"in the loop; execution {summary.execution_status}",
+                f"{summary.state_transitions} state transitions"
+                + (
+                    f", {summary.transitions_per_chunk} per chunk in the loop"
+                    if summary.transitions_per_chunk
+                    else ""
+                )
+                + f"; execution {summary.execution_status}",
             )
         )
     if summary.estimated_cost_usd is not None:

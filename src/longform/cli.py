@@ -1,8 +1,10 @@
 """The ``longform`` command line.
 
-Exit codes, the same for every command: 0 done; 1 failed (the job, the provider, the API); 2 bad
-input or usage (checked before anything starts); 3 stopped by a budget, so the text is cut
-(max_output_tokens, max_chunks, max_cost); 130 interrupted (Ctrl-C; the job can be resumed).
+Exit codes, the same for every command: 0 done; 1 failed (the job, the provider, the API, a
+state directory another process holds); 2 bad input or usage (checked before anything starts); 3
+stopped by a budget, so the text is cut (max_output_tokens, max_chunks, max_cost); 130 interrupted
+(Ctrl-C or SIGTERM; the job can be resumed). ``serve`` stopped by Ctrl-C or SIGTERM exits 0: that
+is how it is stopped.
 """
 
 from __future__ import annotations
@@ -112,6 +114,8 @@ def _out_path(value: str | None) -> Path | None:
     if value is None:
         return None
     out = Path(value)
+    if value != "-" and out.is_dir():
+        raise UsageError(f"--out {value} is a directory; give a file name, e.g. --out {out / 'answer.md'}")
     if value != "-" and out.suffix == ".json":
         raise UsageError(
             f"--out {value} would be overwritten by the job's own result file ({out.name}); "
@@ -200,6 +204,7 @@ def _handle_interrupts(args: argparse.Namespace, options: Any) -> None:
 
     def first(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(EXIT_INTERRUPTED))
         options.stop.set()
 
     def exit_now(summary: Any) -> None:
@@ -360,6 +365,16 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _same_provider(record: dict[str, Any] | None, provider: Any) -> bool:
+    """Whether serve may resume a job: one submitted through the API (no run record), or one that
+    `longform run` started on this very provider (never another's: it may cost money)."""
+    if record is None:
+        return True
+    if record.get("provider") != provider.kind:
+        return False
+    return bool(provider.kind == "emulator" or record.get("base_url") == provider.base_url)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import time
 
@@ -390,7 +405,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                     api = LocalApi(cloud, host=args.host, port=args.port).start()
                 except OSError as exc:
                     return _fail(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
-                unfinished = cloud.unfinished_jobs()
+                unfinished: list[str] = []
+                elsewhere: list[str] = []
+                for job_id in cloud.unfinished_jobs():
+                    record = cloud.state.load_run(job_id) if cloud.state else None
+                    (unfinished if _same_provider(record, provider) else elsewhere).append(job_id)
                 for job_id in unfinished:
                     cloud.resume(job_id)
                 if threading.current_thread() is threading.main_thread():
@@ -403,6 +422,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                     f"  jobs kept in {args.state_dir}"
                     + (f"; resumed {len(unfinished)} unfinished" if unfinished else "")
                 )
+                for job_id in elsewhere:
+                    print(f"  not resumed (started by longform run on another provider): {job_id}")
                 print(f"  try: curl -s -X POST {api.url}/generations -d '{example}'")
                 sys.stdout.flush()
                 try:
@@ -426,16 +447,19 @@ def _cmd_drop(args: argparse.Namespace) -> int:
     from longform.local.cloud import BUCKET, CloudConfig, LocalCloud
     from longform.local.providers import ProviderChoiceError, choose_provider
     from longform.local.runner import quiet_local_noise
-    from longform.local.state import StateDirBusy
+    from longform.local.state import StateDirBusy, key_problem
 
     path = Path(args.file)
     if path.suffix not in (".json", ".txt", ".md"):
         return _fail("the drop folder takes .json requests and .txt/.md prompts", EXIT_USAGE)
+    name = args.name or path.stem
+    problem = key_problem(f"requests/{name}{path.suffix}")
+    if problem:
+        return _fail(f"--name {name!r} cannot name an object (it {problem})", EXIT_USAGE)
     try:
         body = path.read_bytes()  # before anything starts
     except OSError as exc:
         return _fail(f"{args.file}: {exc.strerror or exc}", EXIT_USAGE)
-    name = args.name or path.stem
     try:
         with choose_provider(_provider_options(args)) as provider, quiet_local_noise():
             config = CloudConfig(
@@ -701,7 +725,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
     )
     resume.add_argument("job_id", metavar="ID")
-    resume.add_argument("--model", help="the model (default: the one the job was started with)")
     resume.add_argument(
         "--max-tokens-per-request", type=int, metavar="N", help="per-request output cap (default: as started)"
     )

@@ -177,6 +177,8 @@ def test_prompt_file(tmp_path: Path, capsys, monkeypatch) -> None:
         (["run", "--request", "nope.json"], "--request nope.json: no such file"),
         (["run", "--prompt-file", "nope.txt"], "--prompt-file nope.txt: no such file"),
         (["run"], "give the prompt"),
+        (["run", "--prompt", "x", "--out", "."], "--out . is a directory"),
+        (["drop", "README.md", "--name", "a/../b"], "cannot name an object"),
         (["drop", "nope.json"], "nope.json: No such file or directory"),
         (["resume", "0123456789abcdef"], "no job 0123456789abcdef in"),
         (["show", "0123456789abcdef"], "no job 0123456789abcdef in"),
@@ -317,3 +319,33 @@ def test_a_job_survives_its_process_and_resumes_from_disk(tmp_path: Path, capsys
     assert summary["chunks"] == 3 and summary["status"] == "succeeded"
     assert out.read_text() == (tmp_path / "first.md").read_text()
     assert out.read_text() == uncapped_answer([{"role": "user", "content": PROMPT_3000}])
+
+
+def test_stream_with_the_answer_on_stdout_prints_it_once(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
+    code = main(["run", "--emulator", "--prompt", PROMPT_3000, "--stream", "--out", "-"])
+    out = capsys.readouterr().out
+    answer = uncapped_answer([{"role": "user", "content": PROMPT_3000}])
+    assert code == 0 and out == answer + "\n"
+
+
+def test_serve_resumes_only_jobs_of_its_own_provider() -> None:
+    from longform.cli import _same_provider
+    from longform.local.providers import Provider
+
+    emulator = Provider("emulator", "http://127.0.0.1:1/v1", None, "m", "the emulator")
+    server = Provider("server", "http://lan:8080/v1", None, "m", "the server")
+    assert _same_provider(None, server)  # submitted through the API: serve's own
+    assert _same_provider({"provider": "emulator", "base_url": None}, emulator)
+    assert not _same_provider({"provider": "emulator", "base_url": None}, server)
+    assert _same_provider({"provider": "server", "base_url": "http://lan:8080/v1"}, server)
+    assert not _same_provider({"provider": "server", "base_url": "http://other:8080/v1"}, server)
+    assert not _same_provider({"provider": "deepinfra", "base_url": "x"}, emulator)
+
+
+def test_an_unreadable_manifest_does_not_stop_the_local_cloud(tmp_path: Path, make_cloud) -> None:
+    state = tmp_path / "state"
+    (state / "bucket" / "jobs" / "torn").mkdir(parents=True)
+    (state / "bucket" / "jobs" / "torn" / "manifest.json").write_text("")
+    with make_cloud(state_dir=state) as cloud:
+        assert cloud.unfinished_jobs() == []

@@ -527,3 +527,44 @@ def test_get_job_shows_the_chunk_in_flight(store: JobStore) -> None:
     assert view.draft is not None
     assert (view.draft.chunk_index, view.draft.tokens, view.draft.chars) == (1, 42, len("Some were"))
     assert view.draft.updated_at == T0.replace(second=12)
+
+
+# ---- review findings -----------------------------------------------------------------------------
+
+
+def test_a_failing_draft_delete_does_not_fail_a_committed_chunk(store: JobStore, monkeypatch) -> None:
+    """The delete after the commit is best effort, as the draft's PUT is: AccessDenied (a role
+    without s3:DeleteObject) or a timeout leaves the draft behind, never fails the chunk."""
+    from botocore.exceptions import ClientError
+
+    start(store)
+    provider = ScriptedProvider([f"w{n} " for n in range(30)])
+    services = make_services(store, provider, draft_interval_seconds=0.0, draft_min_tokens=5)
+
+    def denied(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "DeleteObject")
+
+    monkeypatch.setattr(store.s3, "delete_object", denied)
+    out = chunk(services)
+    assert out.chunks == 1 and store.get_manifest(JOB)[0].chunks == 1
+    assert store.get_draft(JOB, 0) is not None  # left behind: its manifest version has passed
+
+
+def test_the_draft_view_of_a_continue_message_reply_is_what_the_commit_files(store: JobStore) -> None:
+    """Readers of a draft (Ctrl-C's --out, output --follow, the live terminal) see the seam cleaned
+    as the commit will clean it: no preamble, no repeated overlap."""
+    from longform_core.chunk import _draft_view, _read_job
+    from longform_core.echo import SentPrefill
+    from longform_core.prefill import Rung
+
+    start(store)
+    chunk(make_services(store, ScriptedProvider(outcome(FIRST))))
+    manifest, etag = store.get_manifest(JOB)
+    job = _read_job(store, store.get_request(JOB), manifest, etag)
+    view = _draft_view(
+        job, Rung("continue_message"), SentPrefill(job.answer_so_far, answer=job.answer_so_far), ""
+    )
+    reply = "Sure, here is the continuation:\n\nkept a log of every ship. Some were wrecked anyway."
+    answer, _ = view(reply, "", reply[:4])
+    assert (job.answer_so_far + answer).count("kept a log of every ship") == 1, answer
+    assert "Sure, here is" not in answer

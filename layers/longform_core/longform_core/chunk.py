@@ -49,7 +49,7 @@ from .models import (
 )
 from .prefill import LearnedStyle, Rung, StepReason, next_rung, starts_over, trim_prefill
 from .provider import StreamOutcome
-from .reasoning import build_prefill, split_chunk
+from .reasoning import ChunkText, build_prefill, split_chunk
 from .request import GenerationRequest
 from .seam import (
     MIN_REPEAT_CHARS,
@@ -250,7 +250,7 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
             prefill_style=rung.style,
         )
         check_start = has_prefill and choice.ladder and rung.style != "continue_message"
-        checkpoints = _checkpointer(services, job, rung, sent, max_tokens, check_start=check_start)
+        checkpoints = _checkpointer(services, job, rung, sent, trimmed, max_tokens, check_start=check_start)
         try:
             outcome = services.provider.chat(body, deadline=deadline, stream=stream, on_progress=checkpoints)
         except ContextWindowExceeded as exc:
@@ -335,10 +335,10 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
     )
 
 
-def _draft_view(job: _Job, rung: Rung, sent: SentPrefill) -> DraftView:
-    """The answer and reasoning a draft's raw text would be filed as (for readers of the draft)."""
+def _draft_view(job: _Job, rung: Rung, sent: SentPrefill, trimmed: str) -> DraftView:
+    """The answer and reasoning a draft's raw text would be filed as (for readers of the draft):
+    the echo stripped and the seam cleaned as its commit would (``_file_reply``)."""
     manifest = job.manifest
-    fresh_turn = bool(job.prefill.text) and rung.style == "continue_message"
 
     def view(content: str, reasoning: str, first_delta: str | None) -> tuple[str, str]:
         echo = strip_echo(
@@ -348,23 +348,23 @@ def _draft_view(job: _Job, rung: Rung, sent: SentPrefill) -> DraftView:
             first_delta=first_delta,
             echo_seen=manifest.prefill_echo,
         )
-        text = split_chunk(
-            echo.content,
-            echo.reasoning,
-            reasoning_format=manifest.reasoning_format,
-            phase="start" if fresh_turn else manifest.reasoning_phase,
-            held="" if fresh_turn else manifest.held_text,
-            answer_so_far=job.answer_so_far,
-            reasoning_so_far=job.reasoning_so_far,
-            final=False,
+        filed = _file_reply(
+            job, rung, trimmed, echo.content, echo.reasoning, sent_prefill=bool(job.prefill.text), final=False
         )
-        return text.answer, text.reasoning
+        return filed.answer, filed.reasoning
 
     return view
 
 
 def _checkpointer(
-    services: Services, job: _Job, rung: Rung, sent: SentPrefill, max_tokens: int, *, check_start: bool
+    services: Services,
+    job: _Job,
+    rung: Rung,
+    sent: SentPrefill,
+    trimmed: str,
+    max_tokens: int,
+    *,
+    check_start: bool,
 ) -> Checkpointer | None:
     """Draft checkpoints for this request, unless they are off."""
     policy = services.settings.draft_policy
@@ -380,7 +380,7 @@ def _checkpointer(
         prefill_trim=rung.trim,
         check_start=check_start,
         max_tokens=max_tokens,
-        view=_draft_view(job, rung, sent),
+        view=_draft_view(job, rung, sent, trimmed),
         clock=services.clock,
     )
 
@@ -496,6 +496,60 @@ def _commit_stop_without_chunk(store: JobStore, job: _Job, reason: StopReason) -
     return _replay(manifest)
 
 
+@dataclass(frozen=True)
+class _Filed:
+    """A reply filed after the text so far: split into answer and reasoning, the seam cleaned."""
+
+    text: ChunkText
+    answer: str
+    reasoning: str
+    seam: SeamResult
+
+
+def _file_reply(
+    job: _Job,
+    rung: Rung,
+    trimmed: str,
+    content: str,
+    reasoning_field: str,
+    *,
+    sent_prefill: bool,
+    final: bool,
+) -> _Filed:
+    """The reply (echo already stripped) as the commit files it, and as a draft is shown."""
+    manifest = job.manifest
+    # a continue-message reply is a fresh assistant turn: its think block (inline or a field) is
+    # filed as reasoning from the start, never pasted into the answer
+    fresh_turn = sent_prefill and rung.style == "continue_message"
+    text = split_chunk(
+        content,
+        reasoning_field,
+        reasoning_format=manifest.reasoning_format,
+        phase="start" if fresh_turn else manifest.reasoning_phase,
+        held="" if fresh_turn else manifest.held_text,
+        answer_so_far=job.answer_so_far,
+        reasoning_so_far=job.reasoning_so_far,
+        final=final,
+    )
+    new_answer, new_reasoning, seam = text.answer, text.reasoning, SeamResult(text.answer)
+    if fresh_turn and job.answer_so_far:
+        seam = clean_continuation(job.answer_so_far, new_answer)
+    elif trimmed and manifest.reasoning_phase == "reasoning" and new_reasoning:
+        fixed = after_trimmed_prefill(trimmed, new_reasoning)
+        new_reasoning, seam = fixed.text, SeamResult(new_answer, whitespace=fixed.whitespace)
+    elif trimmed:
+        seam = after_trimmed_prefill(trimmed, new_answer)
+    new_answer = seam.text
+    if fresh_turn and job.reasoning_so_far and new_reasoning:
+        # a fresh turn thinks again from the start: what repeats the reasoning so far is dropped
+        so_far, again = job.reasoning_so_far.strip("\n"), new_reasoning.lstrip("\n")
+        if so_far and again.startswith(so_far):
+            new_reasoning = again[len(so_far) :]
+        elif so_far and so_far.startswith(again.rstrip("\n")):
+            new_reasoning = ""
+    return _Filed(text, new_answer, new_reasoning, seam)
+
+
 def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink | None) -> ChunkTaskOutput:
     """Store the chunk, commit the manifest, then write the running text."""
     settings, store, manifest, outcome = services.settings, services.store, job.manifest, reply.outcome
@@ -506,35 +560,17 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
     elif not outcome.has_text and finish != "stop":
         # (a "stop" that adds nothing is a normal end: the answer was already complete)
         raise ProviderUnavailable("the provider finished without producing any text")
-    # a continue-message reply is a fresh assistant turn: its think block (inline or a field) is
-    # filed as reasoning from the start, never pasted into the answer
     fresh_turn = reply.sent_prefill and reply.rung.style == "continue_message"
-    text = split_chunk(
+    filed = _file_reply(
+        job,
+        reply.rung,
+        reply.trimmed,
         outcome.content,
         outcome.reasoning,
-        reasoning_format=manifest.reasoning_format,
-        phase="start" if fresh_turn else manifest.reasoning_phase,
-        held="" if fresh_turn else manifest.held_text,
-        answer_so_far=job.answer_so_far,
-        reasoning_so_far=job.reasoning_so_far,
+        sent_prefill=reply.sent_prefill,
         final=finish not in CONTINUE_FINISHES,
     )
-    new_answer, new_reasoning, seam = text.answer, text.reasoning, SeamResult(text.answer)
-    if fresh_turn and job.answer_so_far:
-        seam = clean_continuation(job.answer_so_far, new_answer)
-    elif reply.trimmed and manifest.reasoning_phase == "reasoning" and new_reasoning:
-        fixed = after_trimmed_prefill(reply.trimmed, new_reasoning)
-        new_reasoning, seam = fixed.text, SeamResult(new_answer, whitespace=fixed.whitespace)
-    elif reply.trimmed:
-        seam = after_trimmed_prefill(reply.trimmed, new_answer)
-    new_answer = seam.text
-    if fresh_turn and job.reasoning_so_far and new_reasoning:
-        # a fresh turn thinks again from the start: what repeats the reasoning so far is dropped
-        so_far, again = job.reasoning_so_far.strip("\n"), new_reasoning.lstrip("\n")
-        if so_far and again.startswith(so_far):
-            new_reasoning = again[len(so_far) :]
-        elif so_far and so_far.startswith(again.rstrip("\n")):
-            new_reasoning = ""
+    text, new_answer, new_reasoning, seam = filed.text, filed.answer, filed.reasoning, filed.seam
     repeat_dropped = 0
     minimum = MIN_REPEAT_CHARS if fresh_turn else settings.repetition_min_chars
     if job.answer_so_far and only_repeats(job.answer_so_far, new_answer, minimum=minimum):

@@ -35,10 +35,11 @@ DELETE when the chunk wrote drafts.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from .draft import Draft
@@ -46,6 +47,8 @@ from .errors import JobNotFound, JobStateInvalid, ManifestConflict
 from .models import ChunkRecord, JobResult, JobSource, Manifest, utcnow
 from .prefill import LearnedStyle, style_digest
 from .request import GenerationRequest
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -242,8 +245,16 @@ class JobStore:
         except ValueError:
             return None
 
-    def delete_draft(self, job_id: str, index: int) -> None:
-        self.s3.delete_object(Bucket=self.bucket, Key=JobKeys(job_id).draft(index))
+    def delete_draft(self, job_id: str, index: int) -> bool:
+        """Delete the draft of chunk ``index`` (superseded by its commit). Best effort, as writing
+        it was: a draft left behind is never committed (its manifest version has passed), so a
+        failed delete must not fail a chunk that is already committed; False when it failed."""
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=JobKeys(job_id).draft(index))
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("could not delete the draft of chunk %s of job %s: %r", index, job_id, exc)
+            return False
+        return True
 
     def read_running_text(self, manifest: Manifest, *, answer_start: str) -> tuple[str, str]:
         """The committed answer and reasoning so far.

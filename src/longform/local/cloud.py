@@ -306,7 +306,15 @@ class LocalCloud:
             Bucket=BUCKET, Prefix="jobs/", Delimiter="/"
         )
         ids = [p["Prefix"].split("/")[1] for page in listing for p in page.get("CommonPrefixes", [])]
-        return [j for j in ids if (m := self.store.find_manifest(j)) is not None and not m.terminal]
+        unfinished = []
+        for job_id in ids:
+            try:
+                manifest = self.store.find_manifest(job_id)
+            except ValueError:  # an unreadable manifest (a torn write on a power loss): skipped
+                continue
+            if manifest is not None and not manifest.terminal:
+                unfinished.append(job_id)
+        return unfinished
 
     def execution_arn(self, job_id: str) -> str:
         from longform_core.executions import execution_arn_for

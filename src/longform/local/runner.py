@@ -375,9 +375,14 @@ def _interrupted(
             answer += draft.answer_text
             reasoning += draft.reasoning_text
             draft_tokens = draft.tokens
-    out = _write_answer(options, job_id, answer, reasoning or None)
-    if out is None:
-        _stdout_answer(answer)
+    error = None
+    try:
+        out = _write_answer(options, job_id, answer, reasoning or None)
+    except OSError as exc:  # still stop: the text is in the state directory
+        out, error = None, f"could not write --out: {exc}"
+    else:
+        if out is None:
+            _stdout_answer(answer)
     resumable = options.state_dir is not None and manifest is not None and not manifest.terminal
     command = None
     if resumable:
@@ -405,7 +410,7 @@ def _interrupted(
         model=provider.model,
         duration_seconds=round(time.monotonic() - started, 3),
         max_invocation_seconds=0.0,
-        error=None,
+        error=error,
         draft_tokens=draft_tokens,
         resume_command=command,
         state_dir=str(options.state_dir) if options.state_dir else None,

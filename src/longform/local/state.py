@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,24 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("LONGFORM_STATE_DIR") or DEFAULT_STATE_DIR)
 
 
-def _key_path(root: Path, key: str) -> Path:
+MAX_SEGMENT = 200  # characters of one key segment (file names: 255 bytes, after quoting)
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be kept on disk (None: it can)."""
     parts = key.split("/")
     if any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"object key {key!r} cannot be stored on disk")
+        return "has an empty, . or .. path segment"
+    if any(len(quote(p, safe="")) > MAX_SEGMENT for p in parts):
+        return f"has a path segment longer than {MAX_SEGMENT} characters"
+    return None
+
+
+def _key_path(root: Path, key: str) -> Path:
+    problem = key_problem(key)
+    if problem:
+        raise ValueError(f"object key {key!r} cannot be stored on disk: it {problem}")
+    parts = key.split("/")
     return root.joinpath(*(quote(p, safe="") for p in parts))
 
 
@@ -166,18 +181,25 @@ def mirrored_bucket(state: StateDir, bucket: str) -> Iterator[None]:
     from moto.s3.models import S3Backend
 
     real_put, real_delete = S3Backend.put_object, S3Backend.delete_object
+    # one lock around moto's write and the disk's: two writers of one key (a cancel and a chunk's
+    # commit on the manifest) land on disk in the order moto took them
+    lock = threading.Lock()
 
     def put_object(
         self: Any, bucket_name: str, key_name: str, value: bytes, *args: Any, **kwargs: Any
     ) -> Any:
-        key = real_put(self, bucket_name, key_name, value, *args, **kwargs)
-        if bucket_name == bucket:
+        if bucket_name != bucket:
+            return real_put(self, bucket_name, key_name, value, *args, **kwargs)
+        with lock:
+            key = real_put(self, bucket_name, key_name, value, *args, **kwargs)
             state.write_object(key_name, bytes(key.value))
         return key
 
     def delete_object(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
-        result = real_delete(self, bucket_name, key_name, *args, **kwargs)
-        if bucket_name == bucket:
+        if bucket_name != bucket:
+            return real_delete(self, bucket_name, key_name, *args, **kwargs)
+        with lock:
+            result = real_delete(self, bucket_name, key_name, *args, **kwargs)
             state.delete_object(key_name)
         return result
 

@@ -31,8 +31,8 @@ def choose_mode(*, stream: bool | None, quiet: bool, text_to_stdout: bool) -> Mo
     if quiet:
         return "quiet"
     if stream is None:
-        stream = text_to_stdout and sys.stdout.isatty()
-    if stream:
+        stream = sys.stdout.isatty()
+    if stream and text_to_stdout:  # never with --out - or --json: stdout is the answer or the JSON
         return "stream"
     return "bar" if sys.stderr.isatty() else "lines"
 

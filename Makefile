@@ -8,7 +8,7 @@ DEV_STAMP     := $(VENV)/.dev-installed
 NODE_STAMP    := node_modules/.installed
 PROMPT ?= Write a 40,000-word illustrated history of lighthouses, from the Pharos of Alexandria to automated LED beacons.
 
-.PHONY: help setup setup-dev run test conformance lint format typecheck infra unit integration build bench bench-import openapi clean
+.PHONY: help setup setup-dev run test conformance lint format typecheck infra unit integration build bench bench-batch bench-import openapi clean
 
 help:
 	@echo "make run    set up and run one long job end to end locally (emulator, real state machine)"
@@ -17,6 +17,7 @@ help:
 	@echo "make build  sam build (needs python3.13 on PATH; pyenv's 3.13.0 is used when present)"
 	@echo "make bench  benchmarks (see docs/benchmarks.md)"
 	@echo "make bench-import  import time of each Lambda handler beside a boto3 baseline"
+	@echo "make bench-batch  a 1,000-line and a 50-line long batch through the real batch workflow"
 	@echo "make openapi  rewrite docs/openapi.json from the API's code (a test fails when it drifts)"
 
 $(VENV)/bin/python:
@@ -56,6 +57,7 @@ infra: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/sam validate --lint --region $(REGION)
 	$(BIN)/cfn-lint template.yaml
 	npx --no-install asl-validator --json-path statemachine/generation.asl.json
+	npx --no-install asl-validator --json-path statemachine/batch.asl.json
 
 unit: $(DEV_STAMP)
 	$(BIN)/python -m pytest tests/unit -q
@@ -79,6 +81,9 @@ build: $(DEV_STAMP)
 
 bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/continuation_bench.py
+
+bench-batch: $(RUNTIME_STAMP)
+	$(BIN)/python bench/batch_bench.py
 
 bench-import: $(RUNTIME_STAMP)
 	$(BIN)/python bench/import_time.py --importtime 8

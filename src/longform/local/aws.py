@@ -132,7 +132,7 @@ def restore_sfn_integration_casing(stack: contextlib.ExitStack) -> None:
         service_action_name: str | None = None,
     ) -> None:  # fmt: skip
         if not isinstance(task, StateTaskServiceSfn):
-            return original_parameters(task, parameters, boto_service_name, service_action_name)  # type: ignore[no-any-return]
+            return original_parameters(task, parameters, boto_service_name, service_action_name)
         service = task._get_boto_service_name(boto_service_name=boto_service_name)
         action = task._get_boto_service_action(service_action_name=service_action_name)
         task._to_boto_request(parameters, _operation_model(service, action).input_shape)
@@ -142,7 +142,7 @@ def restore_sfn_integration_casing(stack: contextlib.ExitStack) -> None:
         task: Any, response: Any, boto_service_name: str | None = None, service_action_name: str | None = None
     ) -> None:
         if not isinstance(task, StateTaskServiceSfn):
-            return original_response(task, response, boto_service_name, service_action_name)  # type: ignore[no-any-return]
+            return original_response(task, response, boto_service_name, service_action_name)
         service = task._get_boto_service_name(boto_service_name=boto_service_name)
         action = task._get_boto_service_action(service_action_name=service_action_name)
         task._from_boto_response(response, _operation_model(service, action).output_shape)

@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from ..batch import BatchNotFound
+from ..batch_request import BatchInvalid
 from ..errors import (
     IdempotencyConflict,
     JobNotFound,
@@ -139,6 +140,12 @@ def _route_not_found(exc: RouteNotFound, _: APIGatewayProxyEvent) -> ErrorBody:
     return _body("NotFound", str(exc), ("path", "unknown path; the API serves /generations and /batches"))
 
 
+def _batch_invalid(exc: BatchInvalid, _: APIGatewayProxyEvent) -> ErrorBody:
+    body = _invalid(exc.problems)
+    body.error = "BatchInvalid"
+    return body
+
+
 def _batch_not_found(exc: BatchNotFound, event: APIGatewayProxyEvent) -> ErrorBody:
     batch_id = (event.path_parameters or {}).get("batch_id")
     return _body("BatchNotFound", str(exc), ("batch_id", "no such batch"), batch_id=batch_id)
@@ -196,6 +203,7 @@ ERRORS: dict[type[Exception], ErrorRule[Any]] = {
     JobStateInvalid: ErrorRule(HTTPStatus.CONFLICT, _job_state_invalid),
     JobAlreadyFinished: ErrorRule(HTTPStatus.CONFLICT, _job_already_finished),
     PayloadTooLarge: ErrorRule(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _payload_too_large),
+    BatchInvalid: ErrorRule(HTTPStatus.BAD_REQUEST, _batch_invalid),
     BatchNotFound: ErrorRule(HTTPStatus.NOT_FOUND, _batch_not_found),
     BatchAlreadyFinished: ErrorRule(HTTPStatus.CONFLICT, _batch_already_finished),
     Exception: ErrorRule(HTTPStatus.INTERNAL_SERVER_ERROR, _internal_error),

@@ -145,7 +145,8 @@ def test_an_empty_batch_is_refused() -> None:
 
 
 def test_a_byte_order_mark_and_crlf_line_ends_are_fine() -> None:
-    data = b"\xef\xbb\xbf" + json.dumps({"prompt": "a"}).encode() + b"\r\n" + json.dumps({"prompt": "b"}).encode()
+    first, second = json.dumps({"prompt": "a"}).encode(), json.dumps({"prompt": "b"}).encode()
+    data = b"\xef\xbb\xbf" + first + b"\r\n" + second
     assert [line.custom_id for line in parse_batch(data)] == ["line-1", "line-2"]
 
 

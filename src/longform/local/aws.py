@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
 import os
@@ -105,8 +106,10 @@ def start_moto(
         stack.enter_context(mock.patch.object(retrier_decl, "time", _ScaledTime(retry_sleep_scale)))
 
 
+@functools.lru_cache(maxsize=32)
 def _operation_model(service: str, action: str) -> Any:
-    """botocore's model of ``service``'s operation ``action`` (snake case, e.g. ``start_execution``)."""
+    """botocore's model of ``service``'s operation ``action`` (snake case, e.g. ``start_execution``),
+    loaded once (reading the service model from disk is slow)."""
     import botocore.session
     from botocore import xform_name
 

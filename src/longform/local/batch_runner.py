@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -187,8 +188,21 @@ def _emulator_or_provider(options: BatchRunOptions) -> Iterator[tuple[Provider, 
 
 
 @contextlib.contextmanager
+def _interpreter_quiet() -> Iterator[None]:
+    """moto's interpreter logs every error a state handles (a failed line, a chunk that lost to a
+    cancel) with the whole state's repr: the batch's output says how each line ended instead."""
+    interpreter = logging.getLogger("moto.stepfunctions.parser")
+    level = interpreter.level
+    interpreter.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        interpreter.setLevel(level)
+
+
+@contextlib.contextmanager
 def _cloud(options: BatchRunOptions) -> Iterator[_Stack]:
-    with _emulator_or_provider(options) as (provider, emulator), quiet_moto_logs():
+    with _emulator_or_provider(options) as (provider, emulator), quiet_moto_logs(), _interpreter_quiet():
         extra = {}
         if options.max_concurrency:
             extra["BATCH_MAX_CONCURRENCY"] = str(options.max_concurrency)
@@ -299,13 +313,18 @@ def _run(
             ended = cloud.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING"
             running = 0
             for job_id, (item, (n, _, key)) in list(pending.items()):
-                manifest = services.store.find_manifest(job_id)
-                if manifest is None or not manifest.terminal:
-                    running += manifest is not None and manifest.status == "running"
+                try:
+                    manifest = services.store.find_manifest(job_id)
+                    if manifest is None or not manifest.terminal:
+                        running += manifest is not None and manifest.status == "running"
+                        continue
+                    if manifest.status not in DONE_STATUSES:
+                        continue
+                    job, result, text, reasoning = _read_line(item, services)
+                except ValueError:
+                    # moto's S3 can hand a reader the buffer of an object a writer is replacing
+                    # ("I/O operation on closed file"): read it on the next round
                     continue
-                if manifest.status not in DONE_STATUSES:
-                    continue
-                job, result, text, reasoning = _read_line(item, services)
                 line = output_line(item, result, text=text, reasoning=reasoning, manifest=job)
                 line["longform"]["line"] = n
                 checkpoint.add(key, line)

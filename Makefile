@@ -6,9 +6,11 @@ REGION ?= us-east-1
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP     := $(VENV)/.dev-installed
 NODE_STAMP    := node_modules/.installed
+# the emulator writes at about 2,500 tokens per second: fast, and still something to watch
+TOKEN_DELAY ?= 0.0004
 PROMPT ?= Write a 40,000-word illustrated history of lighthouses, from the Pharos of Alexandria to automated LED beacons.
 
-.PHONY: help setup setup-dev run test conformance lint format typecheck infra unit integration build bench bench-batch bench-import openapi clean
+.PHONY: help setup setup-dev tools run test conformance lint format typecheck infra unit integration build bench bench-batch bench-import bench-drafts openapi clean
 
 help:
 	@echo "make run    set up and run one long job end to end locally (emulator, real state machine)"
@@ -18,6 +20,7 @@ help:
 	@echo "make bench  benchmarks (see docs/benchmarks.md)"
 	@echo "make bench-import  import time of each Lambda handler beside a boto3 baseline"
 	@echo "make bench-batch  a 1,000-line and a 50-line long batch through the real batch workflow"
+	@echo "make bench-drafts  draft checkpoints: S3 requests per chunk, tokens lost per crash"
 	@echo "make openapi  rewrite docs/openapi.json from the API's code (a test fails when it drifts)"
 
 $(VENV)/bin/python:
@@ -37,10 +40,16 @@ $(NODE_STAMP): package.json
 	@touch $@
 
 setup: $(RUNTIME_STAMP)
-setup-dev: $(DEV_STAMP) $(NODE_STAMP)
+setup-dev: $(DEV_STAMP) $(NODE_STAMP) tools
+
+# tmux: the terminal test drives `longform run` in a real terminal (Debian's package)
+tools:
+	@command -v tmux >/dev/null || { echo "installing tmux (the terminal test runs longform in it)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tmux >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq tmux >/dev/null; fi; }
 
 run: $(RUNTIME_STAMP)
-	$(BIN)/longform run --prompt "$(PROMPT)" --out out/lighthouses.md
+	$(BIN)/longform run --emulator --emulator-token-delay $(TOKEN_DELAY) --prompt "$(PROMPT)" --out out/lighthouses.md
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -87,6 +96,9 @@ bench-batch: $(RUNTIME_STAMP)
 
 bench-import: $(RUNTIME_STAMP)
 	$(BIN)/python bench/import_time.py --importtime 8
+
+bench-drafts: $(RUNTIME_STAMP)
+	$(BIN)/python bench/draft_bench.py
 
 openapi: $(RUNTIME_STAMP)
 	$(BIN)/python -m longform.openapi docs/openapi.json

@@ -9,12 +9,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 INVALID_EXIT = 2
 INTERRUPTED_EXIT = 130
 
 
-def add_batch_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_batch_command(sub: argparse._SubParsersAction[Any]) -> None:
     batch = sub.add_parser(
         "batch",
         help="run a JSONL batch locally: every line a full continuation job, the real batch workflow",
@@ -38,6 +39,7 @@ def add_batch_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--json", action="store_true", help="print the batch summary as the last line on stdout"
     )
     batch.add_argument("--no-resume", action="store_true", help="ignore a checkpoint of an earlier run")
+    batch.add_argument("--emulator", action="store_true", help="the built-in emulator, whatever else is set")
     batch.add_argument("--base-url", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     batch.add_argument(
         "--api-key-env", default="DEEPINFRA_API_KEY", help="environment variable holding the API key"
@@ -59,6 +61,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from longform_core.errors import RequestInvalid
 
     from longform.local.batch_runner import BatchRunOptions, print_summary, run_batch
+    from longform.local.providers import ProviderChoiceError
 
     path = Path(args.file)
     if not path.is_file():
@@ -73,7 +76,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         model=args.model,
         max_tokens_per_request=args.max_tokens_per_request,
         context_length=args.context_length,
-        emulator={"token_delay": args.emulator_token_delay} if args.emulator_token_delay else {},
+        emulator=args.emulator,
+        emulator_settings={"token_delay": args.emulator_token_delay} if args.emulator_token_delay else {},
         resume=not args.no_resume,
         verbose=args.verbose,
         progress=not args.quiet,
@@ -94,6 +98,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"status": "invalid", **exc.to_dict()}))
         return INVALID_EXIT
+    except ProviderChoiceError as exc:
+        sys.stderr.write(f"longform: {exc}\n")
+        return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("longform: stopped; run the same command again to resume\n")
         return INTERRUPTED_EXIT

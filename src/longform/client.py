@@ -12,16 +12,42 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .live import LiveText
+
 DEFAULT_LOCAL_URL = "http://127.0.0.1:8787"
 TERMINAL = {"succeeded", "context_exhausted", "failed", "cancelled"}
 _EXECUTE_API = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
 
 
 class ApiError(Exception):
+    """An HTTP error answer of the API, readable: its message and every problem it names."""
+
     def __init__(self, status: int, body: Any):
         self.status = status
         self.body = body
-        super().__init__(f"HTTP {status}: {json.dumps(body) if not isinstance(body, str) else body}")
+        super().__init__(describe_error(status, body))
+
+
+class ApiUnreachable(Exception):
+    """The API did not answer at all (connection refused, DNS, timeout)."""
+
+
+def describe_error(status: int, body: Any) -> str:
+    """``HTTP 400 (invalid_request): the request is invalid`` and one ``  - field: message`` line
+    per problem; a body that is not longform's error shape is shown as it came."""
+    if not isinstance(body, dict):
+        text = str(body).strip() or "(no body)"
+        return f"HTTP {status}: {text[:500]}"
+    code = body.get("error")
+    message = body.get("message") or (json.dumps(body) if code is None else "")
+    head = (
+        f"HTTP {status}"
+        + (f" ({code})" if isinstance(code, str) else "")
+        + (f": {message}" if message else "")
+    )
+    problems = body.get("problems") or []
+    lines = [f"  - {p.get('field', '?')}: {p.get('message', '')}" for p in problems if isinstance(p, dict)]
+    return "\n".join([head, *lines])
 
 
 def region_of(url: str) -> str | None:
@@ -82,7 +108,16 @@ class ApiClient:
         request = self.http.build_request(method, path, **kwargs)
         if self._sign is not None:
             request = self._sign(request)
-        response = self.http.send(request)
+        try:
+            response = self.http.send(request)
+        except httpx.TimeoutException as exc:
+            raise ApiUnreachable(
+                f"the API at {self.base_url} did not answer in time ({type(exc).__name__})"
+            ) from exc
+        except httpx.TransportError as exc:
+            hint = " (is `longform serve` running?)" if _is_loopback(self.base_url) else ""
+            reason = "connection refused" if isinstance(exc, httpx.ConnectError) else type(exc).__name__
+            raise ApiUnreachable(f"cannot reach the API at {self.base_url}: {reason}{hint}") from exc
         try:
             body: Any = response.json()
         except ValueError:
@@ -110,17 +145,31 @@ class ApiClient:
             params["next_token"] = next_token
         return self._request("GET", "/generations", params=params)
 
-    def follow(self, job_id: str, *, poll: float = 1.0, offset: int = 0) -> Iterator[str]:
-        """Yield the output as it grows until the job ends."""
+    def follow(
+        self, job_id: str, *, poll: float = 1.0, offset: int = 0, drafts: bool = True
+    ) -> Iterator[str]:
+        """Yield the output as it grows until the job ends: the committed text and, while a chunk
+        is in flight, its draft (``live.LiveText``: nothing is printed twice)."""
+        live = LiveText()
         while True:
             page = self.output(job_id, offset=offset)
             text = page.get("text")
             if text is None and page.get("url"):
                 full = httpx.get(page["url"], timeout=120).text  # presigned: no signing
                 text = full[offset:]
-            if text:
-                yield text
-                offset += len(text)
+            text = text or ""
+            offset += len(text)
+            draft = page.get("draft") if drafts else None
+            draft_text = (
+                draft.get("text") if isinstance(draft, dict) and draft.get("offset") == offset else None
+            )
+            shown = live.update(text, draft_text)
+            if shown:
+                yield shown
             if page.get("complete") or (page.get("status") in TERMINAL and not text):
                 return
             time.sleep(poll)
+
+
+def _is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")

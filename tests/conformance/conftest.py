@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -100,13 +101,14 @@ def start_llama(llama_binary: tuple[str, str], tmp_path: Path) -> Iterator[Calla
 def longform(*args: str, timeout: float = 900, env: dict[str, str] | None = None) -> dict[str, Any]:
     """``longform ARGS --json`` as a user runs it; the summary (its last stdout line) with the exit code."""
     started = time.monotonic()
+    state = tempfile.mkdtemp(prefix="longform-state-")  # each run its own local state
     proc = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "longform.cli", *args, "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "LONGFORM_STATE_DIR": state, **(env or {})},
         check=False,
     )
     lines = [line for line in proc.stdout.splitlines() if line.strip()]

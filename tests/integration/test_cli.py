@@ -104,3 +104,216 @@ def test_drop_command_runs_the_drop_folder_locally(
     assert main(["drop", str(bad), "--out", str(out)]) == 1
     problems = json.loads((out / "bad.error.json").read_text())["problems"]
     assert problems == [{"field": "prompt", "message": "must not be empty"}]
+
+
+# ---- issue 10: one-line errors, explicit provider choice, exit codes, local state ----------------
+
+PROMPT_3000 = "Write about kelp [emulator answer_tokens=3000]"
+
+
+def last_line_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_a_budget_stop_exits_3_and_says_the_text_is_cut(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
+    out = tmp_path / "kelp.md"
+    args = [
+        "run",
+        "--emulator",
+        "--prompt",
+        PROMPT_3000,
+        "--max-tokens-per-request",
+        "1000",
+        "--max-chunks",
+        "2",
+    ]
+    code = main([*args, "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "cut: the max_chunks budget was reached" in captured.out
+    assert (
+        out.read_text() == uncapped_answer([{"role": "user", "content": PROMPT_3000}])[: len(out.read_text())]
+    )
+
+
+def test_prompt_from_stdin_and_the_answer_to_stdout(tmp_path: Path, capsys, monkeypatch) -> None:
+    import io
+
+    monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(PROMPT_3000))
+    code = main(["run", "--emulator", "--prompt", "-", "--out", "-", "--max-tokens-per-request", "1000"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.out == uncapped_answer([{"role": "user", "content": PROMPT_3000}]) + "\n"
+    assert "status" in captured.err and "done" in captured.err  # the summary goes to stderr
+    assert not (tmp_path / "-").exists()
+
+
+def test_prompt_file(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text(PROMPT_3000)
+    out = tmp_path / "a.md"
+    assert main(["run", "--emulator", "--prompt-file", str(prompt_file), "--out", str(out), "--quiet"]) == 0
+    assert out.read_text() == uncapped_answer([{"role": "user", "content": PROMPT_3000}])
+    assert capsys.readouterr().out == ""  # --quiet
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["run", "--prompt", "x", "--out", "x.json"],
+            "--out x.json would be overwritten by the job's own result",
+        ),
+        (["run", "--request", "nope.json"], "--request nope.json: no such file"),
+        (["run", "--prompt-file", "nope.txt"], "--prompt-file nope.txt: no such file"),
+        (["run"], "give the prompt"),
+        (["drop", "nope.json"], "nope.json: No such file or directory"),
+        (["resume", "0123456789abcdef"], "no job 0123456789abcdef in"),
+        (["show", "0123456789abcdef"], "no job 0123456789abcdef in"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_before_anything_starts(
+    args: list[str], expected: str, capsys, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert expected in one_line_error(capsys.readouterr().err)
+
+
+def test_a_mistyped_option_is_named_with_a_suggestion(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--promt", "x"])
+    assert exit_.value.code == 2
+    assert "--promt (did you mean --prompt?)" in capsys.readouterr().err
+
+
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("longform ")
+
+
+def test_every_option_has_help(capsys) -> None:
+    from longform.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    missing = [
+        f"{name} {action.option_strings}"
+        for name, sub in subparsers.choices.items()
+        for action in sub._actions
+        if action.option_strings and not action.help and action.dest != "help"
+    ]
+    assert missing == []
+
+
+def test_an_unreachable_provider_fails_in_one_line(capsys, monkeypatch) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connection refused
+        code = main(["run", "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "m", "--prompt", "x"])
+    assert code == 1
+    line = one_line_error(capsys.readouterr().err)
+    assert "cannot reach the provider" in line and "connection refused" in line
+
+
+def test_base_url_without_model_lists_the_servers_models(capsys, emulator) -> None:
+    code = main(["run", "--base-url", emulator.base_url, "--prompt", "x"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "serves 3 models; choose one with --model" in err
+    assert "longform/emulator-reasoning" in err
+
+
+def test_the_api_client_without_a_server_is_one_line(capsys) -> None:
+    for args in (["submit", "--prompt", "x"], ["status", "abc"], ["output", "abc"], ["cancel", "abc"]):
+        assert main([*args, "--api", "http://127.0.0.1:9"]) == 1
+        line = one_line_error(capsys.readouterr().err)
+        assert "cannot reach the API at http://127.0.0.1:9" in line and "longform serve" in line
+
+
+def test_serve_on_a_busy_port_is_one_line(capsys) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert main(["serve", "--emulator", "--port", str(port)]) == 1
+    assert f"port {port} on 127.0.0.1 is in use" in one_line_error(capsys.readouterr().err)
+
+
+def test_list_show_and_resume_of_a_finished_job(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
+    state = tmp_path / "state"
+    out = tmp_path / "kelp.md"
+    args = ["--state-dir", str(state)]
+    assert main(["run", "--emulator", "--prompt", PROMPT_3000, "--out", str(out), "--json", *args]) == 0
+    job_id = last_line_json(capsys.readouterr().out)["job_id"]
+    assert main(["list", *args]) == 0
+    listing = capsys.readouterr().out
+    assert job_id in listing and "succeeded" in listing and "Write about kelp" in listing
+    assert main(["show", job_id, "--json", *args]) == 0
+    shown = last_line_json(capsys.readouterr().out)
+    assert shown["job"]["status"] == "succeeded" and shown["result"]["output_tokens"] == 3000
+    again = tmp_path / "again.md"
+    assert main(["resume", job_id, "--out", str(again), *args]) == 0  # nothing to do: the result
+    assert again.read_text() == out.read_text()
+    assert "already ended" in capsys.readouterr().err
+
+
+def test_a_job_survives_its_process_and_resumes_from_disk(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A job whose process died mid-way (here: its state copied while it ran) resumes from disk."""
+    import shutil
+
+    from longform.local.cloud import LocalCloud
+
+    monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
+    state, frozen = tmp_path / "state", tmp_path / "frozen"
+    copied: list[bool] = []
+
+    def freeze_after_first_chunk(cloud: LocalCloud) -> None:
+        def hook(function: str, event: dict) -> object:
+            if function == "GenerateChunkFunction" and not copied:
+                manifest = cloud.store.find_manifest(event["job_id"])
+                if manifest is not None and manifest.chunks == 1:
+                    shutil.copytree(state, frozen, ignore=shutil.ignore_patterns("lock"))
+                    copied.append(True)
+            return None
+
+        cloud.fault_hook = hook
+
+    from longform.local.providers import ProviderOptions
+    from longform.local.runner import RunOptions, run
+
+    run(
+        RunOptions(
+            request={"prompt": PROMPT_3000},
+            provider=ProviderOptions(emulator=True),
+            max_tokens_per_request=1000,
+            out=tmp_path / "first.md",
+            state_dir=state,
+        ),
+        on_cloud=freeze_after_first_chunk,
+    )
+    assert copied
+    job_id = next((frozen / "bucket" / "jobs").iterdir()).name
+    out = tmp_path / "resumed.md"
+    assert main(["resume", job_id, "--out", str(out), "--state-dir", str(frozen), "--json"]) == 0
+    summary = last_line_json(capsys.readouterr().out)
+    assert summary["chunks"] == 3 and summary["status"] == "succeeded"
+    assert out.read_text() == (tmp_path / "first.md").read_text()
+    assert out.read_text() == uncapped_answer([{"role": "user", "content": PROMPT_3000}])

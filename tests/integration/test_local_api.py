@@ -99,3 +99,69 @@ def test_cancel_over_http_keeps_the_partial_output(served, emulator) -> None:
     assert result is not None and result.status == "cancelled"
     assert cloud.store.get_text(result.output_key) == text
     assert client.status(job_id)["status"] == "cancelled"
+
+
+def test_serve_keeps_jobs_across_restarts_and_resumes_unfinished_ones(tmp_path) -> None:
+    """Stopped mid-job (SIGTERM, as systemd or a Ctrl-C would), ``longform serve`` forgets nothing:
+    restarted on the same state directory it still knows the job, resumes it, and the output is
+    the uncapped answer."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from longform.emulator.model import uncapped_answer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    state = tmp_path / "state"
+    env = {**os.environ, "DEEPINFRA_API_KEY": ""}
+
+    def serve(*extra: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "longform.cli", "serve", "--emulator", "--port", str(port)]
+        return subprocess.Popen(  # noqa: S603
+            [*command, "--state-dir", str(state), *extra],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def up(client: ApiClient, proc: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (proc.stdout.read() if proc.stdout else b"").decode()[-2000:]
+            try:
+                client.list()
+                return
+            except Exception:
+                assert time.monotonic() < deadline, "longform serve did not come up"
+                time.sleep(0.2)
+
+    prompt = "Write about herons [emulator answer_tokens=4000]"
+    client = ApiClient(f"http://127.0.0.1:{port}")
+    first = serve("--emulator-token-delay", "0.005")
+    try:
+        up(client, first)
+        job_id = client.submit({"prompt": prompt, "max_tokens_per_request": 1000})["job_id"]
+        deadline = time.monotonic() + 120
+        while client.status(job_id)["progress"]["chunks"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        first.send_signal(signal.SIGTERM)
+        out, _ = first.communicate(timeout=30)
+        assert first.returncode == 0
+        assert b"1 unfinished job(s) resume at the next start" in out
+    finally:
+        if first.poll() is None:
+            first.kill()
+    second = serve()
+    try:
+        up(client, second)
+        view = wait_terminal(client, job_id, timeout=120)
+        assert view["status"] == "succeeded"
+        assert client.output(job_id)["text"] == uncapped_answer([{"role": "user", "content": prompt}])
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=30)

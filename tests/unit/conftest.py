@@ -82,7 +82,9 @@ def machine(sfn: Any) -> str:
 class NoProvider:
     """A provider for use cases that never ask the model (submit, the drop folder, the API)."""
 
-    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> Any:
+    def chat(
+        self, body: dict[str, Any], *, deadline: float, stream: bool = True, on_progress: Any = None
+    ) -> Any:
         raise AssertionError("this use case never calls the model")
 
 

@@ -261,6 +261,42 @@ def test_malformed_job_id_is_400(call: Api, job_id: str) -> None:
 TEXT = "# Tide clocks\n\nNaïve sailors read the moon — 月 — and the sea. " * 3
 
 
+def test_output_shows_the_draft_of_the_chunk_in_flight_beside_the_committed_text(call: Api) -> None:
+    from datetime import UTC, datetime
+
+    from longform_core.draft import Draft
+
+    seed(call.store, "job-4", text=TEXT)
+    manifest = call.store.find_manifest("job-4")
+    assert manifest is not None
+    now = datetime.now(UTC)
+    call.store.put_draft(
+        Draft(
+            job_id="job-4",
+            index=manifest.chunks,
+            base_etag="e",
+            attempt_id="a",
+            sequence=2,
+            prefill_style="assistant",
+            max_tokens=100,
+            content=" and the tide turns.",
+            tokens=5,
+            started_at=now,
+            updated_at=now,
+            answer_text=" and the tide turns.",
+        )
+    )
+    page = body_of(call("GET", "/generations/job-4/output"))
+    assert page["text"] == TEXT  # the committed text, as before
+    assert page["draft"]["text"] == " and the tide turns."  # beside it, marked as the draft
+    assert page["draft"]["offset"] == len(TEXT) and page["draft"]["chunk_index"] == manifest.chunks
+    assert page["draft"]["tokens"] == 5
+    middle = body_of(call("GET", "/generations/job-4/output", query={"offset": "0"}))
+    assert middle["draft"] is not None
+    status = body_of(call("GET", "/generations/job-4"))
+    assert status["draft"]["tokens"] == 5 and status["draft"]["chars"] == len(" and the tide turns.")
+
+
 def test_output_from_an_offset_while_running(call: Api) -> None:
     seed(call.store, "job-3", text=TEXT)
     whole = body_of(call("GET", "/generations/job-3/output"))
@@ -275,6 +311,7 @@ def test_output_from_an_offset_while_running(call: Api) -> None:
         "url": None,
         "expires_in": None,
         "byte_offset": None,
+        "draft": None,  # no chunk in flight has checkpointed
     }
     tail = body_of(call("GET", "/generations/job-3/output", query={"offset": "20"}))
     assert tail["text"] == TEXT[20:]  # offsets count characters, not bytes

@@ -25,7 +25,9 @@ class ScriptedProvider:
         self.bodies: list[dict[str, Any]] = []
         self.streamed: list[bool] = []
 
-    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> StreamOutcome:
+    def chat(
+        self, body: dict[str, Any], *, deadline: float, stream: bool = True, on_progress: Any = None
+    ) -> StreamOutcome:
         self.bodies.append(body)
         self.streamed.append(stream)
         item = self.script.pop(0)
@@ -487,7 +489,9 @@ def test_overlapping_attempts_of_one_chunk_commit_one_text(store: JobStore, make
     retry = make_services(ScriptedProvider(outcome("retry text", "length")))
 
     class StaleAttempt:
-        def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> StreamOutcome:
+        def chat(
+            self, body: dict[str, Any], *, deadline: float, stream: bool = True, on_progress: Any = None
+        ) -> StreamOutcome:
             # while this attempt waits on the model, the retry runs to its commit
             generate_chunk(ChunkTaskInput(job_id=job), retry, remaining_ms=lambda: 60_000)
             return outcome("stale text", "length")

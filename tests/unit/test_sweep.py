@@ -73,7 +73,9 @@ def status_event(
 class OneReply:
     """A provider that writes TEXT and is cut by its token cap (the job goes on: ``running``)."""
 
-    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> StreamOutcome:
+    def chat(
+        self, body: dict[str, Any], *, deadline: float, stream: bool = True, on_progress: Any = None
+    ) -> StreamOutcome:
         return StreamOutcome(
             content=TEXT,
             reasoning="",

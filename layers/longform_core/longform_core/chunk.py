@@ -27,6 +27,7 @@ from .continuation import (
     plan_max_tokens,
     shrink_after_context_error,
 )
+from .draft import Checkpointer, Draft, DraftView
 from .echo import EchoResult, SentPrefill, strip_echo
 from .errors import (
     ContextExhausted,
@@ -109,6 +110,8 @@ class _Reply:
     trimmed: str = ""  # trailing whitespace of the prefill not sent
     discarded_tokens: int = 0
     sent_prefill: bool = False
+    drafts_written: int = 0
+    from_draft: bool = False
 
 
 def generate_chunk(
@@ -130,12 +133,23 @@ def generate_chunk(
         # a retry after the commit of the job's last chunk: report it again, do nothing
         return _replay(manifest)
     job = _read_job(store, request, manifest, etag)
+    draft = store.get_draft(task.job_id, manifest.chunks)
+    if draft is not None and draft.base_etag == etag and draft.has_text:
+        # an attempt of this very chunk died after a checkpoint: its text is the chunk
+        resumed = _reply_from_draft(job, draft)
+        if resumed is not None:
+            committed = _commit(services, job, resumed, metrics)
+            store.delete_draft(task.job_id, draft.index)
+            return committed
     budget = job_budget(request, services.settings, manifest)
     left = output_budget_left(budget, manifest)
     if left is not None and left <= 0:
         return _commit_stop_without_chunk(store, job, "max_output_tokens")
     reply = _ask(services, job, budget, remaining_ms)
-    return _commit(services, job, reply, metrics)
+    committed = _commit(services, job, reply, metrics)
+    if reply.drafts_written or draft is not None:
+        store.delete_draft(task.job_id, job.manifest.chunks - 1)  # superseded by the commit
+    return committed
 
 
 def _read_job(store: JobStore, request: GenerationRequest, manifest: Manifest, etag: str) -> _Job:
@@ -235,8 +249,10 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
             max_tokens=max_tokens,
             prefill_style=rung.style,
         )
+        check_start = has_prefill and choice.ladder and rung.style != "continue_message"
+        checkpoints = _checkpointer(services, job, rung, sent, max_tokens, check_start=check_start)
         try:
-            outcome = services.provider.chat(body, deadline=deadline, stream=stream)
+            outcome = services.provider.chat(body, deadline=deadline, stream=stream, on_progress=checkpoints)
         except ContextWindowExceeded as exc:
             context_retries += 1
             learned_context = exc.limit.context_length or learned_context
@@ -280,6 +296,9 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
             )
             step = next_rung(rung, "ignored", ladder=True) if ignored else None
             if step is not None:
+                if checkpoints is not None and checkpoints.written:
+                    # the server started over: what it streamed is no continuation to resume from
+                    services.store.delete_draft(manifest.job_id, manifest.chunks)
                 steps.append(f"{rung.describe()}:ignored")
                 discarded += tokens or 0
                 rung = step
@@ -312,6 +331,114 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
         trimmed=trimmed,
         discarded_tokens=discarded,
         sent_prefill=has_prefill,
+        drafts_written=checkpoints.written if checkpoints is not None else 0,
+    )
+
+
+def _draft_view(job: _Job, rung: Rung, sent: SentPrefill) -> DraftView:
+    """The answer and reasoning a draft's raw text would be filed as (for readers of the draft)."""
+    manifest = job.manifest
+    fresh_turn = bool(job.prefill.text) and rung.style == "continue_message"
+
+    def view(content: str, reasoning: str, first_delta: str | None) -> tuple[str, str]:
+        echo = strip_echo(
+            SentPrefill("") if rung.style == "continue_message" else sent,
+            content=content,
+            reasoning=reasoning,
+            first_delta=first_delta,
+            echo_seen=manifest.prefill_echo,
+        )
+        text = split_chunk(
+            echo.content,
+            echo.reasoning,
+            reasoning_format=manifest.reasoning_format,
+            phase="start" if fresh_turn else manifest.reasoning_phase,
+            held="" if fresh_turn else manifest.held_text,
+            answer_so_far=job.answer_so_far,
+            reasoning_so_far=job.reasoning_so_far,
+            final=False,
+        )
+        return text.answer, text.reasoning
+
+    return view
+
+
+def _checkpointer(
+    services: Services, job: _Job, rung: Rung, sent: SentPrefill, max_tokens: int, *, check_start: bool
+) -> Checkpointer | None:
+    """Draft checkpoints for this request, unless they are off."""
+    policy = services.settings.draft_policy
+    if not policy.enabled:
+        return None
+    return Checkpointer(
+        services.store,
+        policy,
+        job_id=job.manifest.job_id,
+        index=job.manifest.chunks,
+        base_etag=job.etag,
+        prefill_style=rung.style,
+        prefill_trim=rung.trim,
+        check_start=check_start,
+        max_tokens=max_tokens,
+        view=_draft_view(job, rung, sent),
+        clock=services.clock,
+    )
+
+
+def _reply_from_draft(job: _Job, draft: Draft) -> _Reply | None:
+    """The reply a dead attempt had streamed up to its last checkpoint, as this attempt's own: the
+    prefill it sent is rebuilt from its rung (same manifest version, same text), the echo decided
+    the same way, and the chunk ends ``interrupted`` so the job goes on from there. None when the
+    text shows a server that ignored the prefill (the check the attempt would have made at its end)."""
+    rung = Rung(draft.prefill_style, trim=draft.prefill_trim)
+    sent, trimmed = _sent_prefill(job, rung)
+    echo = strip_echo(
+        SentPrefill("") if rung.style == "continue_message" else sent,
+        content=draft.content,
+        reasoning=draft.reasoning,
+        first_delta=draft.first_delta,
+        echo_seen=job.manifest.prefill_echo,
+    )
+    if not (echo.content or echo.reasoning):
+        return None  # the draft held only (part of) the prefill's echo: nothing new to resume from
+    if draft.check_start and starts_over(
+        answer_so_far=job.answer_so_far,
+        reasoning_so_far=job.reasoning_so_far,
+        raw_content=draft.content,
+        raw_reasoning=draft.reasoning,
+        content=echo.content,
+        reasoning=echo.reasoning,
+        completion_tokens=draft.tokens,
+        echo_seen=job.manifest.prefill_echo,
+    ):
+        return None
+    outcome = StreamOutcome(
+        content=echo.content,
+        reasoning=echo.reasoning,
+        finish_reason=None,
+        ended_by="interrupted",
+        usage=None,
+        deltas=draft.tokens,
+        model=draft.model,
+        attempts=1,
+        ttft_seconds=None,
+        detail=f"resumed from draft checkpoint {draft.sequence} of attempt {draft.attempt_id} "
+        f"({draft.updated_at.isoformat()}): that attempt did not finish",
+        first_delta=draft.first_delta,
+    )
+    return _Reply(
+        outcome,
+        draft.max_tokens,
+        0,
+        job.manifest.context_length,
+        echo,
+        draft.started_at,
+        max(0, int((draft.updated_at - draft.started_at).total_seconds() * 1000)),
+        rung=rung,
+        trimmed=trimmed,
+        sent_prefill=bool(job.prefill.text),
+        drafts_written=draft.sequence,
+        from_draft=True,
     )
 
 
@@ -454,6 +581,8 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
         seam_preamble=seam.preamble,
         seam_whitespace=seam.whitespace,
         repeat_dropped_chars=repeat_dropped,
+        draft_checkpoints=reply.drafts_written,
+        from_draft=reply.from_draft,
         base_etag=job.etag,
         format_after=text.reasoning_format,
         phase_after=text.phase,

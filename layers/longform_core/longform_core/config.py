@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .batch_request import DEFAULT_MAX_BYTES as DEFAULT_BATCH_MAX_BYTES
 from .batch_request import DEFAULT_MAX_LINES as DEFAULT_BATCH_MAX_LINES
+from .draft import DraftPolicy
 from .request import DEFAULT_MAX_TOKENS_PER_REQUEST, PrefillStyle
 
 OwnerIdentity = Literal["IAM", "API_KEY"]
@@ -75,6 +76,11 @@ class Settings(BaseModel):
     request_timeout_connect: float = 10.0
     # stream the provider's replies; off for gateways that buffer SSE (a request may override)
     provider_stream: bool = True
+    # draft checkpoints of the chunk in flight (draft.py): due when both the interval has passed
+    # and this many tokens arrived since the last one (DraftIntervalSeconds, DraftMinTokens)
+    draft_checkpoints: bool = True
+    draft_interval_seconds: float = Field(default=5.0, ge=0)
+    draft_min_tokens: int = Field(default=2000, ge=0)
     # entry points (API, S3 drop folder)
     state_machine_arn: str | None = None
     event_bus_name: str | None = None  # None: no completion events
@@ -96,6 +102,14 @@ class Settings(BaseModel):
     batch_max_lines: int = Field(default=DEFAULT_BATCH_MAX_LINES, ge=1)
     batch_max_bytes: int = Field(default=DEFAULT_BATCH_MAX_BYTES, ge=1)
     batch_max_concurrency: int = Field(default=150, ge=1, le=10_000)
+
+    @property
+    def draft_policy(self) -> DraftPolicy:
+        return DraftPolicy(
+            interval_seconds=self.draft_interval_seconds,
+            min_tokens=self.draft_min_tokens,
+            enabled=self.draft_checkpoints,
+        )
 
     @model_validator(mode="after")
     def _provider_url_is_https(self) -> Settings:
@@ -158,6 +172,9 @@ class Settings(BaseModel):
             repetition_max_repeats=int(opt_float("REPETITION_MAX_REPEATS", 3)),
             max_reasoning_only_chunks=opt_int("MAX_REASONING_ONLY_CHUNKS") or 8,
             provider_stream=opt_bool("PROVIDER_STREAM", True),
+            draft_checkpoints=opt_bool("DRAFT_CHECKPOINTS", True),
+            draft_interval_seconds=opt_float("DRAFT_INTERVAL_SECONDS", 5.0),
+            draft_min_tokens=int(opt_float("DRAFT_MIN_TOKENS", 2000)),
             state_machine_arn=env.get("STATE_MACHINE_ARN", "").strip() or None,
             event_bus_name=env.get("EVENT_BUS_NAME", "").strip() or None,
             api_max_body_bytes=opt_int("API_MAX_BODY_BYTES") or 1_048_576,

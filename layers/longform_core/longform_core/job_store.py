@@ -5,6 +5,8 @@ Layout (``jobs/{id}/``)::
     request.json          the validated request (written once, by the submit path)
     manifest.json         progress and the state the next chunk needs (constant size)
     chunks/{n:06d}.json   each chunk: text, reasoning, finish reason, usage, timing
+    drafts/{n:06d}.json   the chunk in flight, checkpointed while it streams (``draft.py``);
+                          deleted when chunk n commits
     output.md             the answer so far (raw while running, final after finalize)
     reasoning.md          the reasoning so far (only when the model reasons)
     result.json           the final result (written by finalize)
@@ -23,8 +25,11 @@ attempt still running) commits that very record or nothing. Only a committed chu
 output.md, and text past the
 committed length is never read, so nothing is doubled or dropped at a seam. A crash between the
 commit and the text write leaves output.md short; the next reader rebuilds it from the chunks.
-A crash at any point loses at most the chunk in flight. The number of S3 requests per chunk does
-not depend on how many chunks came before (3 GETs and 3 PUTs).
+A crash at any point loses at most the text of the chunk in flight since its last draft
+checkpoint (``draft.py``): the next attempt commits the draft written against its manifest
+version. The number of S3 requests per chunk does not depend on how many chunks came before: 4 GETs
+(request, manifest, output.md, the draft) and 3 PUTs, plus one PUT per draft checkpoint and one
+DELETE when the chunk wrote drafts.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from .draft import Draft
 from .errors import JobNotFound, JobStateInvalid, ManifestConflict
 from .models import ChunkRecord, JobResult, JobSource, Manifest, utcnow
 from .prefill import LearnedStyle, style_digest
@@ -61,6 +67,9 @@ class JobKeys:
 
     def chunk(self, index: int) -> str:
         return f"{self.prefix}chunks/{index:06d}.json"
+
+    def draft(self, index: int) -> str:
+        return f"{self.prefix}drafts/{index:06d}.json"
 
 
 REQUESTS_PREFIX = "requests/"
@@ -214,6 +223,27 @@ class JobStore:
         if got is None:
             raise JobStateInvalid(f"job {job_id}: chunk {index} is missing")
         return ChunkRecord.model_validate_json(got[0])
+
+    # ---- drafts: the chunk in flight -------------------------------------------------------------
+
+    def put_draft(self, draft: Draft) -> None:
+        self._put(
+            JobKeys(draft.job_id).draft(draft.index), draft.model_dump_json().encode(), "application/json"
+        )
+
+    def get_draft(self, job_id: str, index: int) -> Draft | None:
+        """The draft of chunk ``index``; None when there is none (or it cannot be read: a draft is
+        evidence, and an unreadable one is ignored rather than failing the chunk)."""
+        got = self._get(JobKeys(job_id).draft(index))
+        if got is None:
+            return None
+        try:
+            return Draft.model_validate_json(got[0])
+        except ValueError:
+            return None
+
+    def delete_draft(self, job_id: str, index: int) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=JobKeys(job_id).draft(index))
 
     def read_running_text(self, manifest: Manifest, *, answer_start: str) -> tuple[str, str]:
         """The committed answer and reasoning so far.

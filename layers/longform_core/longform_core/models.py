@@ -113,6 +113,10 @@ class ChunkRecord(BaseModel):
     seam_preamble: str = ""
     seam_whitespace: str = ""
     repeat_dropped_chars: int = 0
+    # draft checkpoints (draft.py): how many this chunk saved while streaming, and whether it is the
+    # draft of an attempt that died, committed by the next attempt (finish "interrupted")
+    draft_checkpoints: int = 0
+    from_draft: bool = False
     # the attempt's fence: the manifest version (ETag) this chunk continues, and where the text
     # stands after it, so that whichever attempt commits, it commits exactly the stored record
     base_etag: str | None = None

@@ -15,6 +15,7 @@ the whole reply then arrives at once, so the deadline can only be a read timeout
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -24,11 +25,15 @@ from typing import Any, Literal
 
 import httpx
 
+from .draft import StreamProgress
 from .errors import ProviderError, ProviderRateLimited, ProviderUnavailable
 from .provider_errors import classify_error
 from .retry import RetryPolicy, parse_retry_after
 from .sse import StreamAccumulator, Usage, iter_sse_data
 
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[StreamProgress], None]
 EndedBy = Literal["finished", "deadline", "interrupted"]
 
 # below this many seconds to the deadline a new request isn't worth starting
@@ -56,6 +61,18 @@ class StreamOutcome:
     @property
     def has_text(self) -> bool:
         return bool(self.content or self.reasoning)
+
+
+def describe_retryable(exc: ProviderError) -> str:
+    """A retried error in a few words: "rate limited (429)", "provider unreachable", ..."""
+    if isinstance(exc, ProviderRateLimited):
+        return "rate limited by the provider (429)"
+    text = str(exc)
+    if "connection failed" in text or "ConnectError" in text:
+        return "provider unreachable"
+    if "timed out" in text:
+        return "provider timed out"
+    return f"provider unavailable ({text[:80]})"
 
 
 class _DeadlineWatchdog:
@@ -118,11 +135,20 @@ class ProviderClient:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> StreamOutcome:
+    def chat(
+        self,
+        body: dict[str, Any],
+        *,
+        deadline: float,
+        stream: bool = True,
+        on_progress: ProgressCallback | None = None,
+    ) -> StreamOutcome:
         """One completion, retrying rate limits and outages that happen before any text.
 
         ``deadline`` is a ``clock()`` value: reading stops there and what arrived is returned with
         ``ended_by="deadline"``. Raises a :class:`ProviderError` subclass when no text was produced.
+        ``on_progress`` is called after every streamed delta (the draft checkpoints, ``draft.py``);
+        an exception it raises ends the call.
         """
         payload = dict(body)
         if stream:
@@ -135,7 +161,9 @@ class ProviderClient:
         while True:
             try:
                 if stream:
-                    outcome = self._stream_once(payload, deadline=deadline, attempt=attempt + 1)
+                    outcome = self._stream_once(
+                        payload, deadline=deadline, attempt=attempt + 1, on_progress=on_progress
+                    )
                     if outcome.detail == ENDED_WITHOUT_FINISH:
                         outcome = self._ask_without_streaming(payload, outcome, deadline=deadline)
                 else:
@@ -151,6 +179,14 @@ class ProviderClient:
                 too_long = retry_after is not None and retry_after > self._retry.max_retry_after
                 if out_of_attempts or out_of_time or too_long:
                     raise
+                logger.warning(
+                    "%s; retry %d/%d in %.1f s",
+                    describe_retryable(exc),
+                    attempt,
+                    self._retry.max_attempts - 1,
+                    delay,
+                    extra={"retry_attempt": attempt, "retry_delay_seconds": round(delay, 3)},
+                )
                 self._sleep(delay)
                 continue
             return outcome
@@ -238,7 +274,14 @@ class ProviderClient:
             streamed=False,
         )
 
-    def _stream_once(self, payload: dict[str, Any], *, deadline: float, attempt: int) -> StreamOutcome:
+    def _stream_once(
+        self,
+        payload: dict[str, Any],
+        *,
+        deadline: float,
+        attempt: int,
+        on_progress: ProgressCallback | None = None,
+    ) -> StreamOutcome:
         started, timeout = self._timeout(deadline)
         acc = StreamAccumulator()
         ttft: float | None = None
@@ -272,8 +315,20 @@ class ProviderClient:
                     for data in iter_sse_data(lines_until_deadline()):
                         before = acc.deltas
                         acc.feed_data(data)
-                        if ttft is None and acc.deltas > before:
-                            ttft = self._clock() - started
+                        if acc.deltas > before:
+                            if ttft is None:
+                                ttft = self._clock() - started
+                            if on_progress is not None:
+                                on_progress(
+                                    StreamProgress(
+                                        acc.content,
+                                        acc.reasoning,
+                                        deltas=acc.deltas,
+                                        first_delta=acc.first_content,
+                                        attempt=attempt,
+                                        model=acc.model,
+                                    )
+                                )
                         if acc.error is not None:
                             ended_by, detail = "interrupted", f"error event in stream: {acc.error}"
                             break

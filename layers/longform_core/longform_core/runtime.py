@@ -16,7 +16,7 @@ from .notify import BatchFinishedPublisher, CompletionPublisher
 from .services import Services
 
 if TYPE_CHECKING:
-    from .provider import ProviderClient, StreamOutcome
+    from .provider import ProgressCallback, ProviderClient, StreamOutcome
 
 _lock = threading.Lock()
 _services: Services | None = None
@@ -74,10 +74,17 @@ class LazyProvider:
         self._settings = settings
         self._client: ProviderClient | None = None
 
-    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> StreamOutcome:
+    def chat(
+        self,
+        body: dict[str, Any],
+        *,
+        deadline: float,
+        stream: bool = True,
+        on_progress: ProgressCallback | None = None,
+    ) -> StreamOutcome:
         if self._client is None:
             self._client = build_provider(self._settings)
-        return self._client.chat(body, deadline=deadline, stream=stream)
+        return self._client.chat(body, deadline=deadline, stream=stream, on_progress=on_progress)
 
 
 def build_services(settings: Settings | None = None) -> Services:

@@ -17,13 +17,23 @@ from .job_store import JobStore
 from .models import JobResult
 
 if TYPE_CHECKING:  # the provider module imports httpx, which only the chunk function needs
+    from .draft import StreamProgress
     from .provider import StreamOutcome
 
 
 class StreamingProvider(Protocol):
     """One chat completion (``ProviderClient``)."""
 
-    def chat(self, body: dict[str, Any], *, deadline: float, stream: bool = True) -> StreamOutcome: ...
+    def chat(
+        self,
+        body: dict[str, Any],
+        *,
+        deadline: float,
+        stream: bool = True,
+        on_progress: Callable[[StreamProgress], None] | None = None,
+    ) -> StreamOutcome:
+        """``on_progress`` sees the text so far after each streamed delta (``draft.Checkpointer``)."""
+        ...
 
 
 class MetricsSink(Protocol):

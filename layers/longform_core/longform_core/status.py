@@ -29,6 +29,15 @@ class Progress(BaseModel):
     context_length: int | None
 
 
+class DraftProgress(BaseModel):
+    """The chunk in flight, from its last draft checkpoint (not committed yet)."""
+
+    chunk_index: int
+    tokens: int
+    chars: int
+    updated_at: datetime
+
+
 class JobView(BaseModel):
     """``GET /generations/{id}``, ``longform status``: readable while the job runs."""
 
@@ -45,6 +54,7 @@ class JobView(BaseModel):
     error: str | None = None
     output_chars: int
     source: str | None = None  # e.g. "s3:requests/essay.json"
+    draft: DraftProgress | None = None  # one job's view while it runs (not in listings)
 
 
 def job_view(manifest: Manifest) -> JobView:
@@ -91,8 +101,20 @@ def find_job(job_id: str, services: Services, *, as_owner: str | None = None) ->
 
 
 def get_job(job_id: str, services: Services, *, as_owner: str | None = None) -> JobView:
-    """The job's view; ``JobNotFound`` when there is no such job (or it is another owner's)."""
-    return job_view(find_job(job_id, services, as_owner=as_owner))
+    """The job's view; ``JobNotFound`` when there is no such job (or it is another owner's). While
+    the job runs, the chunk in flight is shown from its draft checkpoint."""
+    manifest = find_job(job_id, services, as_owner=as_owner)
+    view = job_view(manifest)
+    if not manifest.terminal:
+        draft = services.store.get_draft(job_id, manifest.chunks)
+        if draft is not None and draft.index == manifest.chunks:
+            view.draft = DraftProgress(
+                chunk_index=draft.index,
+                tokens=draft.tokens,
+                chars=len(draft.answer_text),
+                updated_at=draft.updated_at,
+            )
+    return view
 
 
 def current_status(job_id: str, services: Services) -> JobStatus:

@@ -160,7 +160,7 @@ def quiet_moto_logs() -> Iterator[None]:
     noisy = [logging.getLogger(n) for n in ("moto", "botocore", "urllib3")]
     levels = [lg.level for lg in noisy]
     for lg in noisy:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(logging.CRITICAL)
     try:
         yield
     finally:

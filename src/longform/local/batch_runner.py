@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from .aws import quiet_moto_logs
 from .cloud import CloudConfig, LocalCloud
-from .runner import EMULATOR_MODEL, Provider, RunOptions, provider_for
+from .providers import EMULATOR_MODEL, Provider, ProviderOptions, choose_provider
 
 PARTIAL_SUFFIX = ".partial"
 PARTIAL_VERSION = 1
@@ -41,7 +41,8 @@ class BatchRunOptions:
     model: str | None = None
     max_tokens_per_request: int | None = None
     context_length: int | None = None
-    emulator: dict[str, Any] = field(default_factory=dict)
+    emulator: bool = False  # the built-in emulator whatever else is set
+    emulator_settings: dict[str, Any] = field(default_factory=dict)  # EmulatorSettings fields
     retry_sleep_scale: float = 1.0
     resume: bool = True
     verbose: bool = False
@@ -164,27 +165,26 @@ class _Stack:
 
 @contextlib.contextmanager
 def _emulator_or_provider(options: BatchRunOptions) -> Iterator[tuple[Provider, Any]]:
-    """The emulator on a free loopback port unless --base-url is given or the API key is set (as
-    ``longform run`` chooses), with the server itself when it is the emulator."""
-    if options.base_url or os.environ.get(options.api_key_env):
-        run = RunOptions(
-            request={"model": options.model} if options.model else {},
-            base_url=options.base_url,
-            api_key_env=options.api_key_env,
+    """The provider as every local command chooses it (``providers.choose_provider``: --emulator,
+    --base-url, else DeepInfra when its key is set, else the emulator), with the emulator's server
+    itself when it is the emulator (it counts the requests it has at once)."""
+    if not options.emulator and (options.base_url or os.environ.get(options.api_key_env)):
+        choice = ProviderOptions(
+            base_url=options.base_url, model=options.model, api_key_env=options.api_key_env
         )
-        with provider_for(run) as provider:
+        with choose_provider(choice) as provider:
             yield provider, None
         return
     from longform.emulator.server import EmulatorServer, EmulatorSettings
 
-    fields: dict[str, Any] = dict(options.emulator)
+    fields: dict[str, Any] = dict(options.emulator_settings)
     if options.max_tokens_per_request:
         fields["cap"] = options.max_tokens_per_request
     if options.context_length:
         fields["context_length"] = options.context_length
     with EmulatorServer(EmulatorSettings().updated(**fields)) as server:
         model = options.model or EMULATOR_MODEL
-        yield Provider(server.base_url, None, model, f"emulator at {server.base_url}"), server
+        yield Provider("emulator", server.base_url, None, model, f"the emulator at {server.base_url}"), server
 
 
 @contextlib.contextmanager

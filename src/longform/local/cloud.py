@@ -28,6 +28,7 @@ import boto3
 from .aws import REGION, start_moto
 from .batch import create_batch_state_machine, wait_batches
 from .lambda_runtime import Delivery, FaultHook, Invocation, LambdaRuntime
+from .state import StateDir, load_bucket, mirrored_bucket
 from .template import event_rules, function_environment, function_specs, load_template, state_machine_wiring
 
 BUCKET = "longform-local-jobs"
@@ -65,12 +66,16 @@ class CloudConfig:
     deadline_margin_seconds: float | None = None
     prefill_style: str | None = None
     provider_stream: bool | None = None
+    draft_interval_seconds: float | None = None
+    draft_min_tokens: int | None = None
     # overrides of the template's Lambda timeouts (seconds), e.g. {"GenerateChunkFunction": 5}
     timeouts: dict[str, float] = field(default_factory=dict)
     # Step Functions Retry intervals really sleep; scale them (tests use a tiny factor)
     retry_sleep_scale: float = 1.0
     log_level: str = "WARNING"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # the bucket on disk (state.py): jobs survive the process; None: in memory only (tests)
+    state_dir: Path | None = None
 
     def parameters(self) -> dict[str, str]:
         """The template parameters this configuration sets."""
@@ -82,6 +87,8 @@ class CloudConfig:
             "DeadlineMarginSeconds": self.deadline_margin_seconds,
             "PrefillStyle": self.prefill_style,
             "ProviderStreaming": None if self.provider_stream is None else str(self.provider_stream).lower(),
+            "DraftIntervalSeconds": self.draft_interval_seconds,
+            "DraftMinTokens": self.draft_min_tokens,
             "LogLevel": self.log_level,
             # a local run is the user's own machine talking to the server they chose (a LAN box over
             # plain http included); a deployed stack refuses plain http off loopback
@@ -136,6 +143,14 @@ class LocalCloud:
         self.s3 = boto3.client("s3", region_name=REGION)
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self.s3.create_bucket(Bucket=BUCKET)
+        self.state: StateDir | None = None
+        self.loaded_objects = 0
+        if self.config.state_dir is not None:
+            state = self.state = StateDir(self.config.state_dir)
+            state.lock()
+            self._stack.callback(state.unlock)
+            self.loaded_objects = load_bucket(state, BUCKET)
+            self._stack.enter_context(mirrored_bucket(state, BUCKET))
         if self.config.api_key:
             sm = boto3.client("secretsmanager", region_name=REGION)
             self.secret_arn = sm.create_secret(Name=SECRET_NAME, SecretString=self.config.api_key)["ARN"]
@@ -286,6 +301,22 @@ class LocalCloud:
         from longform_core.submit import submit_job
 
         return submit_job(raw, get_services(), idempotency_key=idempotency_key)
+
+    def resume(self, job_id: str) -> str:
+        """Start a new execution of the state machine for a job that did not end (its first chunk
+        continues from the last commit, or the draft of the chunk in flight); its ARN."""
+        from longform_core.runtime import get_services
+
+        arn, _ = get_services().require_executions().start(job_id, json.dumps({"job_id": job_id}))
+        return arn
+
+    def unfinished_jobs(self) -> list[str]:
+        """Jobs in the bucket whose manifest has not reached a terminal status."""
+        listing = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=BUCKET, Prefix="jobs/", Delimiter="/"
+        )
+        ids = [p["Prefix"].split("/")[1] for page in listing for p in page.get("CommonPrefixes", [])]
+        return [j for j in ids if (m := self.store.find_manifest(j)) is not None and not m.terminal]
 
     def execution_arn(self, job_id: str) -> str:
         from longform_core.executions import execution_arn_for

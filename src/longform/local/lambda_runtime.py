@@ -34,6 +34,12 @@ FaultHook = Callable[[str, dict[str, Any]], Callable[[], None] | None]
 ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
 
 
+class InvocationKilled(BaseException):
+    """Raised inside a handler to stand for the runtime killing it (out of memory, a crash, a
+    kill -9): a ``BaseException``, so none of the handler's ``except Exception`` blocks run, as none
+    would; Lambda reports it as ``Runtime.ExitError``."""
+
+
 class LambdaContext:
     """The parts of the Lambda context object the handlers use (the local cloud's and the tests')."""
 
@@ -58,6 +64,7 @@ class Invocation:
     timeout_seconds: float
     error_type: str | None
     payload: dict[str, Any]
+    error_message: str | None = None
 
     @property
     def timed_out(self) -> bool:
@@ -142,6 +149,13 @@ class LambdaRuntime:
             payload: Any = self._handlers[name](event, context)
             if after is not None:
                 after()
+        except InvocationKilled as exc:
+            error_type = "Runtime.ExitError"
+            payload = {
+                "errorType": error_type,
+                "errorMessage": f"RequestId: {context.aws_request_id} Error: Runtime exited with error: "
+                f"signal: killed ({exc})",
+            }
         except Exception as exc:
             error_type = type(exc).__name__
             payload = {
@@ -156,7 +170,10 @@ class LambdaRuntime:
             error_type = "Sandbox.Timedout"
             payload = {"errorType": error_type, "errorMessage": f"Task timed out after {timeout:.2f} seconds"}
         with self._lock:
-            self.invocations.append(Invocation(name, duration, timeout, error_type, event))
+            message = (
+                str(payload.get("errorMessage", "")) if error_type and isinstance(payload, dict) else None
+            )
+            self.invocations.append(Invocation(name, duration, timeout, error_type, event, message))
         return payload, error_type
 
     def invoke_wire(self, name_or_arn: str, body: Any, response_headers: dict[str, Any]) -> bytes:

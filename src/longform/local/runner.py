@@ -1,45 +1,70 @@
-"""``longform run``: one job end to end through the real state machine, on a laptop."""
+"""``longform run`` and ``longform resume``: one job end to end through the real state machine,
+on a laptop, with the answer shown as it is generated and the job kept on disk.
+
+The job runs in the local cloud (``cloud.py``: moto, the very ASL, the handlers in-process); its
+bucket lives in the state directory (``state.py``), so a job interrupted by Ctrl-C (or a crash)
+is resumed by ``longform resume ID`` from its last commit or draft. While it runs, ``follow``
+polls the job's manifest and the draft of the chunk in flight and hands them to the UI
+(``terminal.py``); Ctrl-C stops following at once, writes what is committed (and the draft) to
+``--out`` and raises ``Interrupted``.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import sys
+import logging
+import queue
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from longform_core.config import DEEPINFRA_BASE_URL
-from longform_core.config import DEFAULT_MODEL as DEEPINFRA_DEFAULT_MODEL
+from longform.live import LiveText
 
 from .aws import quiet_moto_logs
-from .cloud import BUCKET, CloudConfig, LocalCloud
+from .cloud import BUCKET, TERMINAL_EXECUTION, CloudConfig, LocalCloud
+from .providers import Provider, ProviderOptions, choose_provider
+from .state import StateDir
+from .terminal import JobProgress, Mode, print_table
 
-EMULATOR_MODEL = "longform/emulated-writer"
+BUDGET_STOPS = {"max_output_tokens", "max_chunks", "max_cost"}
+STDOUT = Path("-")
+# local draft checkpoints: often, for the live view (the local bucket is a directory, not S3)
+LOCAL_DRAFT_INTERVAL_SECONDS = 0.25
+LOCAL_DRAFT_MIN_TOKENS = 8
 
 
 @dataclass
 class RunOptions:
     request: dict[str, Any]
-    base_url: str | None = None
-    api_key_env: str = "DEEPINFRA_API_KEY"
+    provider: ProviderOptions = field(default_factory=ProviderOptions)
     max_tokens_per_request: int | None = None
     context_length: int | None = None
-    out: Path | None = None
+    out: Path | None = None  # None: out/<job id>.md; Path("-"): the answer to stdout
     chunk_timeout: float | None = None
     deadline_margin: float = 30.0
     retry_sleep_scale: float = 1.0
-    emulator: dict[str, Any] = field(default_factory=dict)  # extra EmulatorSettings fields
     verbose: bool = False
+    state_dir: Path | None = None  # None: in memory only (nothing to resume)
+    mode: Mode = "lines"
+    poll_seconds: float = 0.1
+    stream: bool | None = None  # ask the provider with streaming (None: the deployment default)
+    # Ctrl-C: the CLI's SIGINT handler sets ``stop``; ``on_interrupt`` gets the summary of what was
+    # kept while the local cloud still runs (the CLI prints it and exits: waiting for the
+    # executions would run the job on). Without it, ``Interrupted`` is raised.
+    stop: threading.Event = field(default_factory=threading.Event)
+    on_interrupt: Callable[[RunSummary], None] | None = None
 
 
 @dataclass
 class RunSummary:
     job_id: str
-    status: str
+    status: str  # the job's status, or "interrupted"
     finish_reason: str | None
     stop_reason: str | None
     chunks: int
@@ -59,180 +84,512 @@ class RunSummary:
     duration_seconds: float
     max_invocation_seconds: float
     error: str | None = None
+    draft_tokens: int = 0  # interrupted: tokens of the chunk in flight kept from its draft
+    resume_command: str | None = None
+    state_dir: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    @property
+    def cut_by_budget(self) -> bool:
+        return self.status == "succeeded" and self.stop_reason in BUDGET_STOPS
 
-@dataclass
-class Provider:
-    base_url: str
-    api_key: str | None
-    model: str
-    label: str
-
-
-@contextlib.contextmanager
-def provider_for(options: RunOptions) -> Iterator[Provider]:
-    """The emulator on a free loopback port unless --base-url is given or the API key is set."""
-    key = os.environ.get(options.api_key_env) or None
-    model = options.request.get("model")
-    if options.base_url:
-        yield Provider(options.base_url, key, model or DEEPINFRA_DEFAULT_MODEL, options.base_url)
-        return
-    if key:
-        yield Provider(DEEPINFRA_BASE_URL, key, model or DEEPINFRA_DEFAULT_MODEL, "DeepInfra")
-        return
-    from longform.emulator.server import EmulatorServer, EmulatorSettings
-
-    fields: dict[str, Any] = dict(options.emulator)
-    if options.max_tokens_per_request:
-        fields["cap"] = options.max_tokens_per_request
-    if options.context_length:
-        fields["context_length"] = options.context_length
-    settings = EmulatorSettings().updated(**fields)
-    with EmulatorServer(settings) as server:
-        yield Provider(server.base_url, None, model or EMULATOR_MODEL, f"emulator at {server.base_url}")
+    @property
+    def exit_code(self) -> int:
+        """0 done, 3 stopped by a budget (the text is cut), 1 failed or cancelled, 130 interrupted."""
+        if self.status == "interrupted":
+            return 130
+        if self.cut_by_budget:
+            return 3
+        return 0 if self.status in ("succeeded", "context_exhausted") else 1
 
 
-def _bar(fraction: float, width: int = 24) -> str:
-    filled = max(0, min(width, round(fraction * width)))
-    return "#" * filled + "-" * (width - filled)
+class Interrupted(Exception):
+    """Ctrl-C: the summary of what was kept (``--out`` written)."""
+
+    def __init__(self, summary: RunSummary):
+        super().__init__(f"job {summary.job_id} interrupted")
+        self.summary = summary
 
 
-class Progress:
-    """One line per committed chunk on stderr (chunk n, its tokens, the total, its finish reason)."""
-
-    def __init__(self, stream: TextIO, cap: int, store: Any):
-        self.stream = stream
-        self.cap = cap
-        self.store = store
-        self.started = time.monotonic()
-        self.shown = 0
-        self.total = 0
-
-    def __call__(self, manifest: Any) -> None:
-        while self.shown < manifest.chunks:
-            chunk = self.store.get_chunk(manifest.job_id, self.shown)
-            self.shown += 1
-            self.total += chunk.completion_tokens
-            elapsed = time.monotonic() - self.started
-            self.stream.write(
-                f"  chunk {self.shown:>3} [{_bar(chunk.completion_tokens / max(1, self.cap))}] "
-                f"{chunk.completion_tokens:>7,} tok | total {self.total:>9,} tok | "
-                f"finish {chunk.finish_reason:<11} | {elapsed:6.1f}s\n"
-            )
-            self.stream.flush()
+class JobNotResumable(Exception):
+    """``longform resume`` of an id the state directory does not hold."""
 
 
-def run(
-    options: RunOptions, *, stderr: TextIO | None = None, on_cloud: Callable[[LocalCloud], None] | None = None
-) -> RunSummary:
+# ---- the two entry points ----------------------------------------------------------------------
+
+
+def run(options: RunOptions, *, on_cloud: Callable[[LocalCloud], None] | None = None) -> RunSummary:
+    """Run a new job; raises ``RequestInvalid`` before anything starts, ``Interrupted`` on Ctrl-C."""
     from longform_core.request import parse_request
 
-    stderr = stderr or sys.stderr
     request = parse_request(options.request)  # fail before starting anything
     started = time.monotonic()
-    with provider_for(options) as provider, quiet_moto_logs():
+    ui = JobProgress(options.mode, cap=_cap(options, request.max_tokens_per_request))
+    with _provider(options) as provider, quiet_local_noise():
         raw = request.model_dump(mode="json", exclude_none=True)
         raw["model"] = provider.model
-        cap = options.max_tokens_per_request or request.max_tokens_per_request or 16_384
-        if options.max_tokens_per_request:
-            raw["max_tokens_per_request"] = options.max_tokens_per_request
-        if options.context_length:
-            raw["context_length"] = options.context_length
-        config = CloudConfig(
-            provider_base_url=provider.base_url,
-            model=provider.model,
-            api_key=provider.api_key,
-            max_tokens_per_request=cap,
-            deadline_margin_seconds=options.deadline_margin,
-            retry_sleep_scale=options.retry_sleep_scale,
-            log_level="INFO" if options.verbose else "WARNING",
-            timeouts={"GenerateChunkFunction": options.chunk_timeout} if options.chunk_timeout else {},
+        cap = _cap(options, request.max_tokens_per_request)
+        for name in ("max_tokens_per_request", "context_length"):
+            if getattr(options, name):
+                raw[name] = getattr(options, name)
+        ui.line(
+            f"longform: {provider.label}, model {provider.model}, per-request cap {cap:,} tokens",
+            style="bold",
         )
-        with LocalCloud(config) as cloud:
+        ui.line(
+            "starting the local stack (moto, the real state machine, the handlers in-process)", style="dim"
+        )
+        with LocalCloud(_cloud_config(options, provider, cap)) as cloud:
             if on_cloud is not None:
                 on_cloud(cloud)
             job = cloud.submit(raw)
-            stderr.write(
-                f"longform: job {job.job_id} on {provider.label}, model {provider.model}, "
-                f"per-request cap {cap:,} tokens\n"
+            if cloud.state is not None:
+                cloud.state.save_run(job.job_id, _run_record(options, provider, cap))
+            ui.line(f"job {job.job_id} started{_state_note(options)}")
+            return follow(cloud, job.job_id, options, provider, ui, started=started)
+
+
+def resume(job_id: str, options: RunOptions) -> RunSummary:
+    """Continue a job of the state directory that did not end (or report the one that did)."""
+    if options.state_dir is None:
+        raise JobNotResumable("resume needs the state directory the job was started in")
+    state = StateDir(options.state_dir)
+    if job_id not in state.job_ids():
+        raise JobNotResumable(f"no job {job_id} in {options.state_dir} (longform list shows its jobs)")
+    record = state.load_run(job_id) or {}
+    options = _with_recorded_provider(options, record)
+    started = time.monotonic()
+    cap = options.max_tokens_per_request or int(record.get("max_tokens_per_request") or 16_384)
+    ui = JobProgress(options.mode, cap=cap)
+    with (
+        _provider(options) as provider,
+        quiet_local_noise(),
+        LocalCloud(_cloud_config(options, provider, cap)) as cloud,
+    ):
+        manifest = cloud.store.find_manifest(job_id)
+        if manifest is not None and not manifest.terminal:
+            ui.line(
+                f"longform: resuming job {job_id} ({manifest.chunks} chunks committed, "
+                f"{manifest.completion_tokens_total:,} tokens) on {provider.label}, "
+                f"model {provider.model}",
+                style="bold",
             )
-            desc = cloud.wait(job.job_id, timeout=24 * 3600, on_progress=Progress(stderr, cap, cloud.store))
-            result = cloud.store.get_result(job.job_id)
-            manifest = cloud.store.find_manifest(job.job_id)
-            entered = cloud.states_entered(job.job_id)
-            transitions = len(entered)
-            loop_transitions = sum(1 for name in entered if name in ("GenerateChunk", "MoreToGenerate"))
-            output_path = result_path = None
-            if result is not None:
-                answer = cloud.store.get_text(result.output_key) or ""
-                out = options.out or Path("out") / f"{job.job_id}.md"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(answer, encoding="utf-8")
-                output_path = str(out)
-                if result.reasoning_key:
-                    reasoning = cloud.store.get_text(result.reasoning_key) or ""
-                    out.with_suffix(".reasoning.md").write_text(reasoning, encoding="utf-8")
-                result_file = out.with_suffix(".json")
-                result_file.write_text(result.model_dump_json(indent=2), encoding="utf-8")
-                result_path = str(result_file)
-            chunks = result.chunks if result else (manifest.chunks if manifest else 0)
-            return RunSummary(
-                job_id=job.job_id,
-                status=result.status if result else "failed",
-                finish_reason=result.finish_reason if result else None,
-                stop_reason=result.stop_reason if result else None,
-                chunks=chunks,
-                prompt_tokens=result.prompt_tokens if result else None,
-                output_tokens=result.output_tokens if result else 0,
-                cached_tokens=result.cached_tokens if result else 0,
-                estimated_cost_usd=result.estimated_cost_usd if result else None,
-                state_transitions=transitions,
-                transitions_per_chunk=round(loop_transitions / chunks, 3) if chunks else None,
-                context_length=result.context_length if result else None,
-                context_used=result.context_used if result else None,
-                output_path=output_path,
-                result_path=result_path,
-                execution_status=str(desc["status"]),
-                provider=provider.label,
-                model=provider.model,
-                duration_seconds=round(time.monotonic() - started, 3),
-                max_invocation_seconds=round(
-                    max((i.duration_seconds for i in cloud.invocations), default=0.0), 3
-                ),
-                error=(result.error if result else desc.get("cause") or desc.get("error")),
-            )
+            cloud.resume(job_id)
+        else:
+            ui.line(f"longform: job {job_id} already ended", style="bold")
+        return follow(cloud, job_id, options, provider, ui, started=started)
+
+
+# ---- following a job ---------------------------------------------------------------------------
+
+
+class _Announcements(logging.Handler):
+    """The provider client's retries (logged by the layer) as lines for the UI, via a queue so they
+    are printed by the main thread between pieces of text."""
+
+    def __init__(self, sink: queue.Queue[str]):
+        super().__init__(logging.WARNING)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.put(record.getMessage())
+
+
+@contextlib.contextmanager
+def _announced_retries(sink: queue.Queue[str]) -> Iterator[None]:
+    layer = logging.getLogger("longform_core.provider")
+    handler, propagate = _Announcements(sink), layer.propagate
+    layer.addHandler(handler)
+    layer.propagate = False
+    try:
+        yield
+    finally:
+        layer.removeHandler(handler)
+        layer.propagate = propagate
+
+
+def follow(
+    cloud: LocalCloud,
+    job_id: str,
+    options: RunOptions,
+    provider: Provider,
+    ui: JobProgress,
+    *,
+    started: float,
+) -> RunSummary:
+    """Show the job until its execution ends; write ``--out``; its summary."""
+    store = cloud.store
+    request = store.get_request(job_id)
+    answer_start = request.answer_start()
+    arn = cloud.execution_arn(job_id)
+    live = LiveText()
+    chunks_seen, committed_text = 0, ""
+    announcements: queue.Queue[str] = queue.Queue()
+    failures_seen = len(cloud.invocations)
+    permanent = never_retried(cloud)
+    try:
+        with _announced_retries(announcements):
+            while True:
+                try:
+                    desc: dict[str, Any] = dict(cloud.sfn.describe_execution(executionArn=arn))
+                except cloud.sfn.exceptions.ExecutionDoesNotExist:
+                    desc = {"status": "NOT_STARTED"}  # a job that had already ended
+                manifest = store.find_manifest(job_id)
+                while not announcements.empty():
+                    ui.announce(announcements.get())
+                failures_seen = _announce_failures(cloud, ui, failures_seen, permanent)
+                new_text = ""
+                if manifest is not None and manifest.chunks > chunks_seen:
+                    for index in range(chunks_seen, manifest.chunks):
+                        chunk = store.get_chunk(job_id, index)
+                        ui.chunk_done(
+                            index,
+                            chunk.completion_tokens,
+                            chunk.finish_reason,
+                            seconds=chunk.duration_ms / 1000,
+                            from_draft=chunk.from_draft,
+                        )
+                    chunks_seen = manifest.chunks
+                if manifest is not None and manifest.answer_chars > len(committed_text):
+                    answer, _ = store.read_running_text(manifest, answer_start=answer_start)
+                    new_text, committed_text = answer[len(committed_text) :], answer
+                draft = None
+                running = desc["status"] not in TERMINAL_EXECUTION and desc["status"] != "NOT_STARTED"
+                if manifest is not None and running and not manifest.terminal:
+                    draft = store.get_draft(job_id, manifest.chunks)
+                    ui.in_chunk(manifest.chunks, draft.tokens if draft else 0)
+                ui.text(live.update(new_text, draft.answer_text if draft else None))
+                if not running:
+                    break
+                if options.stop.wait(options.poll_seconds):
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        ui.close()
+        summary = _interrupted(cloud, job_id, options, provider, started, answer_start)
+        if options.on_interrupt is not None:
+            options.on_interrupt(summary)
+        raise Interrupted(summary) from None
+    ui.close()
+    return _finished(cloud, job_id, options, provider, started, desc)
+
+
+def never_retried(cloud: LocalCloud) -> frozenset[str]:
+    """The errors the workflow's GenerateChunk never retries (its Retry rules with MaxAttempts 0)."""
+    definition = json.loads((cloud.root / "statemachine" / "generation.asl.json").read_text(encoding="utf-8"))
+    rules = definition["States"]["GenerateChunk"].get("Retry", [])
+    return frozenset(e for rule in rules if rule.get("MaxAttempts") == 0 for e in rule["ErrorEquals"])
+
+
+def _announce_failures(cloud: LocalCloud, ui: JobProgress, seen: int, permanent: frozenset[str]) -> int:
+    invocations = cloud.invocations
+    for inv in invocations[seen:]:
+        if inv.function != "GenerateChunkFunction" or inv.error_type in (None, "ContextExhausted"):
+            continue
+        message = (inv.error_message or "").splitlines()[0][:140] if inv.error_message else ""
+        then = "not retried: the job fails" if inv.error_type in permanent else "the state machine retries it"
+        ui.announce(f"chunk attempt failed: {inv.error_type}: {message} ({then})")
+    return len(invocations)
+
+
+def _write_answer(options: RunOptions, job_id: str, answer: str, reasoning: str | None) -> Path | None:
+    out = options.out or Path("out") / f"{job_id}.md"
+    if out == STDOUT:
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(answer, encoding="utf-8")
+    if reasoning:
+        out.with_suffix(".reasoning.md").write_text(reasoning, encoding="utf-8")
+    return out
+
+
+def _finished(
+    cloud: LocalCloud,
+    job_id: str,
+    options: RunOptions,
+    provider: Provider,
+    started: float,
+    desc: dict[str, Any],
+) -> RunSummary:
+    store = cloud.store
+    result = store.get_result(job_id)
+    manifest = store.find_manifest(job_id)
+    entered = cloud.states_entered(job_id) if desc["status"] != "NOT_STARTED" else []
+    loop_transitions = sum(1 for name in entered if name in ("GenerateChunk", "MoreToGenerate"))
+    output_path = result_path = None
+    answer = ""
+    if result is not None:
+        answer = store.get_text(result.output_key) or ""
+        reasoning = store.get_text(result.reasoning_key) if result.reasoning_key else None
+        out = _write_answer(options, job_id, answer, reasoning)
+        if out is not None:
+            result_file = out.with_suffix(".json")
+            result_file.write_text(result.model_dump_json(indent=2), encoding="utf-8")
+            output_path, result_path = str(out), str(result_file)
+        else:
+            _stdout_answer(answer)
+    chunks = result.chunks if result else (manifest.chunks if manifest else 0)
+    return RunSummary(
+        job_id=job_id,
+        status=result.status if result else (manifest.status if manifest else "failed"),
+        finish_reason=result.finish_reason if result else None,
+        stop_reason=result.stop_reason if result else None,
+        chunks=chunks,
+        prompt_tokens=result.prompt_tokens if result else None,
+        output_tokens=result.output_tokens if result else 0,
+        cached_tokens=result.cached_tokens if result else 0,
+        estimated_cost_usd=result.estimated_cost_usd if result else None,
+        state_transitions=len(entered),
+        transitions_per_chunk=round(loop_transitions / chunks, 3) if chunks and entered else None,
+        context_length=result.context_length if result else None,
+        context_used=result.context_used if result else None,
+        output_path=output_path,
+        result_path=result_path,
+        execution_status=str(desc["status"]),
+        provider=provider.label,
+        model=provider.model,
+        duration_seconds=round(time.monotonic() - started, 3),
+        max_invocation_seconds=round(max((i.duration_seconds for i in cloud.invocations), default=0.0), 3),
+        error=(result.error if result else desc.get("cause") or desc.get("error")),
+        state_dir=str(options.state_dir) if options.state_dir else None,
+    )
+
+
+def _interrupted(
+    cloud: LocalCloud,
+    job_id: str,
+    options: RunOptions,
+    provider: Provider,
+    started: float,
+    answer_start: str,
+) -> RunSummary:
+    """What Ctrl-C keeps: the committed text and the draft of the chunk in flight, in ``--out``."""
+    store = cloud.store
+    manifest = store.find_manifest(job_id)
+    answer, reasoning, draft_tokens = "", "", 0
+    if manifest is not None:
+        answer, reasoning = store.read_running_text(manifest, answer_start=answer_start)
+        draft = None if manifest.terminal else store.get_draft(job_id, manifest.chunks)
+        if draft is not None:
+            answer += draft.answer_text
+            reasoning += draft.reasoning_text
+            draft_tokens = draft.tokens
+    out = _write_answer(options, job_id, answer, reasoning or None)
+    if out is None:
+        _stdout_answer(answer)
+    resumable = options.state_dir is not None and manifest is not None and not manifest.terminal
+    command = None
+    if resumable:
+        command = f"longform resume {job_id}"
+        if options.state_dir != Path(".longform"):
+            command += f" --state-dir {options.state_dir}"
+    return RunSummary(
+        job_id=job_id,
+        status="interrupted",
+        finish_reason=None,
+        stop_reason=None,
+        chunks=manifest.chunks if manifest else 0,
+        prompt_tokens=manifest.first_prompt_tokens if manifest else None,
+        output_tokens=manifest.completion_tokens_total if manifest else 0,
+        cached_tokens=manifest.cached_tokens_total if manifest else 0,
+        estimated_cost_usd=manifest.estimated_cost_usd if manifest else None,
+        state_transitions=0,
+        transitions_per_chunk=None,
+        context_length=manifest.context_length if manifest else None,
+        context_used=None,
+        output_path=str(out) if out else None,
+        result_path=None,
+        execution_status="RUNNING",
+        provider=provider.label,
+        model=provider.model,
+        duration_seconds=round(time.monotonic() - started, 3),
+        max_invocation_seconds=0.0,
+        error=None,
+        draft_tokens=draft_tokens,
+        resume_command=command,
+        state_dir=str(options.state_dir) if options.state_dir else None,
+    )
+
+
+def _stdout_answer(answer: str) -> None:
+    import sys
+
+    sys.stdout.write(answer)
+    if answer and not answer.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+# ---- configuration -----------------------------------------------------------------------------
+
+
+def _cap(options: RunOptions, requested: int | None) -> int:
+    return options.max_tokens_per_request or requested or 16_384
+
+
+@contextlib.contextmanager
+def _provider(options: RunOptions) -> Iterator[Provider]:
+    choice = options.provider
+    fields = dict(choice.emulator_settings)
+    if options.max_tokens_per_request:
+        fields.setdefault("cap", options.max_tokens_per_request)
+    if options.context_length:
+        fields.setdefault("context_length", options.context_length)
+    model = choice.model or options.request.get("model")
+    provider_options = ProviderOptions(
+        emulator=choice.emulator,
+        base_url=choice.base_url,
+        model=model if isinstance(model, str) else None,
+        api_key_env=choice.api_key_env,
+        emulator_settings=fields,
+    )
+    with choose_provider(provider_options) as provider:
+        yield provider
+
+
+def _cloud_config(options: RunOptions, provider: Provider, cap: int) -> CloudConfig:
+    return CloudConfig(
+        provider_base_url=provider.base_url,
+        model=provider.model,
+        api_key=provider.api_key,
+        max_tokens_per_request=cap,
+        deadline_margin_seconds=options.deadline_margin,
+        retry_sleep_scale=options.retry_sleep_scale,
+        provider_stream=options.stream,
+        draft_interval_seconds=LOCAL_DRAFT_INTERVAL_SECONDS,
+        draft_min_tokens=LOCAL_DRAFT_MIN_TOKENS,
+        log_level="INFO" if options.verbose else "WARNING",
+        timeouts={"GenerateChunkFunction": options.chunk_timeout} if options.chunk_timeout else {},
+        state_dir=options.state_dir,
+    )
+
+
+def _run_record(options: RunOptions, provider: Provider, cap: int) -> dict[str, Any]:
+    """How the job was started (``runs/<id>.json``): what ``resume`` needs; never the API key."""
+    return {
+        "provider": provider.kind,
+        "base_url": None if provider.kind == "emulator" else provider.base_url,
+        "model": provider.model,
+        "api_key_env": options.provider.api_key_env,
+        "emulator_settings": options.provider.emulator_settings,
+        "max_tokens_per_request": cap,
+        "context_length": options.context_length,
+        "chunk_timeout": options.chunk_timeout,
+        "deadline_margin": options.deadline_margin,
+        "stream": options.stream,
+        "started_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _with_recorded_provider(options: RunOptions, record: dict[str, Any]) -> RunOptions:
+    """Provider options the user did not give on ``resume`` come from how the job was started."""
+    given = options.provider
+    explicit = given.emulator or given.base_url is not None
+    provider = ProviderOptions(
+        emulator=given.emulator or (not explicit and record.get("provider") == "emulator"),
+        base_url=given.base_url if explicit else record.get("base_url"),
+        model=given.model or record.get("model"),
+        api_key_env=given.api_key_env if explicit else record.get("api_key_env") or given.api_key_env,
+        emulator_settings={**(record.get("emulator_settings") or {}), **given.emulator_settings},
+    )
+    merged = replace(options, provider=provider)
+    for name in ("context_length", "chunk_timeout"):
+        if getattr(merged, name) is None and record.get(name) is not None:
+            setattr(merged, name, record[name])
+    if merged.max_tokens_per_request is None and record.get("max_tokens_per_request"):
+        merged.max_tokens_per_request = int(record["max_tokens_per_request"])
+    if merged.stream is None and record.get("stream") is not None:
+        merged.stream = bool(record["stream"])
+    return merged
+
+
+def _state_note(options: RunOptions) -> str:
+    return f" (kept in {options.state_dir})" if options.state_dir else ""
+
+
+@contextlib.contextmanager
+def quiet_local_noise() -> Iterator[None]:
+    """moto's logs and Powertools' local warnings are not the user's business."""
+    with quiet_moto_logs(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        yield
+
+
+# ---- the summary -------------------------------------------------------------------------------
+
+
+def describe_status(summary: RunSummary) -> str:
+    if summary.status == "interrupted":
+        return "interrupted (nothing half-done was committed)"
+    if summary.cut_by_budget:
+        return f"cut: the {summary.stop_reason} budget was reached, the text is not finished"
+    if summary.status == "context_exhausted":
+        return "done: the context window is full"
+    if summary.status == "succeeded":
+        return "done"
+    return summary.status
 
 
 def print_summary(summary: RunSummary, stream: TextIO) -> None:
-    lines = [
-        "",
-        f"status          {summary.status} (finish: {summary.finish_reason}, stop: {summary.stop_reason})",
-        f"chunks          {summary.chunks}",
-        f"tokens          prompt {summary.prompt_tokens}, output {summary.output_tokens:,}, "
-        f"cached {summary.cached_tokens:,}",
-        f"state machine   {summary.state_transitions} state transitions in all, "
-        f"{summary.transitions_per_chunk} per chunk in the loop; execution {summary.execution_status}",
-    ]
+    rows = [("status", f"{describe_status(summary)}  (job {summary.job_id})")]
+    if summary.finish_reason or summary.stop_reason:
+        rows.append(("finish", f"{summary.finish_reason or '-'} (stop: {summary.stop_reason or '-'})"))
+    tokens = f"output {summary.output_tokens:,}"
+    if summary.prompt_tokens is not None:
+        tokens = f"prompt {summary.prompt_tokens:,}, " + tokens
+    tokens += f", cached {summary.cached_tokens:,}"
+    if summary.draft_tokens:
+        tokens += f" (+ {summary.draft_tokens:,} of the chunk in flight, from its draft)"
+    rows += [("chunks", str(summary.chunks)), ("tokens", tokens)]
+    if summary.state_transitions:
+        rows.append(
+            (
+                "state machine",
+                f"{summary.state_transitions} state transitions"
+                + (
+                    f", {summary.transitions_per_chunk} per chunk in the loop"
+                    if summary.transitions_per_chunk
+                    else ""
+                )
+                + f"; execution {summary.execution_status}",
+            )
+        )
     if summary.estimated_cost_usd is not None:
-        lines.append(f"estimated cost  ${summary.estimated_cost_usd:.6f}")
-    if summary.context_used is not None:
-        lines.append(
-            f"context used    {summary.context_used:.2%} of the room after the prompt "
-            f"(context {summary.context_length:,})"
+        rows.append(("estimated cost", f"${summary.estimated_cost_usd:.6f}"))
+    if summary.context_used is not None and summary.context_length:
+        rows.append(
+            (
+                "context used",
+                f"{summary.context_used:.2%} of the room after the prompt "
+                f"(context {summary.context_length:,})",
+            )
         )
     if summary.error:
-        lines.append(f"error           {summary.error}")
-    lines.append(
-        f"time            {summary.duration_seconds:.1f}s "
-        f"(longest invocation {summary.max_invocation_seconds:.1f}s)"
+        rows.append(("error", summary.error))
+    rows.append(
+        (
+            "time",
+            f"{summary.duration_seconds:.1f}s (longest invocation {summary.max_invocation_seconds:.1f}s)",
+        )
     )
-    lines.append(
-        f"output          {summary.output_path}  (result: {summary.result_path}; local bucket {BUCKET})"
-    )
-    stream.write("\n".join(lines) + "\n")
+    where = summary.output_path or "stdout"
+    if summary.result_path:
+        where += f"  (result: {summary.result_path})"
+    rows.append(("output", where))
+    if summary.state_dir:
+        rows.append(
+            (
+                "kept in",
+                f"{summary.state_dir}  (local bucket {BUCKET}; longform list / show {summary.job_id})",
+            )
+        )
+    if summary.resume_command:
+        rows.append(("resume", summary.resume_command))
+    elif summary.status == "interrupted":
+        rows.append(("resume", "not possible: the job was kept in memory only (no --state-dir)"))
+    stream.write("\n")
+    print_table(rows, stream)
 
 
 def summary_json(summary: RunSummary) -> str:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..batch_models import BatchStatus
 from ..models import JobStatus
+from ..output import DraftSlice
 from ..status import JobView
 
 JSON = "application/json"
@@ -71,6 +72,11 @@ class OutputPage(BaseModel):
     expires_in: int | None = Field(default=None, description="seconds the url stays valid")
     byte_offset: int | None = Field(default=None, description="the UTF-8 byte offset of `offset` (with url)")
     bytes: int = Field(description="UTF-8 size of the part from `offset` to `next_offset`")
+    draft: DraftSlice | None = Field(
+        default=None,
+        description="while the job runs and this page reaches the committed end: the chunk in flight "
+        "(a draft checkpoint, not committed; the commit supersedes it), starting at `draft.offset`",
+    )
 
 
 class JobList(BaseModel):

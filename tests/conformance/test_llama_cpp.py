@@ -247,7 +247,8 @@ def test_a_server_that_ignores_the_prefill_is_noticed_and_the_job_falls_back(
         "--out",
         str(out),
     )
-    assert summary["exit_code"] in (0, 1), summary["stderr"][-3000:]
+    # 3: cut by --max-output-tokens, as asked; 1: a fresh-turn fallback that ends no_progress
+    assert summary["exit_code"] in (0, 1, 3), summary["stderr"][-3000:]
     text = out.read_text(encoding="utf-8")
     result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     opening = text[:60]

@@ -10,7 +10,7 @@ NODE_STAMP    := node_modules/.installed
 TOKEN_DELAY ?= 0.0004
 PROMPT ?= Write a 40,000-word illustrated history of lighthouses, from the Pharos of Alexandria to automated LED beacons.
 
-.PHONY: help setup setup-dev tools run test conformance lint format typecheck infra unit integration build bench bench-import bench-drafts openapi clean
+.PHONY: help setup setup-dev tools run test conformance lint format typecheck infra unit integration build bench bench-batch bench-import bench-drafts openapi clean
 
 help:
 	@echo "make run    set up and run one long job end to end locally (emulator, real state machine)"
@@ -19,6 +19,7 @@ help:
 	@echo "make build  sam build (needs python3.13 on PATH; pyenv's 3.13.0 is used when present)"
 	@echo "make bench  benchmarks (see docs/benchmarks.md)"
 	@echo "make bench-import  import time of each Lambda handler beside a boto3 baseline"
+	@echo "make bench-batch  a 1,000-line and a 50-line long batch through the real batch workflow"
 	@echo "make bench-drafts  draft checkpoints: S3 requests per chunk, tokens lost per crash"
 	@echo "make openapi  rewrite docs/openapi.json from the API's code (a test fails when it drifts)"
 
@@ -65,6 +66,7 @@ infra: $(DEV_STAMP) $(NODE_STAMP)
 	$(BIN)/sam validate --lint --region $(REGION)
 	$(BIN)/cfn-lint template.yaml
 	npx --no-install asl-validator --json-path statemachine/generation.asl.json
+	npx --no-install asl-validator --json-path statemachine/batch.asl.json
 
 unit: $(DEV_STAMP)
 	$(BIN)/python -m pytest tests/unit -q
@@ -88,6 +90,9 @@ build: $(DEV_STAMP)
 
 bench: $(RUNTIME_STAMP)
 	$(BIN)/python bench/continuation_bench.py
+
+bench-batch: $(RUNTIME_STAMP)
+	$(BIN)/python bench/batch_bench.py
 
 bench-import: $(RUNTIME_STAMP)
 	$(BIN)/python bench/import_time.py --importtime 8

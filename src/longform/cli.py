@@ -824,6 +824,10 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("job_id", metavar="ID")
     cancel.set_defaults(func=_cmd_cancel)
 
+    from longform.batch_cli import add_batch_command
+
+    add_batch_command(sub)
+
     emu = sub.add_parser("emulator", help="run the DeepInfra-compatible emulator on loopback")
     from longform.emulator.cli import add_arguments
 

@@ -59,6 +59,9 @@ def test_every_event_file_is_used() -> None:
         "api_list_generations.json",
         "sweeper_execution_failed.json",
         "sweeper_execution_aborted.json",
+        "s3_batch_object_created.json",
+        "batch_split.json",
+        "batch_output.json",
     }
 
 
@@ -237,3 +240,38 @@ def test_sweeper_events_end_a_job_left_running(
         again = invoke(cloud, "SweeperFunction", event)
         assert (again["action"], again["status"]) == ("already_ended", "failed")
         assert cloud.store.get_result(JOB) == result
+
+
+# ---- batches: the batch drop folder's event, the batch workflow's two tasks ------------------------
+
+
+def test_batch_events_submit_split_and_write_the_output(make_cloud: CloudFactory, emulator) -> None:
+    from longform.local import batch as local_batch
+
+    event = load("s3_batch_object_created.json")
+    key = event["detail"]["object"]["key"]
+    data = (EVENTS / "batch.jsonl").read_bytes()
+    batch_id = load("batch_split.json")["batch_id"]
+    with make_cloud() as cloud:
+        boto3.client("events", region_name="us-east-1").disable_rule(Name="BatchDropFolderRule")
+        cloud.s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+        (outcome,) = invoke(cloud, "BatchDropFolderFunction", event)["outcomes"]
+        assert (outcome["action"], outcome["batch_id"], outcome["lines"]) == ("started", batch_id, 2)
+        assert local_batch.wait(cloud, batch_id, timeout=120)["status"] == "SUCCEEDED"
+        # the tasks again, as the events give them: idempotent, the same answers
+        split = invoke(cloud, "BatchSplitFunction", load("batch_split.json"))
+        assert (split["batch_id"], split["lines"], split["items_key"]) == (
+            batch_id,
+            2,
+            f"batch-runs/{batch_id}/items.json",
+        )
+        output = invoke(cloud, "BatchOutputFunction", load("batch_output.json"))
+        assert (output["status"], output["counts"]["succeeded"]) == ("completed", 2)
+        lines = [json.loads(line) for line in data.decode().splitlines()]
+        got = [
+            json.loads(line) for line in cloud.store.get_text("results/examples/companies.jsonl").splitlines()
+        ]
+        requests = [lines[0]["body"], lines[1]]
+        assert [g["response"]["body"]["choices"][0]["message"]["content"] for g in got] == [
+            expected(r, emulator).answer for r in requests
+        ]

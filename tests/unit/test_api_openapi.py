@@ -57,6 +57,10 @@ def test_every_route_with_its_status_codes(doc: dict[str, Any]) -> None:
         ("GET", "/generations/{job_id}"): ["200", "400", "404"],
         ("GET", "/generations/{job_id}/output"): ["200", "303", "400", "404"],
         ("DELETE", "/generations/{job_id}"): ["200", "400", "404", "409"],
+        ("POST", "/batches"): ["202", "400", "409", "413"],
+        ("GET", "/batches"): ["200", "400"],
+        ("GET", "/batches/{batch_id}"): ["200", "400", "404"],
+        ("DELETE", "/batches/{batch_id}"): ["200", "400", "404", "409"],
     }
     # the 405 table agrees with the routes
     for method, path in documented:
@@ -79,7 +83,7 @@ def test_errors_are_error_bodies_and_validation_is_400_not_422(doc: dict[str, An
                     }
     error = doc["components"]["schemas"]["ErrorBody"]
     assert set(error["required"]) == {"error", "message"}
-    assert set(error["properties"]) == {"error", "message", "problems", "job_id", "status"}
+    assert set(error["properties"]) == {"error", "message", "problems", "job_id", "batch_id", "status"}
 
 
 def test_request_body_is_the_public_request_format(doc: dict[str, Any]) -> None:

@@ -511,7 +511,7 @@ def test_unknown_path_is_404(call: Api) -> None:
     response = call("GET", "/jobs")
     assert response["statusCode"] == 404
     assert body_of(response)["error"] == "NotFound"
-    assert problems(response) == {"path": "unknown path; the API serves /generations"}
+    assert problems(response) == {"path": "unknown path; the API serves /generations and /batches"}
 
 
 def test_an_internal_error_is_a_json_500_without_a_stack_trace(

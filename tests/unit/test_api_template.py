@@ -10,7 +10,13 @@ import pytest
 
 from .test_template import as_list, function_properties, names_used, policy_statements
 
-API_PATHS = ["/generations", "/generations/{job_id}", "/generations/{job_id}/output"]
+API_PATHS = [
+    "/batches",
+    "/batches/{batch_id}",
+    "/generations",
+    "/generations/{job_id}",
+    "/generations/{job_id}/output",
+]
 INTEGRATION_URI = (
     "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
     "${ApiFunction.Arn}/invocations"
@@ -67,7 +73,14 @@ def test_api_function_policies_are_least_privilege(template: dict[str, Any]) -> 
     events = statements["CompletionEvent"]
     assert events["Condition"]["StringEquals"] == {
         "events:source": "longform",
-        "events:detail-type": "Generation Finished",
+        "events:detail-type": ["Generation Finished", "Batch Finished"],
+    }
+    batches = statements["StartListAndCancelBatches"]
+    assert set(as_list(batches["Action"])) == {"states:StartExecution", "states:ListExecutions"}
+    assert batches["Resource"] == {"Ref": "BatchStateMachine"}
+    assert statements["CancelBatches"]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:"
+        "${BatchStateMachine.Name}:*"
     }
 
 
@@ -151,9 +164,10 @@ def test_only_this_api_may_invoke_the_api_function(template: dict[str, Any]) -> 
             "Principal": "apigateway.amazonaws.com",
             "SourceArn": {
                 "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
-                "${GenerationsApi}/*/*/generations*"
+                f"${{GenerationsApi}}/*/*/{resource}*"
             },
         }
+        for resource in ("generations", "batches")
     ]
 
 

@@ -27,11 +27,17 @@ def resources(template: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
-@pytest.fixture(scope="module")
-def state_machine(resources: dict[str, Any]) -> dict[str, Any]:
-    machines = [r for r in resources.values() if r["Type"] == "AWS::Serverless::StateMachine"]
-    assert len(machines) == 1
-    machine: dict[str, Any] = machines[0]["Properties"]
+STATE_MACHINES = ("GenerationStateMachine", "BatchStateMachine")
+
+
+def test_the_state_machines_are_the_generation_and_the_batch_workflow(resources: dict[str, Any]) -> None:
+    machines = {n for n, r in resources.items() if r["Type"] == "AWS::Serverless::StateMachine"}
+    assert machines == set(STATE_MACHINES)
+
+
+@pytest.fixture(scope="module", params=STATE_MACHINES)
+def state_machine(resources: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
+    machine: dict[str, Any] = resources[request.param]["Properties"]
     return machine
 
 
@@ -146,6 +152,13 @@ def test_substitutions_resolve_to_functions_whose_handlers_exist(
     for key, value in state_machine["DefinitionSubstitutions"].items():
         name = referenced_resource(value)
         assert name in resources, f"{key} refers to {name}, which is not in the template"
+        if key.endswith("StateMachineArn"):  # the batch workflow runs the generation workflow
+            assert resources[name]["Type"] == "AWS::Serverless::StateMachine", key
+            assert value == {"Ref": name}, key
+            continue
+        if key.endswith("BucketName"):  # the Distributed Map's ResultWriter bucket
+            assert value == {"Ref": "JobsBucket"}, key
+            continue
         assert resources[name]["Type"] in FUNCTION_TYPES, f"{key} refers to {name}, not a Lambda function"
         props = function_properties(template, name)
         code_dir = ROOT / props["CodeUri"]
@@ -209,7 +222,7 @@ def test_state_machine_role_invokes_exactly_the_functions_of_the_asl(
     asl_functions = {
         referenced_resource(value)
         for key, value in state_machine["DefinitionSubstitutions"].items()
-        if key in used
+        if key in used and key.endswith("FunctionArn")
     }
     invokable: set[str] = set()
     for policy in state_machine["Policies"]:
@@ -228,10 +241,18 @@ def test_state_machine_role_invokes_exactly_the_functions_of_the_asl(
 EXTRA_S3_PREFIXES: dict[str, tuple[str, ...]] = {
     "DropFolderFunction": ("requests/", "results/"),
     "FinalizeFunction": ("results/",),
-    "ApiFunction": ("results/",),
     "SweeperFunction": ("results/",),  # it finalizes, as FinalizeFunction does
     "GenerateChunkFunction": ("styles/",),  # the prefill style learned per (base URL, model)
+    # batches: their own files under batch-runs/; the API reads a file POST /batches names under
+    # batch-inputs/; the batch drop folder reads batches/ and writes error files; the output writes
+    # the drop folder's results/{name}.jsonl
+    "ApiFunction": ("results/", "batch-runs/", "batch-inputs/"),
+    "BatchSplitFunction": ("batch-runs/",),
+    "BatchOutputFunction": ("batch-runs/", "results/"),
+    "BatchDropFolderFunction": ("batches/", "batch-runs/", "results/"),
 }
+# the output is a multipart upload when large: aborting one that failed is the one extra action
+EXTRA_S3_ACTIONS: dict[str, set[str]] = {"BatchOutputFunction": {"s3:AbortMultipartUpload"}}
 
 
 def test_function_s3_access_is_confined_to_jobs_prefix(
@@ -269,7 +290,8 @@ def test_function_s3_access_is_confined_to_jobs_prefix(
                     assert actions <= {"s3:PutObject", "s3:DeleteObject"}, (name, actions)
                 else:
                     assert path in {f"{prefix}*" for prefix in allowed}, (name, path)
-                    assert actions <= {"s3:GetObject", "s3:PutObject"}, (name, actions)
+                    permitted = {"s3:GetObject", "s3:PutObject", *EXTRA_S3_ACTIONS.get(name, set())}
+                    assert actions <= permitted, (name, actions)
 
 
 def test_secret_access_only_for_the_chunk_function_and_only_when_configured(
@@ -451,6 +473,7 @@ def test_alarms_cover_failed_and_timed_out_executions_and_function_errors(resour
         (a["Namespace"], a["MetricName"], names_used(a["Dimensions"][0]["Value"]).pop()) for a in alarms
     }
     assert ("AWS/States", "ExecutionsFailed", "GenerationStateMachine") in watched
+    assert ("AWS/States", "ExecutionsFailed", "BatchStateMachine") in watched
     assert ("AWS/States", "ExecutionsTimedOut", "GenerationStateMachine") in watched
     for name in functions(resources):
         assert ("AWS/Lambda", "Errors", name) in watched, name
@@ -542,7 +565,7 @@ def test_drop_folder_trigger_is_restricted_to_objects_created_under_requests(
         "Destination": {"Fn::GetAtt": ["DropFolderDeadLetterQueue", "Arn"]},
     }
     queue_policy = resources["DropFolderDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]
-    (grant,) = queue_policy["Statement"]
+    (grant,) = [s for s in queue_policy["Statement"] if s["Sid"] == "DropFolderRuleDeadLetters"]
     assert grant["Principal"] == {"Service": "events.amazonaws.com"}
     assert grant["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["DropFolderRule", "Arn"]}}}
     alarmed = {

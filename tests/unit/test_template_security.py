@@ -22,8 +22,11 @@ BUCKET_ARN = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${JobsBucket}"}
 LISTABLE: dict[str, tuple[str, ...]] = {
     "GenerateChunkFunction": ("jobs/",),
     "FinalizeFunction": ("jobs/",),
-    "ApiFunction": ("jobs/",),
+    "ApiFunction": ("jobs/", "batch-runs/", "batch-inputs/"),
     "DropFolderFunction": ("jobs/", REQUESTS_PREFIX),
+    "BatchSplitFunction": ("jobs/", "batch-runs/"),
+    "BatchOutputFunction": ("jobs/", "batch-runs/"),
+    "BatchDropFolderFunction": ("batches/", "batch-runs/"),
 }
 ABSENT = object()  # a request without the s3:prefix key
 
@@ -233,7 +236,8 @@ def test_retention_days_expires_jobs_requests_and_results(template: dict[str, An
     assert parameter["MinValue"] == 0
     for parameters in ({}, {"RetentionDays": 7}):
         rules = expiry_rules(template, parameters)
-        assert sorted(rules) == sorted(["jobs/", REQUESTS_PREFIX, RESULTS_PREFIX])
+        batches = ["batches/", "batch-inputs/", "batch-runs/"]  # uploads, inputs, a batch's own files
+        assert sorted(rules) == sorted(["jobs/", REQUESTS_PREFIX, RESULTS_PREFIX, *batches])
         for rule in rules.values():
             assert rule["Status"] == "Enabled"
             assert rule["ExpirationInDays"] == {"Ref": "RetentionDays"}

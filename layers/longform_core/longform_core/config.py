@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .batch_request import DEFAULT_MAX_BYTES as DEFAULT_BATCH_MAX_BYTES
+from .batch_request import DEFAULT_MAX_LINES as DEFAULT_BATCH_MAX_LINES
 from .draft import DraftPolicy
 from .request import DEFAULT_MAX_TOKENS_PER_REQUEST, PrefillStyle
 
@@ -94,6 +96,12 @@ class Settings(BaseModel):
     allowed_models: tuple[str, ...] = ()  # AllowedModels (empty: any; the default model always)
     # ApiAuth: what identifies the caller that owns a job submitted through the API (api/routes.py)
     owner_identity: OwnerIdentity = "IAM"
+    # batches (batch.py): the workflow, the largest batch accepted, and BatchMaxConcurrency, the
+    # most lines (each one job: at most one provider request at a time) a batch runs at once
+    batch_state_machine_arn: str | None = None
+    batch_max_lines: int = Field(default=DEFAULT_BATCH_MAX_LINES, ge=1)
+    batch_max_bytes: int = Field(default=DEFAULT_BATCH_MAX_BYTES, ge=1)
+    batch_max_concurrency: int = Field(default=150, ge=1, le=10_000)
 
     @property
     def draft_policy(self) -> DraftPolicy:
@@ -177,4 +185,8 @@ class Settings(BaseModel):
             default_max_cost_usd=default_max_cost if default_max_cost > 0 else None,
             allowed_models=tuple(m for m in allowed_models if m),
             owner_identity=env.get("OWNER_IDENTITY", "").strip() or "IAM",
+            batch_state_machine_arn=env.get("BATCH_STATE_MACHINE_ARN", "").strip() or None,
+            batch_max_lines=opt_int("BATCH_MAX_LINES") or DEFAULT_BATCH_MAX_LINES,
+            batch_max_bytes=opt_int("BATCH_MAX_BYTES") or DEFAULT_BATCH_MAX_BYTES,
+            batch_max_concurrency=opt_int("BATCH_MAX_CONCURRENCY") or 150,
         )

@@ -153,6 +153,8 @@ class Manifest(BaseModel):
     # folder's bucket ("s3://{bucket}"); only the owner sees the job through the API. None: a job
     # submitted by a trusted local tool (or before owners were recorded), never shown by the API
     owner: str | None = None
+    # the batch this job is a line of (batch.py), or None for a job submitted on its own
+    batch_id: str | None = None
 
     chunks: int = 0
     # committed lengths (in characters) of output.md / reasoning.md while running

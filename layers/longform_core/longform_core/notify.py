@@ -54,3 +54,29 @@ class CompletionPublisher:
         )
         if resp.get("FailedEntryCount"):
             raise RuntimeError(f"EventBridge rejected the completion event: {resp.get('Entries')}")
+
+
+BATCH_DETAIL_TYPE = "Batch Finished"
+
+
+class BatchFinishedPublisher:
+    """Puts ``Batch Finished`` on an event bus: the batch's counts and where its output is (no text)."""
+
+    def __init__(self, events: EventBridgeClient, *, bus_name: str):
+        self.events = events
+        self.bus_name = bus_name
+
+    def publish_batch(self, detail: dict[str, Any], *, resources: list[str]) -> None:
+        resp = self.events.put_events(
+            Entries=[
+                {
+                    "Source": EVENT_SOURCE,
+                    "DetailType": BATCH_DETAIL_TYPE,
+                    "Detail": json.dumps(detail, default=str),
+                    "EventBusName": self.bus_name,
+                    "Resources": resources,
+                }
+            ]
+        )
+        if resp.get("FailedEntryCount"):
+            raise RuntimeError(f"EventBridge rejected the batch event: {resp.get('Entries')}")

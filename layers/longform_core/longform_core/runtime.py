@@ -12,7 +12,7 @@ from botocore.config import Config
 from .config import Settings
 from .executions import StepFunctionsExecutions
 from .job_store import JobStore
-from .notify import CompletionPublisher
+from .notify import BatchFinishedPublisher, CompletionPublisher
 from .services import Services
 
 if TYPE_CHECKING:
@@ -93,20 +93,29 @@ def build_services(settings: Settings | None = None) -> Services:
     # us-east-1 is still SigV2, which S3 refuses for objects encrypted with KMS (the jobs bucket's)
     s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
     publisher = None
+    batch_publisher = None
     if settings.event_bus_name:
-        publisher = CompletionPublisher(
-            boto3.client("events"), bus_name=settings.event_bus_name, bucket=settings.jobs_bucket
-        )
+        events = boto3.client("events")
+        publisher = CompletionPublisher(events, bus_name=settings.event_bus_name, bucket=settings.jobs_bucket)
+        batch_publisher = BatchFinishedPublisher(events, bus_name=settings.event_bus_name)
+    workflows = settings.state_machine_arn or settings.batch_state_machine_arn
+    sfn = boto3.client("stepfunctions") if workflows else None
     return Services(
         settings=settings,
         store=JobStore(s3, settings.jobs_bucket),
         provider=LazyProvider(settings),
         publisher=publisher,
         executions=(
-            StepFunctionsExecutions(boto3.client("stepfunctions"), settings.state_machine_arn)
-            if settings.state_machine_arn
+            StepFunctionsExecutions(sfn, settings.state_machine_arn)
+            if sfn is not None and settings.state_machine_arn
             else None
         ),
+        batch_executions=(
+            StepFunctionsExecutions(sfn, settings.batch_state_machine_arn)
+            if sfn is not None and settings.batch_state_machine_arn
+            else None
+        ),
+        batch_publisher=batch_publisher,
     )
 
 

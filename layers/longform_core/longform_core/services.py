@@ -48,6 +48,12 @@ class Publisher(Protocol):
     def publish(self, result: JobResult) -> None: ...
 
 
+class BatchEventPublisher(Protocol):
+    """The batch's completion event (``notify.BatchFinishedPublisher``)."""
+
+    def publish_batch(self, detail: dict[str, Any], *, resources: list[str]) -> None: ...
+
+
 class Executions(Protocol):
     """The workflow's executions (``StepFunctionsExecutions``)."""
 
@@ -74,6 +80,16 @@ class Services:
     clock: Callable[[], float] = time.monotonic
     publisher: Publisher | None = None  # the completion event (finalize)
     executions: Executions | None = None  # the state machine (submit, cancel)
+    batch_executions: Executions | None = None  # the batch workflow (batch.py)
+    batch_publisher: BatchEventPublisher | None = None  # "Batch Finished"
+
+    def require_batch_executions(self) -> Executions:
+        """The batch workflow, or a one-line error naming the missing setting."""
+        if self.batch_executions is None:
+            raise RuntimeError(
+                "BATCH_STATE_MACHINE_ARN is not set: this function cannot start or stop batches"
+            )
+        return self.batch_executions
 
     def require_executions(self) -> Executions:
         """The state machine, or a one-line error naming the missing setting."""

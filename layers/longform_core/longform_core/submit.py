@@ -54,6 +54,49 @@ def apply_deployment_limits(request: GenerationRequest, settings: Settings) -> G
     return request
 
 
+def prepare_job(
+    request: GenerationRequest,
+    job_id: str,
+    services: Services,
+    *,
+    source: JobSource | None = None,
+    owner: str | None = None,
+    batch_id: str | None = None,
+) -> tuple[Manifest | None, bool]:
+    """Write the job's ``request.json`` (only if new) and its initial manifest; start nothing.
+
+    Returns the manifest that already existed (None for a new job) and whether this call wrote the
+    request. The same id with a different request is an ``IdempotencyConflict``. The batch split
+    (``batch.py``) prepares every line this way; the line's execution is then started by the batch
+    workflow's Distributed Map, under the same deterministic name.
+    """
+    store, settings = services.store, services.settings
+    model = request.model or settings.default_model
+    executions = services.executions
+    execution_arn = executions.arn_for(job_id) if executions is not None else None
+    created = store.put_request(job_id, request, only_if_new=True)
+    if not created:
+        existing = store.get_request(job_id)
+        if existing.fingerprint() != request.fingerprint():
+            raise IdempotencyConflict(
+                f"idempotency key already used for job {job_id} with a different request"
+            )
+    existing_manifest = store.find_manifest(job_id)
+    if existing_manifest is None:
+        manifest = Manifest(
+            job_id=job_id,
+            model=model,
+            execution_arn=execution_arn,
+            source=source,
+            owner=owner,
+            batch_id=batch_id,
+            reasoning_phase="answer" if request.answer_start() else "start",
+        )
+        with contextlib.suppress(JobStateInvalid):  # a concurrent duplicate wrote it first
+            store.put_manifest(manifest, only_if_new=True)
+    return existing_manifest, created
+
+
 def submit_job(
     raw: Any,
     services: Services,
@@ -63,7 +106,7 @@ def submit_job(
     owner: str | None = None,
 ) -> SubmittedJob:
     """``owner``: who the job belongs to (``Manifest.owner``); it namespaces ``idempotency_key``."""
-    store, settings = services.store, services.settings
+    settings = services.settings
     executions = services.require_executions()
     request = raw if isinstance(raw, GenerationRequest) else parse_request(raw)
     request = apply_deployment_limits(request, settings)
@@ -71,14 +114,7 @@ def submit_job(
     model = request.model or settings.default_model
     execution_arn = executions.arn_for(job_id)
 
-    created = store.put_request(job_id, request, only_if_new=True)
-    if not created:
-        existing = store.get_request(job_id)
-        if existing.fingerprint() != request.fingerprint():
-            raise IdempotencyConflict(
-                f"idempotency key already used for job {job_id} with a different request"
-            )
-    existing_manifest = store.find_manifest(job_id)
+    existing_manifest, created = prepare_job(request, job_id, services, source=source, owner=owner)
     if existing_manifest is not None and existing_manifest.terminal:
         # a late duplicate of a finished job (an Idempotency-Key replayed, an S3 event delivered
         # again): Step Functions reuses an execution name 90 days after the execution closed, and
@@ -89,17 +125,6 @@ def submit_job(
             created=False,
             model=existing_manifest.model,
         )
-    if existing_manifest is None:
-        manifest = Manifest(
-            job_id=job_id,
-            model=model,
-            execution_arn=execution_arn,
-            source=source,
-            owner=owner,
-            reasoning_phase="answer" if request.answer_start() else "start",
-        )
-        with contextlib.suppress(JobStateInvalid):  # a concurrent duplicate wrote it first
-            store.put_manifest(manifest, only_if_new=True)
 
     execution_arn, started = executions.start(job_id, json.dumps({"job_id": job_id}))
     # `created` stays "this call wrote the request": a duplicate StartExecution of a running

@@ -5,7 +5,10 @@ It serves ``POST {base_url}/chat/completions`` (the request planned by
 ``GET {base_url}/models``, and holds the settings, the fault queue, the request log and
 the prefix cache. It is controlled in process (``configure``, ``inject``, ``reset``,
 ``requests``) or over HTTP (``/_emulator/config``, ``/_emulator/faults``,
-``/_emulator/reset``, ``/_emulator/requests``, ``/_emulator/health``).
+``/_emulator/reset``, ``/_emulator/requests``, ``/_emulator/health``,
+``/_emulator/concurrency``). It counts the chat requests in flight (``concurrency``: the current
+number and the largest seen since the last ``reset``), so a test can assert that a batch never had
+more requests at the provider at once than its cap allowed.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class EmulatorServer:
         self._faults: deque[Fault] = deque()
         self._log: list[dict[str, Any]] = []
         self._prefix_cache = PrefixCache()
+        self._in_flight = 0
+        self._max_in_flight = 0
         self._connections: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -166,6 +171,18 @@ class EmulatorServer:
             self._faults.clear()
             self._log.clear()
             self._prefix_cache.clear()
+            self._max_in_flight = self._in_flight
+
+    @property
+    def concurrency(self) -> dict[str, int]:
+        """Chat requests in flight now (``current``) and the most at once since the last reset (``max``)."""
+        with self._lock:
+            return {"current": self._in_flight, "max": self._max_in_flight}
+
+    def reset_concurrency(self) -> None:
+        """Start counting the largest concurrency afresh (the requests in flight stay counted)."""
+        with self._lock:
+            self._max_in_flight = self._in_flight
 
     @property
     def requests(self) -> list[dict[str, Any]]:
@@ -181,6 +198,15 @@ class EmulatorServer:
             thread.join(timeout=0.5)
 
     # internals used by the handler ------------------------------------------
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     def _pop_fault(self) -> Fault | None:
         with self._lock:
@@ -278,8 +304,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "settings": settings.to_dict(),
                     "pending_faults": len(emu.pending_faults),
                     "requests": len(emu.requests),
+                    "concurrency": emu.concurrency,
                 },
             )
+        elif path == "/_emulator/concurrency":
+            self.send_json(200, emu.concurrency)
         elif path == "/_emulator/requests":
             self.send_json(200, {"requests": emu.requests})
         elif path == "/_emulator/config":
@@ -329,6 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
         settings = self.emulator.settings
         self._entry = log_entry(self._path())
         self._recorded = False
+        self.emulator._enter()
         try:
             reply = self._plan(raw, settings)
             if isinstance(reply, ErrorReply):
@@ -339,6 +369,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 send_json_reply(reply, self)
         finally:
+            self.emulator._leave()
             if not self._recorded:  # the client went away before the reply was sent
                 self._entry["disconnected"] = True
                 self.record(self._entry["status"] or 499)

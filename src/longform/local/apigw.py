@@ -18,6 +18,8 @@ RESOURCES = (
     (re.compile(r"^/generations/(?P<job_id>[^/]+)/output$"), "/generations/{job_id}/output"),
     (re.compile(r"^/generations/(?P<job_id>[^/]+)$"), "/generations/{job_id}"),
     (re.compile(r"^/generations$"), "/generations"),
+    (re.compile(r"^/batches/(?P<batch_id>[^/]+)$"), "/batches/{batch_id}"),
+    (re.compile(r"^/batches$"), "/batches"),
 )
 TEST_IDENTITY = {
     "sourceIp": "203.0.113.10",

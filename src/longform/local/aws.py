@@ -5,12 +5,22 @@
 - moto's EventBridge rules deliver to SQS, logs and buses only: their Lambda targets go to
   ``on_async_invoke`` instead (Lambda's asynchronous invocation).
 - Step Functions ``Retry`` intervals really sleep in moto's retrier: they can be scaled down.
+- moto 5.2.5's port of LocalStack's interpreter leaves out the casing step of the optimised
+  ``states:startExecution`` integration (``StateTaskService._normalise_parameters`` and
+  ``_normalise_response`` are no-ops): the ASL's ``StateMachineArn``/``Name``/``Input``, as AWS
+  documents them, reach botocore's serializer as they are (a ``KeyError``, ``States.Runtime``), and
+  the ``.sync:2`` result would keep boto's ``status``/``output`` where AWS answers
+  ``Status``/``Output``. ``restore_sfn_integration_casing`` puts the step back for that integration,
+  as LocalStack does it: through the service model, with moto's own ``_to_boto_request`` and
+  ``_from_boto_response``. Everything else (the child execution, the polling, the failure of a
+  failed child as ``States.TaskFailed``) is moto's interpreter as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
 import os
@@ -91,8 +101,58 @@ def start_moto(
             on_async_invoke(target["Arn"], json.loads(json.dumps(event, default=str)))
 
     stack.enter_context(mock.patch.object(Rule, "send_to_targets", send_to_targets))
+    restore_sfn_integration_casing(stack)
     if retry_sleep_scale != 1.0:
         stack.enter_context(mock.patch.object(retrier_decl, "time", _ScaledTime(retry_sleep_scale)))
+
+
+@functools.lru_cache(maxsize=32)
+def _operation_model(service: str, action: str) -> Any:
+    """botocore's model of ``service``'s operation ``action`` (snake case, e.g. ``start_execution``),
+    loaded once (reading the service model from disk is slow)."""
+    import botocore.session
+    from botocore import xform_name
+
+    model = botocore.session.get_session().get_service_model(service)
+    names = {xform_name(name): name for name in model.operation_names}
+    return model.operation_model(names[action])
+
+
+def restore_sfn_integration_casing(stack: contextlib.ExitStack) -> None:
+    """The request and response casing of the ``states:*`` service integration (see the module doc)."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+        StateTaskService,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+        StateTaskServiceSfn,
+    )
+
+    original_parameters = StateTaskService._normalise_parameters
+    original_response = StateTaskService._normalise_response
+
+    def normalise_parameters(
+        task: Any, parameters: dict[str, Any], boto_service_name: str | None = None,
+        service_action_name: str | None = None,
+    ) -> None:  # fmt: skip
+        if not isinstance(task, StateTaskServiceSfn):
+            return original_parameters(task, parameters, boto_service_name, service_action_name)
+        service = task._get_boto_service_name(boto_service_name=boto_service_name)
+        action = task._get_boto_service_action(service_action_name=service_action_name)
+        task._to_boto_request(parameters, _operation_model(service, action).input_shape)
+        return None
+
+    def normalise_response(
+        task: Any, response: Any, boto_service_name: str | None = None, service_action_name: str | None = None
+    ) -> None:
+        if not isinstance(task, StateTaskServiceSfn):
+            return original_response(task, response, boto_service_name, service_action_name)
+        service = task._get_boto_service_name(boto_service_name=boto_service_name)
+        action = task._get_boto_service_action(service_action_name=service_action_name)
+        task._from_boto_response(response, _operation_model(service, action).output_shape)
+        return None
+
+    stack.enter_context(mock.patch.object(StateTaskService, "_normalise_parameters", normalise_parameters))
+    stack.enter_context(mock.patch.object(StateTaskService, "_normalise_response", normalise_response))
 
 
 @contextlib.contextmanager

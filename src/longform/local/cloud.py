@@ -26,6 +26,7 @@ from unittest import mock
 import boto3
 
 from .aws import REGION, start_moto
+from .batch import create_batch_state_machine, wait_batches
 from .lambda_runtime import Delivery, FaultHook, Invocation, LambdaRuntime
 from .state import StateDir, load_bucket, mirrored_bucket
 from .template import event_rules, function_environment, function_specs, load_template, state_machine_wiring
@@ -107,6 +108,7 @@ class LocalCloud:
         self.lambdas: LambdaRuntime | None = None
         self._stack = contextlib.ExitStack()
         self.state_machine_arn = ""
+        self.batch_state_machine_arn = ""
         self.secret_arn: str | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -155,9 +157,10 @@ class LocalCloud:
         role_arn = self._create_role()
         function_arns = self._create_functions(role_arn)
         self.state_machine_arn = self._create_state_machine(role_arn, function_arns)
+        self.batch_state_machine_arn = create_batch_state_machine(self, role_arn, function_arns)
         env = function_environment(
             self.template,
-            refs={"JobsBucket": BUCKET, "GenerationStateMachine": self.state_machine_arn},
+            refs=self._refs(),
             parameters={**self.config.parameters(), "ProviderApiKeySecretArn": self.secret_arn or ""},
         )
         env.update(LOCAL_ENV, POWERTOOLS_LOG_LEVEL=self.config.log_level, **self.config.extra_env)
@@ -219,13 +222,20 @@ class LocalCloud:
             )
         events = boto3.client("events", region_name=REGION)
         for rule in event_rules(self.template):
-            refs = {"JobsBucket": BUCKET, "GenerationStateMachine": self.state_machine_arn}
-            pattern = _resolve_refs(rule.event_pattern, refs)
+            pattern = _resolve_refs(rule.event_pattern, self._refs())
             events.put_rule(Name=rule.logical_id, EventPattern=json.dumps(pattern), State="ENABLED")
             events.put_targets(
                 Rule=rule.logical_id,
                 Targets=[{"Id": name, "Arn": function_arns[name]} for name in rule.functions],
             )
+
+    def _refs(self) -> dict[str, str]:
+        """What ``!Ref`` of the template's resources resolves to locally."""
+        return {
+            "JobsBucket": BUCKET,
+            "GenerationStateMachine": self.state_machine_arn,
+            "BatchStateMachine": self.batch_state_machine_arn,
+        }
 
     # ---- the functions ------------------------------------------------------------------------
 
@@ -373,6 +383,8 @@ class LocalCloud:
         """Executions run in background threads: let them finish before the mock goes away."""
         with contextlib.suppress(Exception):
             self.wait_async()
+        with contextlib.suppress(Exception):
+            wait_batches(self)
         try:
             executions = self.sfn.list_executions(
                 stateMachineArn=self.state_machine_arn, statusFilter="RUNNING"

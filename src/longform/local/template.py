@@ -87,20 +87,22 @@ def function_specs(template: dict[str, Any]) -> dict[str, FunctionSpec]:
     return specs
 
 
-def state_machine_wiring(template: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    """(DefinitionUri, {substitution key: function logical id}) of the one state machine."""
-    for res in (template.get("Resources") or {}).values():
-        if res.get("Type") != "AWS::Serverless::StateMachine":
-            continue
-        props = res["Properties"]
-        wiring: dict[str, str] = {}
-        for key, value in (props.get("DefinitionSubstitutions") or {}).items():
-            if isinstance(value, dict) and "Fn::GetAtt" in value:
-                wiring[key] = value["Fn::GetAtt"][0]
-            elif isinstance(value, dict) and "Ref" in value:
-                wiring[key] = value["Ref"]
-        return str(props["DefinitionUri"]), wiring
-    raise ValueError("template.yaml has no AWS::Serverless::StateMachine")
+def state_machine_wiring(
+    template: dict[str, Any], logical_id: str = "GenerationStateMachine"
+) -> tuple[str, dict[str, str]]:
+    """(DefinitionUri, {substitution key: logical id of the function or state machine}) of one state
+    machine of the template (the generation workflow unless ``logical_id`` names another)."""
+    res = (template.get("Resources") or {}).get(logical_id)
+    if not res or res.get("Type") != "AWS::Serverless::StateMachine":
+        raise ValueError(f"template.yaml has no AWS::Serverless::StateMachine {logical_id}")
+    props = res["Properties"]
+    wiring: dict[str, str] = {}
+    for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+        if isinstance(value, dict) and "Fn::GetAtt" in value:
+            wiring[key] = value["Fn::GetAtt"][0]
+        elif isinstance(value, dict) and "Ref" in value:
+            wiring[key] = value["Ref"]
+    return str(props["DefinitionUri"]), wiring
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
+from ..batch import BatchNotFound
+from ..batch_request import BatchInvalid
 from ..errors import (
     IdempotencyConflict,
     JobNotFound,
@@ -38,6 +40,8 @@ ROUTE_METHODS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
     (re.compile(r"^/generations/?$"), frozenset({"GET", "POST"})),
     (re.compile(r"^/generations/[^/]+/?$"), frozenset({"GET", "DELETE"})),
     (re.compile(r"^/generations/[^/]+/output/?$"), frozenset({"GET"})),
+    (re.compile(r"^/batches/?$"), frozenset({"GET", "POST"})),
+    (re.compile(r"^/batches/[^/]+/?$"), frozenset({"GET", "DELETE"})),
 )
 
 
@@ -59,6 +63,15 @@ class JobAlreadyFinished(LongformError):
         self.job_id = job_id
         self.status = status
         super().__init__(f"job {job_id} already ended with status {status}; nothing to cancel")
+
+
+class BatchAlreadyFinished(LongformError):
+    """DELETE of a batch that already ended otherwise than cancelled: nothing to cancel."""
+
+    def __init__(self, batch_id: str, status: str):
+        self.batch_id = batch_id
+        self.status = status
+        super().__init__(f"batch {batch_id} already ended with status {status}; nothing to cancel")
 
 
 class MethodNotAllowed(LongformError):
@@ -124,7 +137,24 @@ def _job_not_found(exc: JobNotFound, event: APIGatewayProxyEvent) -> ErrorBody:
 
 
 def _route_not_found(exc: RouteNotFound, _: APIGatewayProxyEvent) -> ErrorBody:
-    return _body("NotFound", str(exc), ("path", "unknown path; the API serves /generations"))
+    return _body("NotFound", str(exc), ("path", "unknown path; the API serves /generations and /batches"))
+
+
+def _batch_invalid(exc: BatchInvalid, _: APIGatewayProxyEvent) -> ErrorBody:
+    body = _invalid(exc.problems)
+    body.error = "BatchInvalid"
+    return body
+
+
+def _batch_not_found(exc: BatchNotFound, event: APIGatewayProxyEvent) -> ErrorBody:
+    batch_id = (event.path_parameters or {}).get("batch_id")
+    return _body("BatchNotFound", str(exc), ("batch_id", "no such batch"), batch_id=batch_id)
+
+
+def _batch_already_finished(exc: BatchAlreadyFinished, _: APIGatewayProxyEvent) -> ErrorBody:
+    return _body(
+        "BatchAlreadyFinished", str(exc), ("batch_id", f"already {exc.status}"), batch_id=exc.batch_id
+    )
 
 
 def _method_not_allowed(exc: MethodNotAllowed, _: APIGatewayProxyEvent) -> ErrorBody:
@@ -173,6 +203,9 @@ ERRORS: dict[type[Exception], ErrorRule[Any]] = {
     JobStateInvalid: ErrorRule(HTTPStatus.CONFLICT, _job_state_invalid),
     JobAlreadyFinished: ErrorRule(HTTPStatus.CONFLICT, _job_already_finished),
     PayloadTooLarge: ErrorRule(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _payload_too_large),
+    BatchInvalid: ErrorRule(HTTPStatus.BAD_REQUEST, _batch_invalid),
+    BatchNotFound: ErrorRule(HTTPStatus.NOT_FOUND, _batch_not_found),
+    BatchAlreadyFinished: ErrorRule(HTTPStatus.CONFLICT, _batch_already_finished),
     Exception: ErrorRule(HTTPStatus.INTERNAL_SERVER_ERROR, _internal_error),
 }
 

@@ -9,12 +9,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from .. import __version__
 from ..request import GenerationRequest
 from ..services import MetricsSink, Services
+from .batch_routes import BatchReference, batch_router
 from .errors import error_response
 from .routes import router
 from .schemas import JSON
 
 app = APIGatewayRestResolver(enable_validation=True)
 app.include_router(router)
+app.include_router(batch_router)
 
 
 def _on_error(exc: Exception) -> Response[str]:
@@ -67,6 +69,21 @@ def openapi_document() -> dict[str, Any]:
     doc["paths"]["/generations"]["post"]["requestBody"] = {
         "required": True,
         "content": {JSON: {"schema": {"$ref": "#/components/schemas/GenerationRequest"}}},
+    }
+    # POST /batches reads its body raw too: the JSONL itself, or a reference to a file in the bucket
+    schemas["BatchReference"] = BatchReference.model_json_schema()
+    doc["paths"]["/batches"]["post"]["requestBody"] = {
+        "required": True,
+        "content": {
+            "application/jsonl": {
+                "schema": {
+                    "type": "string",
+                    "description": "one request per line: the OpenAI Batch input shape, or "
+                    '{"custom_id", "prompt"}; the body of a line is a GenerationRequest',
+                }
+            },
+            JSON: {"schema": {"$ref": "#/components/schemas/BatchReference"}},
+        },
     }
     # validation errors are answered 400 (ErrorBody), never Powertools' default 422
     for operations in doc["paths"].values():

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..batch_models import BatchStatus
 from ..models import JobStatus
 from ..output import DraftSlice
 from ..status import JobView
@@ -30,7 +31,10 @@ class ErrorBody(BaseModel):
     message: str
     problems: list[ProblemModel] = Field(default_factory=list)
     job_id: str | None = None
-    status: JobStatus | None = Field(default=None, description="the job's status, when the error is about it")
+    batch_id: str | None = None
+    status: JobStatus | BatchStatus | None = Field(
+        default=None, description="the job's (or batch's) status, when the error is about it"
+    )
 
 
 class Links(BaseModel):

@@ -1,0 +1,284 @@
+"""The batch store: every S3 key of a batch (a sibling of ``job_store.py``, same bucket).
+
+Layout::
+
+    batches/{name}.jsonl               the drop folder: an upload here submits a batch
+    batch-inputs/{any}.jsonl           a file POST /batches may name by its S3 URI (not watched)
+    batch-runs/{id}/batch.json         the batch manifest (status, lines, options; If-Match commits)
+    batch-runs/{id}/input.jsonl        the input exactly as validated (written once)
+    batch-runs/{id}/items.json         the Distributed Map's item list: a JSON array of
+                                       {"job_id", "custom_id", "line"} (ItemReader, InputType JSON)
+    batch-runs/{id}/map/               the Distributed Map's ResultWriter prefix
+    batch-runs/{id}/output.jsonl       the output, OpenAI Batch output shape, in input order
+    batch-runs/{id}/summary.json       the summary (written last: its presence says the output is in place)
+    results/{name}.jsonl               the drop folder's output (a copy of output.jsonl)
+    results/{name}.batch.json          the drop folder's summary
+    results/{name}.error.json          a drop-folder batch that started nothing: every bad line
+
+The batch's own files live under ``batch-runs/``, not ``batches/{id}/``: the drop folder watches
+``batches/``, and an ``output.jsonl`` written there would be taken for a new batch of its own
+output. Each line is a normal job under ``jobs/{id}/`` (``job_store.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+from pydantic import TypeAdapter
+
+from .batch_models import BatchItem, BatchManifest, BatchSummary
+from .errors import JobStateInvalid
+from .job_store import RESULTS_PREFIX
+from .models import utcnow
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+else:
+    S3Client = Any
+    CompletedPartTypeDef = dict
+
+BATCH_UPLOADS_PREFIX = "batches/"
+BATCH_INPUTS_PREFIX = "batch-inputs/"
+BATCH_RUNS_PREFIX = "batch-runs/"
+BATCH_UPLOAD_SUFFIX = ".jsonl"
+PART_BYTES = 8 * 1024 * 1024  # multipart parts of the output (S3's minimum is 5 MiB)
+
+_ITEMS = TypeAdapter(list[BatchItem])
+
+
+class BatchKeys:
+    def __init__(self, batch_id: str):
+        self.batch_id = batch_id
+        self.prefix = f"{BATCH_RUNS_PREFIX}{batch_id}/"
+        self.manifest = self.prefix + "batch.json"
+        self.input = self.prefix + "input.jsonl"
+        self.items = self.prefix + "items.json"
+        self.map_results = self.prefix + "map"
+        self.output = self.prefix + "output.jsonl"
+        self.summary = self.prefix + "summary.json"
+
+
+class BatchResultKeys:
+    """The drop folder's answer to ``batches/{name}.jsonl``."""
+
+    def __init__(self, name: str):
+        self.output = f"{RESULTS_PREFIX}{name}.jsonl"
+        self.summary = f"{RESULTS_PREFIX}{name}.batch.json"
+        self.error = f"{RESULTS_PREFIX}{name}.error.json"
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")
+
+
+def _precondition_failed(exc: ClientError) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("PreconditionFailed", "ConditionalRequestConflict", "412") or status in (409, 412)
+
+
+class BatchConflict(JobStateInvalid):
+    """``batch.json`` changed under this call (a cancel and the end of the batch racing)."""
+
+
+class BatchStore:
+    def __init__(self, s3: S3Client, bucket: str):
+        self.s3 = s3
+        self.bucket = bucket
+
+    # ---- low level --------------------------------------------------------------------------
+
+    def _get(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+        return obj["Body"].read(), obj["ETag"]
+
+    def _put(self, key: str, body: bytes, content_type: str, **kwargs: Any) -> str:
+        resp = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **kwargs)
+        return resp["ETag"]
+
+    def _put_if_new(self, key: str, body: bytes, content_type: str) -> bool:
+        try:
+            self._put(key, body, content_type, IfNoneMatch="*")
+        except ClientError as exc:
+            if _precondition_failed(exc):
+                return False
+            raise
+        return True
+
+    # ---- the manifest -----------------------------------------------------------------------
+
+    def find_batch(self, batch_id: str) -> tuple[BatchManifest, str] | None:
+        got = self._get(BatchKeys(batch_id).manifest)
+        return None if got is None else (BatchManifest.model_validate_json(got[0]), got[1])
+
+    def put_batch(
+        self, manifest: BatchManifest, *, if_match: str | None = None, only_if_new: bool = False
+    ) -> str:
+        manifest.updated_at = utcnow()
+        kwargs: dict[str, Any] = {}
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        if only_if_new:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            return self._put(
+                BatchKeys(manifest.batch_id).manifest,
+                manifest.model_dump_json(indent=1).encode(),
+                "application/json",
+                **kwargs,
+            )
+        except ClientError as exc:
+            if _precondition_failed(exc):
+                raise BatchConflict(f"batch {manifest.batch_id}: batch.json changed under us") from exc
+            raise
+
+    # ---- input and items --------------------------------------------------------------------
+
+    def put_input(self, batch_id: str, data: bytes) -> bool:
+        return self._put_if_new(BatchKeys(batch_id).input, data, "application/jsonl")
+
+    def get_input(self, batch_id: str) -> bytes:
+        got = self._get(BatchKeys(batch_id).input)
+        if got is None:
+            raise JobStateInvalid(f"batch {batch_id} has no input.jsonl")
+        return got[0]
+
+    def put_items(self, batch_id: str, items: list[BatchItem]) -> None:
+        body = _ITEMS.dump_json(items)
+        self._put(BatchKeys(batch_id).items, body, "application/json")
+
+    def get_items(self, batch_id: str) -> list[BatchItem]:
+        got = self._get(BatchKeys(batch_id).items)
+        if got is None:
+            raise JobStateInvalid(f"batch {batch_id} has no items.json")
+        return _ITEMS.validate_json(got[0])
+
+    # ---- outputs ----------------------------------------------------------------------------
+
+    def output_writer(self, batch_id: str) -> OutputWriter:
+        return OutputWriter(self.s3, self.bucket, BatchKeys(batch_id).output)
+
+    def put_summary(self, summary: BatchSummary) -> None:
+        self._put(
+            BatchKeys(summary.batch_id).summary,
+            summary.model_dump_json(indent=1).encode(),
+            "application/json",
+        )
+
+    def get_summary(self, batch_id: str) -> BatchSummary | None:
+        got = self._get(BatchKeys(batch_id).summary)
+        return None if got is None else BatchSummary.model_validate_json(got[0])
+
+    def get_output(self, batch_id: str) -> bytes | None:
+        got = self._get(BatchKeys(batch_id).output)
+        return None if got is None else got[0]
+
+    def write_source_results(self, batch_id: str, name: str, summary: BatchSummary) -> None:
+        """The drop folder's answer: ``results/{name}.jsonl`` (a server-side copy) and ``.batch.json``."""
+        keys = BatchResultKeys(name)
+        self.s3.copy_object(
+            Bucket=self.bucket,
+            Key=keys.output,
+            CopySource={"Bucket": self.bucket, "Key": BatchKeys(batch_id).output},
+            ContentType="application/jsonl",
+            MetadataDirective="REPLACE",
+        )
+        self._put(keys.summary, summary.model_dump_json(indent=1).encode(), "application/json")
+
+    def write_source_error(self, name: str, body: dict[str, Any]) -> str:
+        key = BatchResultKeys(name).error
+        self._put(key, json.dumps(body, indent=1).encode(), "application/json")
+        return key
+
+    def delete_source_error(self, name: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=BatchResultKeys(name).error)
+
+    def presigned_output_url(self, batch_id: str, *, expires_in: int) -> str:
+        return self.s3.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": BatchKeys(batch_id).output,
+                "ResponseContentType": "application/jsonl",
+            },
+            ExpiresIn=expires_in,
+        )
+
+    def read_upload(self, key: str, cap: int) -> tuple[bytes | None, int, str | None] | None:
+        """An uploaded batch read up to ``cap`` bytes: (data, None when larger; size; etag); None: gone."""
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+        body = obj["Body"]
+        try:
+            size = int(obj.get("ContentLength", 0))
+            data = body.read(cap + 1) if size <= cap else None
+        finally:
+            body.close()
+        if data is not None and len(data) > cap:
+            size, data = len(data), None
+        etag = obj.get("ETag")
+        return data, size, str(etag).strip('"') if etag else None
+
+
+class OutputWriter:
+    """``output.jsonl`` written in order, in bounded memory: one PUT when small, else a multipart upload."""
+
+    def __init__(self, s3: S3Client, bucket: str, key: str):
+        self.s3 = s3
+        self.bucket = bucket
+        self.key = key
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[CompletedPartTypeDef] = []
+        self.bytes_written = 0
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        self.bytes_written += len(data)
+        if len(self._buffer) >= PART_BYTES:
+            self._flush_part()
+
+    def _flush_part(self) -> None:
+        if self._upload_id is None:
+            created = self.s3.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType="application/jsonl"
+            )
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        resp = self.s3.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=bytes(self._buffer),
+        )
+        self._parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+        self._buffer.clear()
+
+    def close(self) -> None:
+        if self._upload_id is None:
+            self.s3.put_object(
+                Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer), ContentType="application/jsonl"
+            )
+            return
+        if self._buffer:
+            self._flush_part()
+        self.s3.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+        )
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)

@@ -1,0 +1,115 @@
+"""``longform batch FILE.jsonl``: the output file, the --json summary, bad lines, and resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from longform.cli import main
+from longform.emulator.model import uncapped_answer
+from longform.local.batch_runner import PARTIAL_SUFFIX
+
+pytestmark = pytest.mark.integration
+
+MODEL = "longform/emulated-writer"
+
+
+def prompts(n: int) -> list[str]:
+    return [f"A 300-word note on lighthouse number {i}." for i in range(n)]
+
+
+def write_batch(path: Path, texts: list[str]) -> None:
+    lines = [
+        {
+            "custom_id": f"note-{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"messages": [{"role": "user", "content": text}]},
+        }
+        for i, text in enumerate(texts)
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+
+
+def contents(path: Path) -> list[str]:
+    return [
+        json.loads(line)["response"]["body"]["choices"][0]["message"]["content"]
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+
+
+def test_batch_json_contract_and_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
+    source = tmp_path / "notes.jsonl"
+    texts = prompts(3)
+    write_batch(source, texts)
+    out = tmp_path / "notes-out.jsonl"
+    args = ["batch", str(source), "--out", str(out), "--max-concurrency", "2", "--max-tokens-per-request"]
+    code = main([*args, "150", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["status"] == "completed"
+    assert summary["counts"] == {"succeeded": 3, "context_exhausted": 0, "failed": 0, "cancelled": 0}
+    assert summary["max_concurrency"] == 2
+    assert 1 <= summary["max_concurrency_seen"] <= 2
+    assert summary["chunks"] == 6  # 300 tokens at 150 a request
+    assert summary["output_path"] == str(out)
+    want = [uncapped_answer([{"role": "user", "content": t}], model=MODEL) for t in texts]
+    assert contents(out) == want
+    assert json.loads(Path(summary["summary_path"]).read_text())["lines"] == 3
+    assert not Path(str(out) + ".partial").exists()  # a finished run leaves no checkpoint
+    assert "3/3 lines" in captured.err  # the one progress bar
+
+
+def test_resume_runs_only_the_lines_not_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
+    source = tmp_path / "notes.jsonl"
+    texts = prompts(3)
+    write_batch(source, texts)
+    out = tmp_path / "notes.jsonl.out"
+    args = ["batch", str(source), "--out", str(out), "--max-concurrency", "2", "--json"]
+    assert main(args) == 0
+    first = out.read_text(encoding="utf-8").splitlines()
+    capsys.readouterr()
+    # as a run stopped after two lines leaves it: the checkpoint with those two, no output yet
+    checkpoint = Path(str(out) + PARTIAL_SUFFIX)
+    data = source.read_bytes()
+    header = {"longform_partial": 1, "input_sha256": hashlib.sha256(data).hexdigest(), "defaults": {}}
+    raw_lines = [line for line in data.split(b"\n") if line.strip()]
+    entries = [
+        {"key": hashlib.sha256(raw.strip()).hexdigest(), "output": json.loads(done)}
+        for raw, done in zip(raw_lines[:2], first[:2], strict=True)
+    ]
+    checkpoint.write_text("\n".join(json.dumps(x) for x in [header, *entries]) + "\n", encoding="utf-8")
+    out.unlink()
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["resumed_lines"] == 2
+    assert "2 line(s) already done, 1 to run" in captured.err
+    assert summary["counts"]["succeeded"] == 3
+    again = out.read_text(encoding="utf-8").splitlines()
+    assert again[:2] == first[:2]  # kept exactly as they were
+    assert contents(out) == [uncapped_answer([{"role": "user", "content": t}], model=MODEL) for t in texts]
+    assert json.loads(again[2])["longform"]["line"] == 3  # its own line number, not the rerun's
+    assert not checkpoint.exists()
+
+
+def test_a_bad_batch_exits_2_naming_every_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "bad.jsonl"
+    source.write_text('{"prompt": "fine"}\n{"prompt": ""}\nnot json\n', encoding="utf-8")
+    assert main(["batch", str(source), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert "line 2: prompt" in captured.err
+    assert "line 3: (line)" in captured.err
+    body = json.loads(captured.out.strip().splitlines()[-1])
+    assert body["status"] == "invalid"
+    assert [p["line"] for p in body["lines"]] == [2, 3]

@@ -567,11 +567,22 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 # ---- the parser ----------------------------------------------------------------------------------
 
 
+class DefaultsHelp(argparse.HelpFormatter):
+    """Every option's default in its help, unless the help already says it or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        no_default = action.default in (None, False, argparse.SUPPRESS)
+        if "default" in text or no_default or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with "did you mean" for a mistyped option and every default in the help."""
 
     def __init__(self, *args: Any, **kwargs: Any):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", DefaultsHelp)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:

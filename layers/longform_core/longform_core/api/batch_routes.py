@@ -8,8 +8,6 @@
     DELETE /batches/{batch_id}   cancel: stop the map and every running line, keep what each generated
 """
 
-import base64
-import binascii
 import json
 from http import HTTPStatus
 from typing import Annotated
@@ -24,16 +22,25 @@ from ..batch import BatchView, batch_store, cancel_batch, get_batch, list_batche
 from ..batch_models import BATCH_ID_PATTERN, BatchSource, BatchStatus
 from ..batch_store import BATCH_INPUTS_PREFIX
 from ..errors import Problem, RequestInvalid
-from ..runtime import get_services
 from ..services import Services
-from .errors import BatchAlreadyFinished, PayloadTooLarge
-from .routes import IDEMPOTENCY_KEY_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, _base_path, caller_owner
+from .errors import BatchAlreadyFinished
+from .routes import (
+    IDEMPOTENCY_KEY_MAX,
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    _base_path,
+    _metric,
+    _owner,
+    _request_body,
+    _services,
+)
 from .schemas import JSON, error_responses
 
 logger = Logger(child=True)
 batch_router = APIGatewayRouter()  # type: ignore[no-untyped-call]  # Powertools' __init__ has no annotations
 
 OUTPUT_URL_SECONDS = 3600
+BODY_REQUIRED = 'required: the batch as JSONL, or {"input_uri": "s3://..."}'
 MAX_CONCURRENCY_LIMIT = 10_000
 
 
@@ -75,44 +82,9 @@ BatchIdPath = Annotated[
 ]
 
 
-def _services() -> Services:
-    services: Services | None = batch_router.context.get("services")
-    return services if services is not None else get_services()
-
-
-def _owner() -> str:
-    context = batch_router.current_event.raw_event.get("requestContext") or {}
-    return caller_owner(context.get("identity"), _services().settings.owner_identity)
-
-
-def _metric(name: str) -> None:
-    metrics = batch_router.context.get("metrics")
-    if metrics is not None:
-        metrics.add_metric(name=name, unit="Count", value=1)
-
-
 def _links(batch_id: str) -> BatchLinks:
     base = f"{_base_path()}/batches/{batch_id}"
     return BatchLinks.model_validate({"self": base, "cancel": base})
-
-
-def _body(limit: int) -> bytes:
-    event = batch_router.current_event
-    raw = event.body or ""
-    if event.is_base64_encoded:
-        try:
-            body = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise RequestInvalid([Problem("(body)", "not valid base64")]) from exc
-    else:
-        body = raw.encode("utf-8")
-    if len(body) > limit:
-        raise PayloadTooLarge(len(body), limit)
-    if not body.strip():
-        raise RequestInvalid(
-            [Problem("(body)", 'required: the batch as JSONL, or {"input_uri": "s3://..."}')]
-        )
-    return body
 
 
 def _reference(body: bytes) -> BatchReference | None:
@@ -185,7 +157,7 @@ def create_batch(
     ] = None,
 ) -> Response[BatchAccepted]:
     services = _services()
-    body = _body(services.settings.api_max_body_bytes)
+    body = _request_body(services.settings.api_max_body_bytes, BODY_REQUIRED)
     ref = _reference(body)
     source = BatchSource(kind="api")
     if ref is not None:

@@ -39,7 +39,8 @@ router = APIGatewayRouter()  # type: ignore[no-untyped-call]  # Powertools' __in
 
 
 def _services() -> Services:
-    """The services ``handle`` was given, else the Lambda container's."""
+    """The services ``handle`` was given, else the Lambda container's (the resolver's context,
+    which every included router shares: the batch routes use these helpers too)."""
     services: Services | None = router.context.get("services")
     return services if services is not None else get_services()
 
@@ -96,8 +97,8 @@ def _links(job_id: str) -> Links:
     return Links(self_=base, output=f"{base}/output", cancel=base)
 
 
-def _request_body(limit: int) -> bytes:
-    """The raw body (base64 decoded), at most ``limit`` bytes and not blank."""
+def _request_body(limit: int, required: str = "required: a JSON request with messages or prompt") -> bytes:
+    """The raw body (base64 decoded), at most ``limit`` bytes and not blank (else ``required``)."""
     event = router.current_event
     raw = event.body or ""
     if event.is_base64_encoded:
@@ -110,7 +111,7 @@ def _request_body(limit: int) -> bytes:
     if len(body) > limit:
         raise PayloadTooLarge(len(body), limit)
     if not body.strip():
-        raise RequestInvalid([Problem("(body)", "required: a JSON request with messages or prompt")])
+        raise RequestInvalid([Problem("(body)", required)])
     return body
 
 

@@ -30,7 +30,7 @@ from pydantic import TypeAdapter
 
 from .batch_models import BatchItem, BatchManifest, BatchSummary
 from .errors import JobStateInvalid
-from .job_store import RESULTS_PREFIX
+from .job_store import RESULTS_PREFIX, JobStore, is_missing, is_precondition_failure
 from .models import utcnow
 
 if TYPE_CHECKING:
@@ -70,16 +70,6 @@ class BatchResultKeys:
         self.error = f"{RESULTS_PREFIX}{name}.error.json"
 
 
-def _missing(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")
-
-
-def _precondition_failed(exc: ClientError) -> bool:
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in ("PreconditionFailed", "ConditionalRequestConflict", "412") or status in (409, 412)
-
-
 class BatchConflict(JobStateInvalid):
     """``batch.json`` changed under this call (a cancel and the end of the batch racing)."""
 
@@ -95,7 +85,7 @@ class BatchStore:
         try:
             obj = self.s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if _missing(exc):
+            if is_missing(exc):
                 return None
             raise
         return obj["Body"].read(), obj["ETag"]
@@ -108,7 +98,7 @@ class BatchStore:
         try:
             self._put(key, body, content_type, IfNoneMatch="*")
         except ClientError as exc:
-            if _precondition_failed(exc):
+            if is_precondition_failure(exc):
                 return False
             raise
         return True
@@ -136,7 +126,7 @@ class BatchStore:
                 **kwargs,
             )
         except ClientError as exc:
-            if _precondition_failed(exc):
+            if is_precondition_failure(exc):
                 raise BatchConflict(f"batch {manifest.batch_id}: batch.json changed under us") from exc
             raise
 
@@ -214,22 +204,8 @@ class BatchStore:
 
     def read_upload(self, key: str, cap: int) -> tuple[bytes | None, int, str | None] | None:
         """An uploaded batch read up to ``cap`` bytes: (data, None when larger; size; etag); None: gone."""
-        try:
-            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _missing(exc):
-                return None
-            raise
-        body = obj["Body"]
-        try:
-            size = int(obj.get("ContentLength", 0))
-            data = body.read(cap + 1) if size <= cap else None
-        finally:
-            body.close()
-        if data is not None and len(data) > cap:
-            size, data = len(data), None
-        etag = obj.get("ETag")
-        return data, size, str(etag).strip('"') if etag else None
+        read = JobStore(self.s3, self.bucket).read_capped((key,), cap)
+        return None if read is None else (read.data, read.size, read.etag)
 
 
 class OutputWriter:

@@ -118,7 +118,7 @@ class JobStore:
         try:
             obj = self.s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if is_missing(exc):
                 return None
             raise
         return obj["Body"].read(), obj["ETag"]
@@ -151,7 +151,7 @@ class JobStore:
         try:
             self._put(JobKeys(job_id).request, body, "application/json", if_none_match=only_if_new)
         except ClientError as exc:
-            if only_if_new and _is_precondition_failure(exc):
+            if only_if_new and is_precondition_failure(exc):
                 return False
             raise
         return True
@@ -183,7 +183,7 @@ class JobStore:
                 JobKeys(manifest.job_id).manifest, manifest, if_match=if_match, if_none_match=only_if_new
             )
         except ClientError as exc:
-            if _is_precondition_failure(exc):
+            if is_precondition_failure(exc):
                 raise ManifestConflict(
                     f"job {manifest.job_id}: manifest changed under us (another invocation is running?)"
                 ) from exc
@@ -209,7 +209,7 @@ class JobStore:
                     self._put_json(key, chunk, if_match=replace)
                 return chunk
             except ClientError as exc:
-                if not _is_precondition_failure(exc):
+                if not is_precondition_failure(exc):
                     raise
             got = self._get(key)
             if got is None:
@@ -329,7 +329,7 @@ class JobStore:
             try:
                 obj = self.s3.get_object(Bucket=self.bucket, Key=key)
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                if is_missing(exc):
                     continue
                 raise
             body = obj["Body"]
@@ -357,7 +357,13 @@ class JobStore:
         return None if got is None else got[0].decode("utf-8")
 
 
-def _is_precondition_failure(exc: ClientError) -> bool:
+def is_missing(exc: ClientError) -> bool:
+    """A GET of a key that is not there (NoSuchKey; 404 for a HEAD)."""
+    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")
+
+
+def is_precondition_failure(exc: ClientError) -> bool:
+    """A conditional write (If-Match / If-None-Match) that lost."""
     code = str(exc.response.get("Error", {}).get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return code in ("PreconditionFailed", "ConditionalRequestConflict", "412") or status in (409, 412)

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -232,34 +233,46 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return _with_interrupts(args, options, lambda: resume(args.job_id, options))
 
 
-def _local_jobs(state_dir: Path) -> list[dict[str, Any]]:
-    """The jobs of a state directory, read from disk (no moto: works while another process runs)."""
+@dataclass(frozen=True)
+class LocalJob:
+    manifest: Any  # longform_core.models.Manifest
+    prompt: str  # the prompt (or last user message), whitespace folded
+
+
+def _local_job(state: Any, job_id: str) -> LocalJob | None:
+    """One job of a state directory, read from disk (no moto: works while another process runs);
+    None when it has no readable manifest."""
+    from longform_core.job_store import JobKeys
     from longform_core.models import Manifest
     from longform_core.request import GenerationRequest
 
+    keys = JobKeys(job_id)
+    raw = state.read_object(keys.manifest)
+    if raw is None:
+        return None
+    try:
+        manifest = Manifest.model_validate_json(raw)
+    except ValueError:
+        return None
+    prompt = ""
+    request_raw = state.read_object(keys.request)
+    if request_raw:
+        try:
+            request = GenerationRequest.model_validate_json(request_raw)
+            users = [m for m in request.messages or [] if m.role == "user"]
+            prompt = request.prompt or (str(users[-1].content) if users else "")
+        except ValueError:
+            prompt = ""
+    return LocalJob(manifest, " ".join(prompt.split()))
+
+
+def _local_jobs(state_dir: Path) -> list[LocalJob]:
+    """The jobs of a state directory, most recently updated first."""
     from longform.local.state import StateDir
 
     state = StateDir(state_dir)
-    jobs = []
-    for job_id in state.job_ids():
-        raw = state.read_object(f"jobs/{job_id}/manifest.json")
-        if raw is None:
-            continue
-        try:
-            manifest = Manifest.model_validate_json(raw)
-        except ValueError:
-            continue
-        prompt = ""
-        request_raw = state.read_object(f"jobs/{job_id}/request.json")
-        if request_raw:
-            try:
-                request = GenerationRequest.model_validate_json(request_raw)
-                users = [m for m in request.messages or [] if m.role == "user"]
-                prompt = request.prompt or (str(users[-1].content) if users else "")
-            except ValueError:
-                prompt = ""
-        jobs.append({"manifest": manifest, "prompt": " ".join(prompt.split())})
-    jobs.sort(key=lambda j: j["manifest"].updated_at, reverse=True)  # type: ignore[attr-defined]
+    jobs = [job for job_id in state.job_ids() if (job := _local_job(state, job_id)) is not None]
+    jobs.sort(key=lambda j: j.manifest.updated_at, reverse=True)
     return jobs
 
 
@@ -270,12 +283,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
             json.dumps(
                 [
                     {
-                        "job_id": j["manifest"].job_id,
-                        "status": j["manifest"].status,
-                        "chunks": j["manifest"].chunks,
-                        "output_tokens": j["manifest"].completion_tokens_total,
-                        "updated_at": j["manifest"].updated_at.isoformat(),
-                        "prompt": j["prompt"][:200],
+                        "job_id": j.manifest.job_id,
+                        "status": j.manifest.status,
+                        "chunks": j.manifest.chunks,
+                        "output_tokens": j.manifest.completion_tokens_total,
+                        "updated_at": j.manifest.updated_at.isoformat(),
+                        "prompt": j.prompt[:200],
                     }
                     for j in jobs
                 ]
@@ -292,32 +305,34 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for column in ("job", "status", "chunks", "tokens", "updated", "prompt"):
         table.add_column(column, justify="right" if column in ("chunks", "tokens") else "left", no_wrap=True)
     for j in jobs:
-        m = j["manifest"]
+        m = j.manifest
         table.add_row(
             m.job_id,
             m.status,
             str(m.chunks),
             f"{m.completion_tokens_total:,}",
             m.updated_at.strftime("%Y-%m-%d %H:%M"),
-            j["prompt"][:48] + ("…" if len(j["prompt"]) > 48 else ""),
+            j.prompt[:48] + ("…" if len(j.prompt) > 48 else ""),
         )
     Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
     return EXIT_OK
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from longform_core.job_store import JobKeys
     from longform_core.models import JobResult
     from longform_core.status import job_view
 
     from longform.local.state import StateDir
     from longform.local.terminal import print_table
 
-    match = [j for j in _local_jobs(_state_dir(args)) if j["manifest"].job_id == args.job_id]
-    if not match:
+    state = StateDir(_state_dir(args))
+    job = _local_job(state, args.job_id) if args.job_id in state.job_ids() else None
+    if job is None:
         return _fail(f"no job {args.job_id} in {args.state_dir} (longform list shows its jobs)", EXIT_USAGE)
-    manifest = match[0]["manifest"]
+    manifest, keys = job.manifest, JobKeys(args.job_id)
     view = job_view(manifest)
-    raw = StateDir(_state_dir(args)).read_object(f"jobs/{args.job_id}/result.json")
+    raw = state.read_object(keys.result)
     result = JobResult.model_validate_json(raw) if raw else None
     if args.json:
         print(
@@ -333,7 +348,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         ("job", view.job_id),
         ("status", view.status + ("" if manifest.terminal else f"  (resume: longform resume {view.job_id})")),
         ("model", view.model),
-        ("prompt", match[0]["prompt"][:120]),
+        ("prompt", job.prompt[:120]),
         ("chunks", str(view.progress.chunks)),
         ("output tokens", f"{view.progress.output_tokens:,}"),
         ("characters", f"{view.output_chars:,}"),
@@ -343,10 +358,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if view.error:
         rows.append(("error", view.error))
     if result is not None:
-        rows.append(("result", f"{args.state_dir}/bucket/jobs/{view.job_id}/result.json"))
+        rows.append(("result", str(state.object_path(keys.result))))
         if result.estimated_cost_usd is not None:
             rows.append(("estimated cost", f"${result.estimated_cost_usd:.6f}"))
-    rows.append(("output", f"{args.state_dir}/bucket/jobs/{view.job_id}/output.md"))
+    rows.append(("output", str(state.object_path(keys.output))))
     print_table(rows, sys.stdout)
     return EXIT_OK
 

@@ -144,6 +144,10 @@ class StateDir:
                 rel = path.relative_to(self.bucket_dir)
                 yield "/".join(unquote(p) for p in rel.parts), path
 
+    def object_path(self, key: str) -> Path:
+        """Where the object ``key`` is kept on disk."""
+        return _key_path(self.bucket_dir, key)
+
     def read_object(self, key: str) -> bytes | None:
         try:
             return _key_path(self.bucket_dir, key).read_bytes()

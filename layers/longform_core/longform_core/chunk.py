@@ -148,7 +148,7 @@ def generate_chunk(
     reply = _ask(services, job, budget, remaining_ms)
     committed = _commit(services, job, reply, metrics)
     if reply.drafts_written or draft is not None:
-        store.delete_draft(task.job_id, job.manifest.chunks - 1)  # superseded by the commit
+        store.delete_draft(task.job_id, committed.chunk_index)  # superseded by the commit
     return committed
 
 
@@ -273,13 +273,7 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
             steps.append(f"{rung.describe()}:{reason}")
             rung = step
             continue
-        echo = strip_echo(
-            sent if rung.style != "continue_message" else SentPrefill(""),
-            content=outcome.content,
-            reasoning=outcome.reasoning,
-            first_delta=outcome.first_delta,
-            echo_seen=manifest.prefill_echo,
-        )
+        echo = _strip_echo(job, rung, sent, outcome.content, outcome.reasoning, outcome.first_delta)
         if has_prefill and choice.ladder and rung.style != "continue_message":
             tokens = outcome.usage.completion_tokens if outcome.usage else outcome.deltas
             ignored = starts_over(
@@ -335,19 +329,27 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
     )
 
 
+def _strip_echo(
+    job: _Job, rung: Rung, sent: SentPrefill, content: str, reasoning: str, first_delta: str | None
+) -> EchoResult:
+    """The reply without an echo of the prefill it was sent (a continue-message reply is a fresh
+    turn: it was sent no prefill to echo). One rule for the live reply, its drafts, and a draft
+    resumed after a crash."""
+    return strip_echo(
+        SentPrefill("") if rung.style == "continue_message" else sent,
+        content=content,
+        reasoning=reasoning,
+        first_delta=first_delta,
+        echo_seen=job.manifest.prefill_echo,
+    )
+
+
 def _draft_view(job: _Job, rung: Rung, sent: SentPrefill, trimmed: str) -> DraftView:
     """The answer and reasoning a draft's raw text would be filed as (for readers of the draft):
     the echo stripped and the seam cleaned as its commit would (``_file_reply``)."""
-    manifest = job.manifest
 
     def view(content: str, reasoning: str, first_delta: str | None) -> tuple[str, str]:
-        echo = strip_echo(
-            SentPrefill("") if rung.style == "continue_message" else sent,
-            content=content,
-            reasoning=reasoning,
-            first_delta=first_delta,
-            echo_seen=manifest.prefill_echo,
-        )
+        echo = _strip_echo(job, rung, sent, content, reasoning, first_delta)
         filed = _file_reply(
             job, rung, trimmed, echo.content, echo.reasoning, sent_prefill=bool(job.prefill.text), final=False
         )
@@ -392,13 +394,7 @@ def _reply_from_draft(job: _Job, draft: Draft) -> _Reply | None:
     text shows a server that ignored the prefill (the check the attempt would have made at its end)."""
     rung = Rung(draft.prefill_style, trim=draft.prefill_trim)
     sent, trimmed = _sent_prefill(job, rung)
-    echo = strip_echo(
-        SentPrefill("") if rung.style == "continue_message" else sent,
-        content=draft.content,
-        reasoning=draft.reasoning,
-        first_delta=draft.first_delta,
-        echo_seen=job.manifest.prefill_echo,
-    )
+    echo = _strip_echo(job, rung, sent, draft.content, draft.reasoning, draft.first_delta)
     if not (echo.content or echo.reasoning):
         return None  # the draft held only (part of) the prefill's echo: nothing new to resume from
     if draft.check_start and starts_over(

@@ -105,14 +105,11 @@ def test_run_in_a_terminal_streams_survives_ctrl_c_and_resumes(
     wait_for(screen, lambda s: "chunk   1 ·" in s, "the first chunk's progress line")
     time.sleep(1.0)
     tmux("send-keys", "-t", "run", "C-c")
-    pressed = time.monotonic()
     stopped = wait_for(screen, lambda s: "EXIT=" in s, "the process exit", timeout=30)
-    seconds_to_exit = time.monotonic() - pressed
     assert "EXIT=130" in stopped, stopped[-2000:]
     assert "Traceback" not in stopped
     assert "interrupted" in stopped and "longform resume" in stopped
-    # generous for a loaded 2-core machine; on this one it takes a fraction of a second
-    assert seconds_to_exit < 10, seconds_to_exit
+    # it stopped without waiting for the job: the job is still unfinished on disk (below)
 
     kept = out.read_text(encoding="utf-8")
     listed = json.loads(longform("list", "--json", "--state-dir", str(state), env=env).stdout)

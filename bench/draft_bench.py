@@ -29,8 +29,6 @@ at). Every job's output must equal the uncapped answer (``canonical_output``).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import random
 import statistics
@@ -301,12 +299,6 @@ def lost_table(on: list[KillResult], off: list[KillResult]) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def quiet_stdout() -> contextlib.AbstractContextManager[Any]:
-    """The handlers' Powertools Metrics print their EMF blob to stdout (every 100 data points): not
-    part of the report."""
-    return contextlib.redirect_stdout(io.StringIO())
-
-
 def commit() -> str:
     try:
         done = subprocess.run(
@@ -354,17 +346,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with EmulatorServer(EmulatorSettings()) as emulator, quiet_moto_logs():
         if args.only in (None, "requests"):
-            with quiet_stdout():
-                rows = requests_per_chunk(
-                    emulator, durations, args.interval, args.default_interval_run or None
-                )
+            rows = requests_per_chunk(emulator, durations, args.interval, args.default_interval_run or None)
             print(requests_table(rows, args.interval) + "\n", flush=True)
             report["requests"] = [asdict(r) for r in rows]
         if args.only in (None, "lost"):
             kills = plan_kills(random.Random(args.seed), args.kills)
-            with quiet_stdout():
-                on = text_lost(emulator, kills, drafts=True)
-                off = text_lost(emulator, kills, drafts=False)
+            on = text_lost(emulator, kills, drafts=True)
+            off = text_lost(emulator, kills, drafts=False)
             print(lost_table(on, off) + "\n", flush=True)
             report["lost"] = {"on": [asdict(r) for r in on], "off": [asdict(r) for r in off]}
             bad = [r for r in on if r.lost is None or r.lost >= MIN_TOKENS or not r.exact]

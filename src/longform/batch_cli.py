@@ -56,7 +56,6 @@ def add_batch_command(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    import warnings
 
     from longform_core.errors import RequestInvalid
 
@@ -85,8 +84,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.max_concurrency is not None and args.max_concurrency < 1:
         sys.stderr.write("longform: --max-concurrency must be at least 1\n")
         return INVALID_EXIT
-    # the handlers' Powertools Metrics warn on every invocation that publishes none (no CloudWatch here)
-    warnings.filterwarnings("ignore", "No application metrics to publish")
     try:
         summary = run_batch(options)
     except RequestInvalid as exc:

@@ -393,16 +393,17 @@ def _same_provider(record: dict[str, Any] | None, provider: Any) -> bool:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import time
 
+    from longform.local.aws import quiet_moto_logs
     from longform.local.cloud import CloudConfig, LocalCloud
     from longform.local.providers import ProviderChoiceError, choose_provider
-    from longform.local.runner import LOCAL_DRAFT_INTERVAL_SECONDS, LOCAL_DRAFT_MIN_TOKENS, quiet_local_noise
+    from longform.local.runner import LOCAL_DRAFT_INTERVAL_SECONDS, LOCAL_DRAFT_MIN_TOKENS
     from longform.local.serve import LocalApi
     from longform.local.state import StateDirBusy
 
     if not _port_free(args.host, args.port):
         return _fail(f"port {args.port} on {args.host} is in use (another longform serve?); pass --port N")
     try:
-        with choose_provider(_provider_options(args)) as provider, quiet_local_noise():
+        with choose_provider(_provider_options(args)) as provider, quiet_moto_logs():
             config = CloudConfig(
                 provider_base_url=provider.base_url,
                 model=provider.model,
@@ -459,9 +460,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_drop(args: argparse.Namespace) -> int:
     """The S3 drop folder, locally: upload FILE as requests/{name}{ext}, wait, fetch results/{name}.*."""
+    from longform.local.aws import quiet_moto_logs
     from longform.local.cloud import BUCKET, CloudConfig, LocalCloud
     from longform.local.providers import ProviderChoiceError, choose_provider
-    from longform.local.runner import quiet_local_noise
     from longform.local.state import StateDirBusy, key_problem
 
     path = Path(args.file)
@@ -476,7 +477,7 @@ def _cmd_drop(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"{args.file}: {exc.strerror or exc}", EXIT_USAGE)
     try:
-        with choose_provider(_provider_options(args)) as provider, quiet_local_noise():
+        with choose_provider(_provider_options(args)) as provider, quiet_moto_logs():
             config = CloudConfig(
                 provider_base_url=provider.base_url,
                 model=provider.model,

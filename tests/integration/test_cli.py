@@ -349,3 +349,17 @@ def test_an_unreadable_manifest_does_not_stop_the_local_cloud(tmp_path: Path, ma
     (state / "bucket" / "jobs" / "torn" / "manifest.json").write_text("")
     with make_cloud(state_dir=state) as cloud:
         assert cloud.unfinished_jobs() == []
+
+
+def test_the_local_handlers_print_no_metrics_whatever_the_environment(make_cloud, capfd, monkeypatch) -> None:
+    """stdout is the CLI's (``--out -`` writes the answer there): no EMF metrics from the local
+    handlers, even when ``POWERTOOLS_METRICS_DISABLED`` is not set when they flush (a thread that
+    outlives its local cloud), and nothing accumulated is printed later either."""
+    with make_cloud() as cloud:
+        job = cloud.submit({"prompt": "Owls. [emulator answer_tokens=300]"})
+        cloud.wait(job.job_id)
+        monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+        job = cloud.submit({"prompt": "Herons. [emulator answer_tokens=300]"})
+        cloud.wait(job.job_id)
+        assert cloud.store.get_result(job.job_id).status == "succeeded"
+    assert capfd.readouterr().out == ""

@@ -102,8 +102,29 @@ def start_moto(
 
     stack.enter_context(mock.patch.object(Rule, "send_to_targets", send_to_targets))
     restore_sfn_integration_casing(stack)
+    stop_after_the_worker_starts(stack)
     if retry_sleep_scale != 1.0:
         stack.enter_context(mock.patch.object(retrier_decl, "time", _ScaledTime(retry_sleep_scale)))
+
+
+STOP_WAIT_SECONDS = 30.0
+
+
+def stop_after_the_worker_starts(stack: contextlib.ExitStack) -> None:
+    """``StopExecution`` of an execution moto has just started: its worker thread builds the
+    evaluation environment only once it runs, and moto's ``stop`` before that fails with an
+    ``AttributeError`` (AWS stops any started execution). The stop waits for the environment."""
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    real_stop = ExecutionWorker.stop
+
+    def stop(worker: Any, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while worker.env is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return real_stop(worker, *args, **kwargs)
+
+    stack.enter_context(mock.patch.object(ExecutionWorker, "stop", stop))
 
 
 @functools.lru_cache(maxsize=32)

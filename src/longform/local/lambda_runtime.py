@@ -99,6 +99,29 @@ def _quiet_logger(module: ModuleType) -> None:
         handler.stream = sys.stderr  # not setStream(): the old stream may be closed
 
 
+def _no_metrics_output(module: ModuleType) -> None:
+    """No CloudWatch locally: the handler's Powertools ``Metrics`` record nothing and print nothing
+    (stdout is the CLI's; ``--out -`` writes the answer there). Not left to
+    ``POWERTOOLS_METRICS_DISABLED``: Powertools prints a metric's values to stdout as soon as it
+    holds 100 of them, whatever that says, and with it set never clears its metric set (shared by
+    every instance), so the first flush without it (a thread that outlived its local cloud) printed
+    everything accumulated since."""
+    metrics = getattr(module, "metrics", None)
+    # ``Metrics`` hands its work to a provider, whose ``log_metrics`` flushes through itself
+    provider = getattr(metrics, "provider", metrics)
+    clear = getattr(provider, "clear_metrics", None)
+    if callable(clear):
+
+        def add_metric(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        def flush_metrics(*args: Any, **kwargs: Any) -> None:
+            clear()
+
+        provider.add_metric = add_metric  # type: ignore[union-attr]
+        provider.flush_metrics = flush_metrics  # type: ignore[union-attr]
+
+
 def function_name_of(name_or_arn: str) -> str:
     return name_or_arn.split(":function:")[-1].split(":")[0]
 
@@ -125,6 +148,7 @@ class LambdaRuntime:
             path = self._root / spec.code_uri / f"{module_file.replace('.', '/')}.py"
             module = _load_module(path, f"longform_function_{logical_id}")
             _quiet_logger(module)
+            _no_metrics_output(module)
             self._handlers[logical_id] = getattr(module, handler_name)
 
     def timeout_for(self, logical_id: str) -> float:

@@ -17,7 +17,6 @@ import logging
 import queue
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -127,7 +126,7 @@ def run(options: RunOptions, *, on_cloud: Callable[[LocalCloud], None] | None = 
     request = parse_request(options.request)  # fail before starting anything
     started = time.monotonic()
     ui = JobProgress(options.mode, cap=_cap(options, request.max_tokens_per_request))
-    with _provider(options) as provider, quiet_local_noise():
+    with _provider(options) as provider, quiet_moto_logs():
         raw = request.model_dump(mode="json", exclude_none=True)
         raw["model"] = provider.model
         cap = _cap(options, request.max_tokens_per_request)
@@ -165,7 +164,7 @@ def resume(job_id: str, options: RunOptions) -> RunSummary:
     ui = JobProgress(options.mode, cap=cap)
     with (
         _provider(options) as provider,
-        quiet_local_noise(),
+        quiet_moto_logs(),
         LocalCloud(_cloud_config(options, provider, cap)) as cloud,
     ):
         manifest = cloud.store.find_manifest(job_id)
@@ -511,14 +510,6 @@ def _with_recorded_provider(options: RunOptions, record: dict[str, Any]) -> RunO
 
 def _state_note(options: RunOptions) -> str:
     return f" (kept in {options.state_dir})" if options.state_dir else ""
-
-
-@contextlib.contextmanager
-def quiet_local_noise() -> Iterator[None]:
-    """moto's logs and Powertools' local warnings are not the user's business."""
-    with quiet_moto_logs(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="No application metrics to publish")
-        yield
 
 
 # ---- the summary -------------------------------------------------------------------------------

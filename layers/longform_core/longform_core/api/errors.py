@@ -7,6 +7,7 @@ request validation error and, for no matching route, ``NotFoundError`` (answered
 when the path is known, else 404). Anything else is a 500 without a stack trace.
 """
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,9 +32,11 @@ from ..errors import (
     RequestInvalid,
 )
 from ..models import JobStatus
+from ..openai.errors import from_longform
 from .schemas import JSON, ErrorBody, ProblemModel
 
 logger = Logger(child=True)
+OPENAI_PREFIX = "/v1/"
 
 # the routes, for 405 (a known path with another method) versus 404 (no such path)
 ROUTE_METHODS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
@@ -42,6 +45,7 @@ ROUTE_METHODS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
     (re.compile(r"^/generations/[^/]+/output/?$"), frozenset({"GET"})),
     (re.compile(r"^/batches/?$"), frozenset({"GET", "POST"})),
     (re.compile(r"^/batches/[^/]+/?$"), frozenset({"GET", "DELETE"})),
+    (re.compile(r"^/v1/models/?$"), frozenset({"GET"})),
 )
 
 
@@ -229,9 +233,19 @@ def error_response(exc: Exception, event: APIGatewayProxyEvent) -> Response[str]
     rule = next(ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS)
     if rule.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
         logger.exception("unhandled error")
+    body = rule.body(exc, event)
+    if event.path.startswith(OPENAI_PREFIX):  # the OpenAI-compatible routes answer in OpenAI's shape
+        return Response(
+            status_code=rule.status.value,
+            content_type=JSON,
+            body=json.dumps(
+                from_longform(rule.status.value, body.model_dump(mode="json", exclude_none=True))
+            ),
+            headers=rule.headers(exc) if rule.headers else None,
+        )
     return Response(
         status_code=rule.status.value,
         content_type=JSON,
-        body=rule.body(exc, event).model_dump_json(exclude_none=True),
+        body=body.model_dump_json(exclude_none=True),
         headers=rule.headers(exc) if rule.headers else None,
     )

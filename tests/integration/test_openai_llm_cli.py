@@ -42,7 +42,7 @@ def llm_home(make_cloud: CloudFactory, emulator, tmp_path: Path) -> Iterator[dic
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
 def test_llm_prints_the_whole_answer_past_the_cap(llm_home, emulator, stream: bool) -> None:
     args = [*llm_command(), "-m", "longform", PROMPT, *([] if stream else ["--no-stream"])]
-    done = subprocess.run(args, env=llm_home, capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(args, env=llm_home, capture_output=True, text=True, timeout=240, check=False)  # noqa: S603
     assert done.returncode == 0, done.stderr
     want = expected({"prompt": PROMPT}, emulator).answer
     assert done.stdout.rstrip("\n") == want.rstrip("\n")

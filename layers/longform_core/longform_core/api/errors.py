@@ -33,6 +33,7 @@ from ..errors import (
 )
 from ..models import JobStatus
 from ..openai.errors import from_longform
+from ..openai.files import FileNotFound
 from .schemas import JSON, ErrorBody, ProblemModel
 
 logger = Logger(child=True)
@@ -46,6 +47,12 @@ ROUTE_METHODS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
     (re.compile(r"^/batches/?$"), frozenset({"GET", "POST"})),
     (re.compile(r"^/batches/[^/]+/?$"), frozenset({"GET", "DELETE"})),
     (re.compile(r"^/v1/models/?$"), frozenset({"GET"})),
+    (re.compile(r"^/v1/files/?$"), frozenset({"GET", "POST"})),
+    (re.compile(r"^/v1/files/[^/]+/?$"), frozenset({"GET", "DELETE"})),
+    (re.compile(r"^/v1/files/[^/]+/content/?$"), frozenset({"GET"})),
+    (re.compile(r"^/v1/batches/?$"), frozenset({"GET", "POST"})),
+    (re.compile(r"^/v1/batches/[^/]+/?$"), frozenset({"GET"})),
+    (re.compile(r"^/v1/batches/[^/]+/cancel/?$"), frozenset({"POST"})),
 )
 
 
@@ -155,6 +162,10 @@ def _batch_not_found(exc: BatchNotFound, event: APIGatewayProxyEvent) -> ErrorBo
     return _body("BatchNotFound", str(exc), ("batch_id", "no such batch"), batch_id=batch_id)
 
 
+def _file_not_found(exc: FileNotFound, _: APIGatewayProxyEvent) -> ErrorBody:
+    return _body("FileNotFound", str(exc), ("file_id", "no such file"))
+
+
 def _batch_already_finished(exc: BatchAlreadyFinished, _: APIGatewayProxyEvent) -> ErrorBody:
     return _body(
         "BatchAlreadyFinished", str(exc), ("batch_id", f"already {exc.status}"), batch_id=exc.batch_id
@@ -209,6 +220,7 @@ ERRORS: dict[type[Exception], ErrorRule[Any]] = {
     PayloadTooLarge: ErrorRule(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _payload_too_large),
     BatchInvalid: ErrorRule(HTTPStatus.BAD_REQUEST, _batch_invalid),
     BatchNotFound: ErrorRule(HTTPStatus.NOT_FOUND, _batch_not_found),
+    FileNotFound: ErrorRule(HTTPStatus.NOT_FOUND, _file_not_found),
     BatchAlreadyFinished: ErrorRule(HTTPStatus.CONFLICT, _batch_already_finished),
     Exception: ErrorRule(HTTPStatus.INTERNAL_SERVER_ERROR, _internal_error),
 }

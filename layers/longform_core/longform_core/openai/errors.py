@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 # OpenAI's error ``type`` per status (its API reference: invalid_request_error for a request the
 # client can fix, authentication_error for a missing or wrong key, server_error for its own faults)
 ERROR_TYPES = {
@@ -24,6 +26,19 @@ ERROR_TYPES = {
     413: "invalid_request_error",
     429: "rate_limit_error",
 }
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str = Field(description="what went wrong, every problem named (`field: message`)")
+    type: str = Field(description="invalid_request_error, authentication_error, server_error, ...")
+    param: str | None = Field(default=None, description="the first field at fault")
+    code: str | None = Field(default=None, description="longform's error name in snake case")
+
+
+class OpenAIErrorBody(BaseModel):
+    """Every error answer of the ``/v1`` routes, in OpenAI's shape."""
+
+    error: OpenAIErrorDetail
 
 
 def _snake(name: str) -> str:

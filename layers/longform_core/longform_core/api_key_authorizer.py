@@ -31,7 +31,7 @@ def api_key_of(headers: dict[str, str] | None) -> tuple[str, str] | None:
 
 
 def authorize(event: dict[str, Any]) -> dict[str, Any]:
-    """A REQUEST authorizer's answer: allow the method with the key as the usage identifier (deny without one)."""
+    """A REQUEST authorizer's answer: allow, the key as the usage identifier (deny without a key)."""
     found = api_key_of(event.get("headers"))
     effect = "Allow" if found is not None else "Deny"
     answer: dict[str, Any] = {

@@ -184,3 +184,52 @@ def test_an_upload_past_the_body_limit_is_a_413_in_openai_shape(client, tmp_path
     error = info.value.body
     assert isinstance(error, dict) and error["code"] == "payload_too_large"
     assert "the limit is 65536" in error["message"]
+
+
+def test_files_and_batches_are_their_callers_own(make_cloud: CloudFactory, emulator) -> None:
+    """Through the deployed API's handler in-process: alice's file and batch are a 404 for bob, as
+    for an unknown id, and bob's listing does not show them."""
+    from longform.local.apigw import TEST_IDENTITY, api_event, body_of
+
+    alice = dict(TEST_IDENTITY)
+    bob = {**TEST_IDENTITY, "userArn": "arn:aws:sts::123456789012:assumed-role/longform-user/bob"}
+    content = json.dumps(line(1, 50)).encode() + b"\n"
+    form = (
+        b'--B\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.jsonl"\r\n\r\n'
+        + content
+        + b"\r\n--B--\r\n"
+    )
+    with make_cloud() as cloud:
+
+        def call(method: str, path: str, who: dict[str, str], **kw: Any) -> dict[str, Any]:
+            return dict(cloud.invoke("ApiFunction", api_event(method, path, identity=who, **kw)))
+
+        uploaded = call(
+            "POST",
+            "/v1/files",
+            alice,
+            body=form,
+            base64_body=True,
+            headers={"Content-Type": "multipart/form-data; boundary=B"},
+        )
+        assert uploaded["statusCode"] == 200, uploaded
+        file_id = body_of(uploaded)["id"]
+        assert call("GET", f"/v1/files/{file_id}/content", alice)["body"] == content.decode()
+        for path in (f"/v1/files/{file_id}", f"/v1/files/{file_id}/content"):
+            answer = call("GET", path, bob)
+            assert answer["statusCode"] == 404 and body_of(answer)["error"]["code"] == "file_not_found"
+        assert body_of(call("GET", "/v1/files", bob))["data"] == []
+        created = {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        assert call("POST", "/v1/batches", bob, body=created)["statusCode"] == 400  # not bob's file
+        batch = call("POST", "/v1/batches", alice, body=created)
+        assert batch["statusCode"] == 200, batch
+        batch_id = body_of(batch)["id"]
+        assert call("GET", f"/v1/batches/{batch_id}", bob)["statusCode"] == 404
+        assert call("POST", f"/v1/batches/{batch_id}/cancel", bob)["statusCode"] == 404
+        assert body_of(call("GET", "/v1/batches", bob))["data"] == []
+        assert [b["id"] for b in body_of(call("GET", "/v1/batches", alice))["data"]] == [batch_id]
+        deadline = time.monotonic() + 120
+        while body_of(call("GET", f"/v1/batches/{batch_id}", alice))["status"] != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)

@@ -197,3 +197,19 @@ def test_streams_of_two_clients_at_once(client, emulator) -> None:
     for t in threads:
         t.join()
     assert texts == {0: uncapped(emulator, prompts[0]), 1: uncapped(emulator, prompts[1])}
+
+
+def test_a_failed_job_is_an_error_streamed_or_not(client, served, emulator) -> None:
+    """A job that ends ``failed`` is not a short answer that looks whole: the SDK raises (an ``error``
+    event in the stream, a 500 without streaming), and the message names the job."""
+    emulator.inject({"type": "status", "status": 400, "message": "invalid request: no such model"})
+    with pytest.raises(openai.APIError) as info:
+        for _ in client.chat.completions.create(
+            model=WRITER, messages=[{"role": "user", "content": PROMPT}], stream=True
+        ):
+            pass
+    assert "ended failed" in str(info.value) and "longform output" in str(info.value)
+    emulator.inject({"type": "status", "status": 400, "message": "invalid request: no such model"})
+    with pytest.raises(openai.InternalServerError) as whole:
+        client.chat.completions.create(model=WRITER, messages=[{"role": "user", "content": PROMPT}])
+    assert whole.value.body["code"] == "job_failed"  # type: ignore[index]

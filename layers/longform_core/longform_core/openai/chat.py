@@ -52,7 +52,6 @@ UNSUPPORTED_FIELDS = {
 # know yet (a newer layer's) still maps when it means "cut short by a limit"
 FINISH_REASONS = {"succeeded": "stop", "context_exhausted": "length", "incomplete": "length"}
 BUDGET_STOPS = frozenset({"max_output_tokens", "max_chunks", "max_cost"})
-ERROR_STATUSES = frozenset({"failed", "cancelled"})
 
 
 def finish_reason(status: str, stop_reason: str | None = None) -> str | None:

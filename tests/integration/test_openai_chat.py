@@ -213,3 +213,33 @@ def test_a_failed_job_is_an_error_streamed_or_not(client, served, emulator) -> N
     with pytest.raises(openai.InternalServerError) as whole:
         client.chat.completions.create(model=WRITER, messages=[{"role": "user", "content": PROMPT}])
     assert whole.value.body["code"] == "job_failed"  # type: ignore[index]
+
+
+def test_the_stream_carries_text_while_the_job_still_runs(client, served, emulator) -> None:
+    """The second request of the job is held until the client has read text: the first chunk's text
+    reaches the client while the job is running (not when it ends), and the rest follows seamlessly."""
+    cloud, api = served
+    release = threading.Event()
+    seen = {"chunks": 0}
+
+    def hold_second_chunk(function: str, event: dict) -> None:
+        if function == "GenerateChunkFunction":
+            seen["chunks"] += 1
+            if seen["chunks"] == 2:
+                assert release.wait(timeout=120), "the client never read the first chunk's text"
+
+    cloud.fault_hook = hold_second_chunk
+    stream = client.chat.completions.create(
+        model=WRITER, messages=[{"role": "user", "content": PROMPT}], stream=True
+    )
+    pieces: list[str] = []
+    for chunk in stream:
+        piece = chunk.choices[0].delta.content if chunk.choices else None
+        if piece:
+            if not release.is_set():
+                view = ApiClient(api.url).status(chunk.id)
+                assert view["status"] == "running" and view["progress"]["chunks"] <= 1
+                release.set()
+            pieces.append(piece)
+    assert release.is_set()
+    assert "".join(pieces) == uncapped(emulator)

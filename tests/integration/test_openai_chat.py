@@ -243,3 +243,36 @@ def test_the_stream_carries_text_while_the_job_still_runs(client, served, emulat
             pieces.append(piece)
     assert release.is_set()
     assert "".join(pieces) == uncapped(emulator)
+
+
+def test_keepalive_comments_while_no_text_flows_do_not_disturb_the_sdk(client, served, emulator) -> None:
+    """While the job's second request is held (no text flows), the stream carries SSE comments; the
+    raw stream then ends as OpenAI's does, and the SDK reads the whole answer through comments."""
+    cloud, api = served
+    api.chat.keepalive = 0.0  # a comment on every quiet poll
+    release = threading.Event()
+    seen = {"chunks": 0}
+
+    def hold_second_chunk(function: str, event: dict) -> None:
+        if function == "GenerateChunkFunction":
+            seen["chunks"] += 1
+            if seen["chunks"] == 2:
+                assert release.wait(timeout=120), "no keep-alive came while the job was quiet"
+
+    cloud.fault_hook = hold_second_chunk
+    body = {"model": WRITER, "messages": [{"role": "user", "content": PROMPT}], "stream": True}
+    lines: list[str] = []
+    with httpx.stream("POST", f"{api.url}/v1/chat/completions", json=body, timeout=120) as response:
+        for line in response.iter_lines():
+            lines.append(line)
+            if line.startswith(": keep-alive"):
+                release.set()
+    assert release.is_set() and [x for x in lines if x][-1] == "data: [DONE]"
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(
+            model=WRITER, messages=[{"role": "user", "content": PROMPT}], stream=True
+        )
+        if c.choices
+    )
+    assert text == uncapped(emulator)

@@ -29,6 +29,9 @@ from ..live import LiveText
 
 JOB_ID_HEADER = "X-Longform-Job-Id"
 POLL_SECONDS = 0.05
+# an SSE comment when no text went out for this long (a job queued, backing off after a 429, or
+# reasoning): clients and proxies with a read timeout keep the stream; OpenAI's SDKs skip comments
+KEEPALIVE_SECONDS = 15.0
 logger = logging.getLogger("longform.serve")
 
 Invoke = Callable[[str, str, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
@@ -52,9 +55,10 @@ class Gone(Exception):
 class ChatCompletions:
     """Answers ``POST /v1/chat/completions`` through the API function (``invoke``)."""
 
-    def __init__(self, invoke: Invoke, *, poll: float = POLL_SECONDS):
+    def __init__(self, invoke: Invoke, *, poll: float = POLL_SECONDS, keepalive: float = KEEPALIVE_SECONDS):
         self.invoke = invoke
         self.poll = poll
+        self.keepalive = keepalive
 
     # ---- the API function, as a client of it -------------------------------------------------------
 
@@ -138,11 +142,16 @@ class ChatCompletions:
 
         _event(out, chunk(delta={"role": "assistant", "content": ""}))
         live = LiveText()
+        last_write = time.monotonic()
         try:
             for new, draft, _ in self._pages(job.job_id):
                 piece = live.update(new, draft)
                 if piece:
                     _event(out, chunk(delta={"content": piece}))
+                    last_write = time.monotonic()
+                elif time.monotonic() - last_write >= self.keepalive:
+                    _write(out, b": keep-alive\n\n")
+                    last_write = time.monotonic()
             view = self._call("GET", f"/generations/{job.job_id}")
         except _Answer as answer:
             _event(out, answer.body)

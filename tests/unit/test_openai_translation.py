@@ -166,3 +166,33 @@ def test_multipart_form_as_the_sdk_sends_it() -> None:
 def test_any_multipart_body_parses_or_is_a_bad_request(body: bytes) -> None:
     with contextlib.suppress(RequestInvalid):  # never another exception
         parse_form("multipart/form-data; boundary=b", body)
+
+
+def test_a_batch_whose_output_is_not_written_yet_is_finalizing() -> None:
+    """The terminal status is committed before output.jsonl: until the summary names it, the batch is
+    ``finalizing`` without output files, never ``completed`` without an ``output_file_id``."""
+    from datetime import UTC, datetime
+
+    from longform_core.batch import BatchView
+    from longform_core.batch_models import BatchCounts
+    from longform_core.openai.batches import batch_object
+
+    now = datetime.now(UTC)
+    view = BatchView(
+        batch_id="b-" + "a" * 40,
+        status="completed",
+        created_at=now,
+        started_at=now,
+        updated_at=now,
+        finished_at=now,
+        lines=2,
+        max_concurrency=2,
+        counts=BatchCounts(total=2, succeeded=2),
+    )
+    writing = batch_object(view, {})
+    assert writing["status"] == "finalizing"
+    assert writing["output_file_id"] is None and writing["completed_at"] is None
+    view.output_key = "batch-runs/x/output.jsonl"
+    done = batch_object(view, {})
+    assert done["status"] == "completed" and done["output_file_id"] == "file-out-" + view.batch_id
+    assert done["completed_at"] == int(now.timestamp()) and done["error_file_id"] is None

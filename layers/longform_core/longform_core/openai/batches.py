@@ -9,6 +9,7 @@ metadata). Status vocabulary::
     longform queued                      -> validating
     longform running                     -> in_progress (cancelling once a cancel is asked)
     longform running, every line ended   -> finalizing (the output is being written)
+    longform completed / cancelled, no summary yet -> finalizing (the same: no output file yet)
     longform completed / failed / cancelled -> completed / failed / cancelled
 
 ``expired`` never happens: a longform batch has no window, every line runs to its own end.
@@ -97,7 +98,11 @@ def batch_object(view: BatchView, extras: dict[str, Any]) -> dict[str, Any]:
         status = "cancelling"
     elif view.status == "running" and counts is not None and counts.total and counts.done == counts.total:
         status = "finalizing"
-    ended = _ts(view.finished_at)
+    elif view.status in ("completed", "cancelled") and view.output_key is None:
+        # the terminal status is committed before the output is written (batch.finalize_batch):
+        # until the summary says the output is in place, there is no output file to name
+        status = "finalizing"
+    ended = _ts(view.finished_at) if status == view.status else None
     tokens = view.tokens
     return {
         "id": view.batch_id,
@@ -116,11 +121,11 @@ def batch_object(view: BatchView, extras: dict[str, Any]) -> dict[str, Any]:
         "in_progress_at": _ts(view.started_at),
         "expires_at": None,
         "finalizing_at": None,
-        "completed_at": ended if view.status == "completed" else None,
-        "failed_at": ended if view.status == "failed" else None,
+        "completed_at": ended if status == "completed" else None,
+        "failed_at": ended if status == "failed" else None,
         "expired_at": None,
         "cancelling_at": _ts(view.updated_at) if view.cancel_requested else None,
-        "cancelled_at": ended if view.status == "cancelled" else None,
+        "cancelled_at": ended if status == "cancelled" else None,
         "request_counts": {"total": view.lines, "completed": ok, "failed": bad},
         "usage": {
             "input_tokens": tokens.prompt,

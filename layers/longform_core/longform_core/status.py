@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from .errors import JobNotFound
-from .models import JobStatus, Manifest
+from .models import IncompleteReason, JobStatus, Manifest
 
 if TYPE_CHECKING:
     from .services import Services
@@ -51,6 +51,9 @@ class JobView(BaseModel):
     progress: Progress
     finish_reason: str | None = None
     stop_reason: str | None = None
+    # incomplete: which of longform's rules stopped the unfinished job, and what it saw (job_status.py)
+    incomplete_reason: IncompleteReason | None = None
+    stop_detail: str | None = None
     error: str | None = None
     output_chars: int
     source: str | None = None  # e.g. "s3:requests/essay.json"
@@ -79,6 +82,8 @@ def job_view(manifest: Manifest) -> JobView:
         ),
         finish_reason=manifest.final_finish_reason,
         stop_reason=manifest.stop_reason,
+        incomplete_reason=manifest.incomplete_reason,
+        stop_detail=manifest.stop_detail if manifest.terminal else None,
         error=manifest.error,
         output_chars=manifest.answer_chars,
         source=manifest.source.describe() if manifest.source else None,
@@ -108,6 +113,9 @@ def get_job(job_id: str, services: Services, *, as_owner: str | None = None) -> 
     if not manifest.terminal:
         draft = services.store.get_draft(job_id, manifest.chunks)
         if draft is not None and draft.index == manifest.chunks:
+            if view.status == "queued":  # a draft implies a chunk attempt started
+                view.status = "running"
+                view.started_at = view.started_at or draft.started_at
             view.draft = DraftProgress(
                 chunk_index=draft.index,
                 tokens=draft.tokens,

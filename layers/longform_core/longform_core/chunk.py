@@ -588,7 +588,7 @@ def _loop_guards(
                 return _Guarded("", dropped, "no_progress" if fresh_turn else "repetition", detail)
     if finish == "no_progress" or (not new_answer and not new_reasoning and finish == "length"):
         detail = (
-            f"the continuation ({raw_chars:,} characters) held no new text: all of it was already in the answer"
+            f"the continuation ({raw_chars:,} characters) held no new text: all of it was in the answer"
             if raw_chars
             else f"the continuation was cut for length without any text ({tokens:,} tokens generated)"
         )

@@ -7,15 +7,17 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .errors import JobNotFound
+from .job_status import STATUSES
 from .models import IncompleteReason, JobStatus, Manifest
 
 if TYPE_CHECKING:
     from .services import Services
 
 LIST_WORKERS = 8  # manifests read in parallel for one page of the listing
+STATUS_DESCRIPTION = "; ".join(f"{status}: {meaning.meaning}" for status, meaning in STATUSES.items())
 
 
 class Progress(BaseModel):
@@ -42,7 +44,7 @@ class JobView(BaseModel):
     """``GET /generations/{id}``, ``longform status``: readable while the job runs."""
 
     job_id: str
-    status: JobStatus
+    status: JobStatus = Field(description=STATUS_DESCRIPTION)
     model: str
     created_at: datetime
     started_at: datetime | None
@@ -52,8 +54,10 @@ class JobView(BaseModel):
     finish_reason: str | None = None
     stop_reason: str | None = None
     # incomplete: which of longform's rules stopped the unfinished job, and what it saw (job_status.py)
-    incomplete_reason: IncompleteReason | None = None
-    stop_detail: str | None = None
+    incomplete_reason: IncompleteReason | None = Field(
+        default=None, description="status incomplete: which of longform's rules stopped the unfinished job"
+    )
+    stop_detail: str | None = Field(default=None, description="what stopped the job, in one line")
     error: str | None = None
     output_chars: int
     source: str | None = None  # e.g. "s3:requests/essay.json"

@@ -82,6 +82,7 @@ class Tally:
     wrong_status: list[str] = field(default_factory=list)  # a status that is not what happened
     queued_while_generating: list[str] = field(default_factory=list)  # seen queued after a chunk started
     in_flight_kept: int = 0  # cancels that kept the chunk in flight (from its draft)
+    cancel_errors: list[str] = field(default_factory=list)  # a cancel that raised (shown, not counted)
 
 
 def plan_jobs(rng: random.Random, n: int) -> list[JobPlan]:
@@ -219,7 +220,10 @@ def run_job(cloud: LocalCloud, plan: JobPlan, tally: Tally) -> str:
     if plan.cancel_after is not None:
         time.sleep(plan.cancel_after)
         check_running(cloud, job_id, tally)
-        _quietly(lambda: cancel_job(job_id, get_services()))
+        try:
+            cancel_job(job_id, get_services())
+        except Exception as exc:  # shown below the table: a stuck job's likely cause
+            tally.cancel_errors.append(f"{job_id}: cancel raised {exc!r}"[:300])
     cloud.wait(job_id, timeout=600, poll=0.02)
     cloud.wait_async()
     return job_id
@@ -363,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     for reason, count in tally.failures.most_common():
         print(f"  failed x{count}: {reason}")
     for line in tally.contradictions + tally.wrong_status + tally.queued_while_generating + tally.stuck:
+        print(f"  {line}")
+    for line in tally.cancel_errors:
         print(f"  {line}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

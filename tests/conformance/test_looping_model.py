@@ -42,7 +42,7 @@ def uncapped_greedy(server: LlamaServer) -> dict[str, Any]:
     return body
 
 
-def run_job(server: LlamaServer, tmp_path: Path, name: str, **fields: Any) -> tuple[dict[str, Any], str, dict]:
+def run_job(server: LlamaServer, tmp_path: Path, name: str, **fields: Any) -> tuple[dict, str, dict]:
     request = tmp_path / f"{name}.request.json"
     request.write_text(
         json.dumps(

@@ -361,28 +361,22 @@ def main(argv: list[str] | None = None) -> int:
         ("stuck jobs", len(tally.stuck)),
         ("seconds", f"{seconds:.0f}"),
     ]
+    return report(rows, tally, args.json)
+
+
+def report(rows: list[tuple[str, Any]], tally: Tally, json_path: str | None) -> int:
+    """The table, then every problem, one a line; 1 when any of the must-be-0 rows is not."""
     print("| soak | |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
     for reason, count in tally.failures.most_common():
         print(f"  failed x{count}: {reason}")
-    for line in tally.contradictions + tally.wrong_status + tally.queued_while_generating + tally.stuck:
+    problems = tally.contradictions + tally.wrong_status + tally.queued_while_generating + tally.stuck
+    for line in problems + tally.cancel_errors:
         print(f"  {line}")
-    for line in tally.cancel_errors:
-        print(f"  {line}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(
-                {name: value for name, value in rows}
-                | {
-                    "problems": tally.contradictions
-                    + tally.wrong_status
-                    + tally.queued_while_generating
-                    + tally.stuck
-                },
-                fh,
-                indent=2,
-            )
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump({name: value for name, value in rows} | {"problems": problems}, fh, indent=2)
     bad = tally.chars_lost or tally.chars_doubled or tally.contradictions or tally.stuck
     bad = bad or tally.wrong_status or tally.queued_while_generating
     return 1 if bad else 0

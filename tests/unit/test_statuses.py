@@ -301,3 +301,27 @@ def test_a_loop_inside_one_chunk_says_what_was_seen(store: JobStore, make_servic
     assert result.stop_detail is not None
     assert result.stop_detail.startswith("the last 200 characters repeated ")
     assert store.get_text(result.output_key) == OPENING + LOOP * 30  # nothing generated is lost
+
+
+def test_cancel_keeps_a_draft_that_is_being_rewritten_as_it_reads(store: JobStore) -> None:
+    """The local runtime's S3 (moto) can hand a reader the buffer of a draft the chunk is replacing
+    ("I/O operation on closed file"): seen in the soak as a cancel that raised and left the job
+    ``running``. The read is tried again; the cancel ends the job with the draft kept."""
+    drafts.commit_first_chunk(store)
+    _, etag = store.get_manifest(drafts.JOB)
+    store.put_draft(drafts.a_draft(index=1, base_etag=etag, content="More words.", answer_text="More words."))
+    real_get = store.s3.get_object
+    replaced: list[str] = []
+
+    def get_object(**kwargs: Any) -> Any:
+        if kwargs["Key"] == JobKeys(drafts.JOB).draft(1) and not replaced:
+            replaced.append(kwargs["Key"])
+            raise ValueError("I/O operation on closed file.")
+        return real_get(**kwargs)
+
+    store.s3.get_object = get_object  # type: ignore[method-assign]
+    view, cancelled = cancel_job(drafts.JOB, drafts.make_services(store, drafts.ScriptedProvider()))
+    assert replaced and cancelled and view.status == "cancelled"
+    result = store.get_result(drafts.JOB)
+    assert result is not None and result.in_flight_chunk is not None
+    assert store.get_text(JobKeys(drafts.JOB).output) == drafts.FIRST + "More words."

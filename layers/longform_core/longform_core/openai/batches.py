@@ -13,8 +13,9 @@ metadata). Status vocabulary::
     longform completed / failed / cancelled -> completed / failed / cancelled
 
 ``expired`` never happens: a longform batch has no window, every line runs to its own end.
-``request_counts``: ``completed`` counts the lines that answered 200 (``succeeded`` and
-``context_exhausted``), ``failed`` the others (``failed``, ``cancelled``): the error file's lines.
+``request_counts``: ``completed`` counts the lines that answered 200 (``succeeded``,
+``context_exhausted``, ``incomplete``), ``failed`` the others (``failed``, ``cancelled``): the error
+file's lines.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def _ts(value: Any) -> int | None:
 def batch_object(view: BatchView, extras: dict[str, Any]) -> dict[str, Any]:
     """OpenAI's ``batch`` object of a longform batch."""
     counts = view.counts
-    ok = (counts.succeeded + counts.context_exhausted) if counts else 0
+    # the lines that answered 200 (batch_output.py): in the output file; the others in the error file
+    ok = (counts.succeeded + counts.context_exhausted + counts.incomplete) if counts else 0
     bad = (counts.failed + counts.cancelled) if counts else 0
     status = {"queued": "validating", "running": "in_progress"}.get(view.status, view.status)
     if view.status == "running" and view.cancel_requested:

@@ -443,6 +443,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                     signal.signal(signal.SIGINT, signal.default_int_handler)
                 example = json.dumps({"prompt": "Write a 20,000-word story"})
                 print(f"longform API on {api.url}/generations (local, no auth)")
+                print(f"  OpenAI-compatible on {api.url}/v1 (chat completions, models, files, batches)")
                 print(f"  model {provider.model} on {provider.label}")
                 print(
                     f"  jobs kept in {args.state_dir}"

@@ -58,6 +58,7 @@ from .seam import (
     clean_continuation,
     only_repeats,
     stuck_repeating,
+    undecided,
 )
 from .services import MetricsSink, Services
 
@@ -528,7 +529,9 @@ def _file_reply(
         final=final,
     )
     new_answer, new_reasoning, seam = text.answer, text.reasoning, SeamResult(text.answer)
-    if fresh_turn and job.answer_so_far:
+    if fresh_turn and job.answer_so_far and not final and undecided(job.answer_so_far, new_answer):
+        seam = SeamResult("", held=new_answer)  # cut short: the next reply decides (seam.undecided)
+    elif fresh_turn and job.answer_so_far:
         seam = clean_continuation(job.answer_so_far, new_answer)
     elif trimmed and manifest.reasoning_phase == "reasoning" and new_reasoning:
         fixed = after_trimmed_prefill(trimmed, new_reasoning)
@@ -612,6 +615,7 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
         seam_overlap_chars=seam.overlap_chars,
         seam_preamble=seam.preamble,
         seam_whitespace=seam.whitespace,
+        seam_held=seam.held,
         repeat_dropped_chars=repeat_dropped,
         draft_checkpoints=reply.drafts_written,
         from_draft=reply.from_draft,

@@ -190,4 +190,8 @@ def check_fault(fault: Any) -> Fault:
         raise ValueError("a stall fault needs a number 'seconds' >= 0")
     if kind == "slow" and (not is_number(fault.get("token_delay")) or fault["token_delay"] < 0):
         raise ValueError("a slow fault needs a number 'token_delay' >= 0")
+    if "match" in fault and (not isinstance(fault["match"], str) or not fault["match"]):
+        raise ValueError("'match' must be a non-empty string (text the request's body holds)")
+    if "skip" in fault and (not is_int(fault["skip"]) or fault["skip"] < 0):
+        raise ValueError("'skip' must be an integer >= 0 (matching requests let through first)")
     return dict(fault)

@@ -172,3 +172,24 @@ def test_undecided_fragments_are_a_cut_preamble_or_the_start_of_a_repeat() -> No
     assert not undecided(so_far, "Sure, continuing where I left off:\n\nThe next keeper")
     assert not undecided(so_far, "The next keeper")
     assert not undecided("", "Sure")
+
+
+CODE_SO_FAR = "Here is the loader:\n\n```python\ndef load(path):\n    with open(path) as f:\n"
+
+
+def test_a_code_fence_open_at_the_seam_is_not_reopened() -> None:
+    seam = clean_continuation(CODE_SO_FAR, "```python\n        return f.read()\n```\n")
+    assert seam.text == "        return f.read()\n```\n"
+    assert seam.preamble == "```python\n"
+    # with a preamble before it
+    seam = clean_continuation(CODE_SO_FAR, "Sure, continuing:\n\n```python\n        return f.read()\n")
+    assert seam.text == "        return f.read()\n"
+
+
+def test_a_closing_fence_is_never_stripped() -> None:
+    seam = clean_continuation(CODE_SO_FAR + "        return f.read()\n", "```\n\nThat is all.")
+    assert seam.text == "```\n\nThat is all."
+    # no fence open at the seam: an opening fence is the answer's own
+    prose = "The loader comes next."
+    assert clean_continuation(prose, "\n\n```python\nx = 1\n```").text == "\n\n```python\nx = 1\n```"
+    assert clean_continuation(prose + "\n\n", "```python\nx = 1\n```").text == "```python\nx = 1\n```"

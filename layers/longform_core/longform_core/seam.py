@@ -52,6 +52,8 @@ _ACK_ONLY_LINE = re.compile(
 )
 _WORD_END = re.compile(r"(\w+)\Z")
 _HEADING = re.compile(r"#{1,6} \S")
+_FENCE_LINE = re.compile(r"^ {0,3}(?:```|~~~)", re.MULTILINE)
+_OPENING_FENCE = re.compile(r"\A[ \t]*(?:```|~~~)[ \t]*[\w+#.-]+[^\n`]*\r?\n")
 _WORD_START = re.compile(r"\A(\w+)")
 
 
@@ -116,7 +118,8 @@ def repair_whitespace(so_far: str, new: str) -> tuple[str, str]:
     if not so_far or not new:
         return new, ""
     if so_far[-1].isspace():
-        body = new.lstrip()
+        # inside a code block a line's indentation is code: only blank lines are dropped there
+        body = new.lstrip("\r\n") if so_far[-1] == "\n" and fence_open(so_far) else new.lstrip()
         return (body, "dropped_leading") if body != new and body else (new, "")
     if new[0].isspace():
         return new, ""
@@ -135,11 +138,34 @@ def repair_whitespace(so_far: str, new: str) -> tuple[str, str]:
     return new, ""
 
 
+def fence_open(text: str) -> bool:
+    """Does ``text`` end inside a fenced code block (an odd number of fence lines)?"""
+    return len(_FENCE_LINE.findall(text)) % 2 == 1
+
+
+def strip_reopened_fence(so_far: str, new: str) -> tuple[str, str]:
+    """(the continuation without a redundant opening fence, the fence removed or '').
+
+    A fresh turn asked to continue inside a code block often opens the block again
+    ("```python\n"): with a fence open at the seam that line is dropped. Only an *opening* fence
+    (with an info string) is: a bare fence may be the one closing the block, and is kept.
+    """
+    if not fence_open(so_far):
+        return new, ""
+    m = _OPENING_FENCE.match(new)
+    if m is None or m.end() >= len(new):
+        return new, ""
+    return new[m.end() :], m.group(0)
+
+
 def clean_continuation(so_far: str, new: str) -> SeamResult:
-    """A continue-message reply made to follow ``so_far``: preamble, overlap, whitespace."""
+    """A continue-message reply made to follow ``so_far``: preamble (and a code fence reopened at
+    the seam, recorded with it), overlap, whitespace."""
     if not so_far or not new:
         return SeamResult(new)
     text, preamble = strip_preamble(new)
+    text, fence = strip_reopened_fence(so_far, text)
+    preamble += fence
     overlap = longest_overlap(so_far, text)
     text = text[overlap:]
     text, whitespace = repair_whitespace(so_far, text)

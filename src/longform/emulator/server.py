@@ -72,6 +72,7 @@ class EmulatorServer:
         self._faults: deque[Fault] = deque()
         self._log: list[dict[str, Any]] = []
         self._prefix_cache = PrefixCache()
+        self._asked: set[str] = set()  # answers so far seen in a continue message (continue_repeat)
         self._in_flight = 0
         self._max_in_flight = 0
         self._connections: set[socket.socket] = set()
@@ -174,6 +175,7 @@ class EmulatorServer:
             self._faults.clear()
             self._log.clear()
             self._prefix_cache.clear()
+            self._asked.clear()
             self._max_in_flight = self._in_flight
 
     @property
@@ -210,6 +212,13 @@ class EmulatorServer:
     def _leave(self) -> None:
         with self._lock:
             self._in_flight -= 1
+
+    def _first_ask(self, key: str) -> bool:
+        with self._lock:
+            if key in self._asked:
+                return False
+            self._asked.add(key)
+            return True
 
     def _pop_fault(self, body: str = "") -> Fault | None:
         """The fault for a request with this body: the first queued one aimed at it (or at any)."""
@@ -397,7 +406,10 @@ class _Handler(BaseHTTPRequestHandler):
         error = fault_error(fault)
         if error is not None:
             return error
-        return plan_reply(raw, settings, fault, self.emulator._prefix_cache.cached_tokens, self._entry)
+        emulator = self.emulator
+        return plan_reply(
+            raw, settings, fault, emulator._prefix_cache.cached_tokens, self._entry, emulator._first_ask
+        )
 
     def record(self, status: int = 200, **fields: Any) -> None:
         """Set the status (and ``fields``) of this request's log entry; logs it the first time."""

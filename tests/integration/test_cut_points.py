@@ -49,14 +49,17 @@ RUNGS: dict[str, dict[str, Any]] = {
 # the continue-message reply spends tokens on the preamble and the overlap: more per request
 TOKENS = {"continue_message": 2 * PER_REQUEST}
 REPLY_TOKENS = {rung: TOKENS.get(rung, PER_REQUEST) for rung in RUNGS}
-WAVE = 8  # jobs at once
+# the answer: long enough that the seam-critical reply is a whole one (cut for length), short
+# enough that a job is 3 or 4 chunks
+ANSWER_TOKENS = {rung: 2 * REPLY_TOKENS[rung] + (0 if rung == "continue_message" else 4) for rung in RUNGS}
+WAVE = 12  # jobs at once
 
 
 def request_for(rung: str, k: int) -> dict[str, Any]:
     """The job of cut point ``k``; its marker lets a fault aim at this job's requests alone."""
     return {
         "prompt": f"Describe the lamp room of lighthouse {marker(k)}. "
-        f"[emulator answer_tokens={3 * REPLY_TOKENS[rung]}]",
+        f"[emulator answer_tokens={ANSWER_TOKENS[rung]}]",
         "prefill_style": rung,
         "max_tokens_per_request": REPLY_TOKENS[rung],
     }

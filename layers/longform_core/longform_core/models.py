@@ -112,6 +112,7 @@ class ChunkRecord(BaseModel):
     seam_overlap_chars: int = 0
     seam_preamble: str = ""
     seam_whitespace: str = ""
+    seam_held: str = ""  # a cut continue-message reply not committed: maybe a preamble or a repeat
     repeat_dropped_chars: int = 0
     # draft checkpoints (draft.py): how many this chunk saved while streaming, and whether it is the
     # draft of an attempt that died, committed by the next attempt (finish "interrupted")

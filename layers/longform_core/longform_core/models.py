@@ -117,6 +117,9 @@ class ChunkRecord(BaseModel):
     # draft of an attempt that died, committed by the next attempt (finish "interrupted")
     draft_checkpoints: int = 0
     from_draft: bool = False
+    # lone UTF-16 surrogates the provider sent (a pair split by a proxy is joined, not counted),
+    # each stored as U+FFFD (sse.replace_lone_surrogates)
+    lone_surrogates: int = 0
     # the attempt's fence: the manifest version (ETag) this chunk continues, and where the text
     # stands after it, so that whichever attempt commits, it commits exactly the stored record
     base_etag: str | None = None

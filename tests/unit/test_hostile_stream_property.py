@@ -84,8 +84,15 @@ def _data(obj: Any) -> str:
 
 
 def _chunk(delta: Any, finish: str | None = None, **top: Any) -> str:
-    return _data({"id": "c", "object": "chat.completion.chunk", "model": "m/1", **top,
-                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})  # fmt: skip
+    return _data(
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "model": "m/1",
+            **top,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+    )
 
 
 def content_events(piece: str, split: bool) -> list[Event]:
@@ -119,7 +126,7 @@ def noise_event(kind: str) -> Event:
                     "estimated_cost": "free",
                 },
             }
-        ),  # fmt: skip
+        ),
         "choices_object": _data({"choices": {"0": {"delta": {}}}}),
         "not_json": "{not json",
         "array": "[1, 2]",
@@ -148,7 +155,7 @@ def error_event(shape: str) -> Event:
                     }
                 ]
             }
-        ),  # fmt: skip
+        ),
     }[shape]
     return Event(raw, error=True)
 

@@ -132,5 +132,5 @@ def test_ignore_max_tokens_fault_and_setting(emu: EmulatorServer, client: httpx.
     ],
 )
 def test_bad_faults_are_refused(fault: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"fault"):
         check_fault(fault)

@@ -77,31 +77,44 @@ class ChunkRun:
     manifest: Manifest
 
 
+def first_chunk(text: str) -> RawProvider:
+    """A stream that writes ``text`` and is cut for length: the chunk before the one under test."""
+    final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}], "usage": usage(10, 12)}
+    return RawProvider(event(content_event(text)) + event(final) + b"data: [DONE]\n\n")
+
+
 def run_chunk(
-    store: JobStore, provider: RawProvider, request: dict[str, Any] | None = None, *, attempts: int = 2
+    store: JobStore,
+    provider: RawProvider,
+    request: dict[str, Any] | None = None,
+    *,
+    attempts: int = 2,
+    before: Sequence[RawProvider] = (),
 ) -> ChunkRun:
-    """Run GenerateChunk once for a fresh job; a ProviderError is caught and returned."""
+    """Run GenerateChunk for a fresh job: once per ``before`` provider (committed chunks, the job's
+    text so far), then once against ``provider``, whose ProviderError is caught and returned."""
     job_id = uuid.uuid4().hex
     parsed = parse_request(request or {"prompt": "Write about lighthouses.", "max_tokens_per_request": 64})
     store.put_request(job_id, parsed)
     store.put_manifest(Manifest(job_id=job_id, model="m/1"))
-    client = ProviderClient(
-        httpx.Client(transport=httpx.MockTransport(provider)),
-        base_url=BASE_URL,
-        retry=RetryPolicy(max_attempts=attempts, base_delay=0.0),
-        sleep=lambda _: None,
-    )
-    services = Services(
-        settings=Settings(jobs_bucket=store.bucket, draft_checkpoints=False),
-        store=store,
-        provider=client,
-    )
     output: ChunkTaskOutput | None = None
     error: BaseException | None = None
-    try:
-        output = generate_chunk(ChunkTaskInput(job_id=job_id), services, remaining_ms=lambda: 600_000)
-    except ProviderError as exc:
-        error = exc
+    for serving in [*before, provider]:
+        client = ProviderClient(
+            httpx.Client(transport=httpx.MockTransport(serving)),
+            base_url=BASE_URL,
+            retry=RetryPolicy(max_attempts=attempts, base_delay=0.0),
+            sleep=lambda _: None,
+        )
+        services = Services(
+            settings=Settings(jobs_bucket=store.bucket, draft_checkpoints=False), store=store, provider=client
+        )
+        try:
+            output = generate_chunk(ChunkTaskInput(job_id=job_id), services, remaining_ms=lambda: 600_000)
+        except ProviderError as exc:
+            if serving is not provider:
+                raise
+            error = exc
     manifest, _ = store.get_manifest(job_id)
-    chunk = store.get_chunk(job_id, 0) if manifest.chunks else None
+    chunk = store.get_chunk(job_id, len(before)) if manifest.chunks > len(before) else None
     return ChunkRun(output, error, chunk, manifest)

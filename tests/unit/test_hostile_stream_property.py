@@ -38,7 +38,7 @@ from longform_core.errors import ContextExhausted, ProviderError
 from longform_core.job_store import JobStore
 from longform_core.provider import OVERRUN_MARGIN_RATIO, OVERRUN_MARGIN_TOKENS
 
-from .stream_harness import RawProvider, run_chunk
+from .stream_harness import RawProvider, first_chunk, run_chunk
 
 DATABASE = DirectoryBasedExampleDatabase(str(Path(__file__).resolve().parents[1] / "hypothesis-db"))
 _COMMON: dict[str, Any] = {
@@ -77,6 +77,7 @@ class Event:
     finish: str | None = None
     done: bool = False
     comment: bool = False
+    echo: bool = False  # a piece of the echoed prefill (not a new token)
 
 
 def _data(obj: Any) -> str:
@@ -160,6 +161,21 @@ def error_event(shape: str) -> Event:
     return Event(raw, error=True)
 
 
+# the answer so far of a continuation chunk: the prefill its request ends with, which a server may
+# echo at the start of its reply (llama.cpp merges it into the first delta; some send it in pieces).
+# Its characters are not in CHARS, so a reply that does not echo it can never begin with it.
+SO_FAR = "The keeper climbed the long stair to the lamp room, "
+ECHO = ["none", "merged", "pieces"]
+
+
+def echo_events(how: str, first: str) -> list[Event]:
+    """The echo of SO_FAR: merged with the reply's first piece (one event) or in 7-character pieces."""
+    if how == "merged":
+        return [Event(_chunk({"content": SO_FAR + first}), content=SO_FAR + first)]
+    parts = [SO_FAR[i : i + 7] for i in range(0, len(SO_FAR), 7)]
+    return [Event(_chunk({"content": p}), content=p, echo=True) for p in parts]
+
+
 @dataclass
 class Stream:
     events: list[Event]
@@ -167,6 +183,7 @@ class Stream:
     truncate_at: int | None
     splits: list[int]
     max_tokens: int
+    echo: str = "none"  # a continuation chunk when not "none"... or "continue" (no echo)
     body: bytes = b""
     ends: list[int] = field(default_factory=list)  # where each event's payload ends in the body
 
@@ -183,11 +200,16 @@ class Stream:
 @st.composite
 def streams(draw: st.DrawFn) -> Stream:
     pieces = draw(st.lists(st.text(st.sampled_from(CHARS), min_size=1, max_size=5), max_size=30))
+    continuation = draw(st.sampled_from(["first", "continue", "merged", "pieces"]))
     events: list[Event] = []
+    if continuation == "merged" and pieces:
+        events.extend(echo_events("merged", pieces.pop(0)))
+    elif continuation == "pieces":
+        events.extend(echo_events("pieces", ""))
     for piece in pieces:
         events.extend(content_events(piece, draw(st.booleans())))
     for kind in draw(st.lists(st.sampled_from(NOISE), max_size=5)):
-        events.insert(draw(st.integers(0, len(events))), noise_event(kind))
+        events.insert(draw(st.integers(0, len(events))), noise_event(kind))  # noise between echo pieces too
     finish = draw(st.none() | st.sampled_from(KNOWN_FINISHES + OTHER_FINISHES))
     if finish is not None:
         usage = draw(st.booleans())
@@ -203,10 +225,11 @@ def streams(draw: st.DrawFn) -> Stream:
         truncate_at=None,
         splits=[],
         max_tokens=draw(st.integers(1, 30)),
+        echo=continuation,
     )
     size = len(stream.body)
     if size and draw(st.integers(0, 3)) == 0:
-        stream = Stream(events, stream.eol, draw(st.integers(0, size)), [], stream.max_tokens)
+        stream = Stream(events, stream.eol, draw(st.integers(0, size)), [], stream.max_tokens, continuation)
     stream.splits = draw(st.lists(st.integers(1, max(1, len(stream.body))), max_size=8))
     return stream
 
@@ -228,6 +251,16 @@ def _decoded(raw: str) -> str:
 
 
 def expect(stream: Stream) -> Expected:
+    """What the chunk must commit: the new text received (an echo of the prefill taken off)."""
+    want = _received(stream)
+    if stream.echo in ("merged", "pieces"):
+        # the whole prefill echoed (it is long enough to be evidence): stripped; an echo cut short
+        # adds nothing
+        want.text = want.text[len(SO_FAR) :] if want.text.startswith(SO_FAR) else ""
+    return want
+
+
+def _received(stream: Stream) -> Expected:
     limit = stream.max_tokens + OVERRUN_MARGIN_TOKENS + int(stream.max_tokens * OVERRUN_MARGIN_RATIO)
     received = len(stream.body)
     raw, counted, finish = "", 0, None
@@ -240,7 +273,7 @@ def expect(stream: Stream) -> Expected:
             return Expected(_decoded(raw), True, False, finish)
         if ev.content:
             joins = raw and 0xD800 <= ord(raw[-1]) < 0xDC00 and 0xDC00 <= ord(ev.content[0]) < 0xE000
-            counted += 0 if joins else 1
+            counted += 0 if joins or ev.echo else 1
             raw += ev.content
             if counted >= limit and finish is None:
                 return Expected(_decoded(raw), False, True, finish)
@@ -255,9 +288,14 @@ def expect(stream: Stream) -> Expected:
 @seed(SEED)
 @given(stream=streams())
 def test_a_hostile_stream_commits_exactly_what_was_sent(store: JobStore, stream: Stream) -> None:
-    request = {"prompt": "Write about lighthouses.", "max_tokens_per_request": stream.max_tokens}
+    request = {
+        "prompt": "Write about lighthouses.",
+        "max_tokens_per_request": stream.max_tokens,
+        "prefill_style": "assistant",  # no ladder: the reply is taken as the continuation it claims
+    }
+    before = [first_chunk(SO_FAR)] if stream.echo != "first" else []
     try:
-        run = run_chunk(store, RawProvider(stream.body, stream.splits), request)
+        run = run_chunk(store, RawProvider(stream.body, stream.splits), request, before=before)
     except ContextExhausted:
         run = None  # a length cut with no text and no tokens: the context is full (a typed end)
     want = expect(stream)

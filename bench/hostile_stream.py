@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             "-q",
             "-p",
             "no:cacheprovider",
+            "-p",
+            "no:logging",
             "--hypothesis-show-statistics",
+            "--timeout",
+            "0",  # no per-test timeout: the run is long
         ],
         cwd=ROOT,
         env=env,

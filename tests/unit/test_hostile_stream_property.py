@@ -33,7 +33,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.database import DirectoryBasedExampleDatabase, ReadOnlyDatabase
 from longform_core.errors import ContextExhausted, ProviderError
 from longform_core.job_store import JobStore
 from longform_core.provider import OVERRUN_MARGIN_RATIO, OVERRUN_MARGIN_TOKENS
@@ -42,7 +42,6 @@ from .stream_harness import RawProvider, first_chunk, run_chunk
 
 DATABASE = DirectoryBasedExampleDatabase(str(Path(__file__).resolve().parents[1] / "hypothesis-db"))
 _COMMON: dict[str, Any] = {
-    "database": DATABASE,
     "deadline": None,
     "suppress_health_check": [
         HealthCheck.function_scoped_fixture,  # one moto bucket; every example is a fresh job
@@ -50,9 +49,13 @@ _COMMON: dict[str, Any] = {
         HealthCheck.data_too_large,
     ],
 }
-# ci: bounded and deterministic (a fixed seed: derandomize would switch the database off)
-settings.register_profile("ci", max_examples=120, **_COMMON)
-settings.register_profile("long", max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "5000")), **_COMMON)
+# ci: bounded and deterministic (a fixed seed: derandomize would switch the database off); it replays
+# the committed cases but writes nothing (a failure there is reproduced by the seed). long: writes
+# what it finds, to be committed.
+settings.register_profile("ci", max_examples=120, database=ReadOnlyDatabase(DATABASE), **_COMMON)
+settings.register_profile(
+    "long", max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "5000")), database=DATABASE, **_COMMON
+)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 SEED = 15 if PROFILE == "ci" else None
 

@@ -176,3 +176,17 @@ def test_an_echoed_prefill_does_not_count_against_max_tokens() -> None:
     for piece in ("Once ", "upon a", " time", ", a", " sailor"):
         acc.feed(content_event(piece))
     assert acc.deltas == 5 and acc.new_deltas == 2
+
+
+def test_a_high_surrogate_then_an_error_commits_its_replacement(store: JobStore) -> None:
+    """Found by the property test's long profile: the text before the error was only the first
+    half of a split pair; it was taken for no text and not committed."""
+    body = stream(
+        event('{"choices":[{"index":0,"delta":{"content":"\\ud800"}}]}'),
+        event(content_event("", finish="error", error={"code": "server_error", "message": "gone"})),
+        event('{"choices":[{"index":0,"delta":{"content":"\\udf48"}}]}'),
+        done=False,
+    )
+    run = run_chunk(store, RawProvider(body))
+    assert isinstance(run.error, ProviderUnavailable)
+    assert run.chunk is not None and run.chunk.text == "\ufffd" and run.chunk.lone_surrogates == 1

@@ -280,9 +280,9 @@ class ProviderClient:
         acc = StreamAccumulator()
         if isinstance(obj, dict):
             acc.feed(obj)
-        if acc.error is not None and not (acc.content or acc.reasoning):
+        if acc.error is not None and not acc.has_text:
             raise _stream_error(acc.error)
-        if acc.finish_reason is None and not (acc.content or acc.reasoning):
+        if acc.finish_reason is None and not acc.has_text:
             raise ProviderUnavailable("the provider answered without a choice")
         return StreamOutcome(
             content=acc.text,
@@ -408,7 +408,7 @@ class ProviderClient:
         if ended_by == "finished" and acc.finish_reason is None:
             # [DONE] without a finish reason: treat as a cut so the job continues rather than stops
             ended_by, detail = "interrupted", "stream ended without a finish_reason"
-        if ended_by != "finished" and not (acc.content or acc.reasoning):
+        if ended_by != "finished" and not acc.has_text:
             if acc.error is not None:
                 raise _stream_error(acc.error)
             if ended_by == "deadline":

@@ -279,6 +279,12 @@ class StreamAccumulator:
         return self.thought.pieces
 
     @property
+    def has_text(self) -> bool:
+        """Any text received, a surrogate still waiting for its partner included (U+FFFD if none
+        comes): what the provider sent is never dropped for looking incomplete."""
+        return any(channel.pieces or channel.pending for channel in (self.answer, self.thought))
+
+    @property
     def text(self) -> str:
         return self.answer.text
 

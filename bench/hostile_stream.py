@@ -22,8 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TEST = "tests/unit/test_hostile_stream_property.py"
 _PHASE = re.compile(
-    r"during (\w+) phase \(([\d.]+) seconds\):.*?(\d+) passing examples?, (\d+) failing examples?, "
-    r"(\d+) invalid examples?",
+    r"during (\w+) phase \(([\d.]+) seconds\):.*?(\d+) passing, (\d+) failing, and (\d+) invalid",
     re.DOTALL,
 )
 

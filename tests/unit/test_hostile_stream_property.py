@@ -27,18 +27,41 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-from hypothesis.database import DirectoryBasedExampleDatabase, ReadOnlyDatabase
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase, ReadOnlyDatabase
 from longform_core.errors import ContextExhausted, ProviderError
 from longform_core.job_store import JobStore
 from longform_core.provider import OVERRUN_MARGIN_RATIO, OVERRUN_MARGIN_TOKENS
 
 from .stream_harness import RawProvider, first_chunk, run_chunk
+
+
+class KeepingDatabase(ExampleDatabase):
+    """A database that never forgets: hypothesis deletes a saved case once it passes again, which
+    would drop a found case from the repository the first time the long profile ran after its fix."""
+
+    def __init__(self, db: ExampleDatabase) -> None:
+        super().__init__()
+        self._db = db
+
+    def save(self, key: bytes, value: bytes) -> None:
+        self._db.save(key, value)
+
+    def fetch(self, key: bytes) -> Iterable[bytes]:
+        return self._db.fetch(key)
+
+    def delete(self, key: bytes, value: bytes) -> None:
+        pass
+
+    def move(self, src: bytes, dest: bytes, value: bytes) -> None:
+        self._db.save(dest, value)
+
 
 DATABASE = DirectoryBasedExampleDatabase(str(Path(__file__).resolve().parents[1] / "hypothesis-db"))
 _COMMON: dict[str, Any] = {
@@ -54,7 +77,10 @@ _COMMON: dict[str, Any] = {
 # what it finds, to be committed.
 settings.register_profile("ci", max_examples=120, database=ReadOnlyDatabase(DATABASE), **_COMMON)
 settings.register_profile(
-    "long", max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "5000")), database=DATABASE, **_COMMON
+    "long",
+    max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "5000")),
+    database=KeepingDatabase(DATABASE),
+    **_COMMON,
 )
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 SEED = 15 if PROFILE == "ci" else None

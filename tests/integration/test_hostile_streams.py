@@ -132,6 +132,7 @@ def test_a_server_ignoring_max_tokens_is_held_to_the_budget(
     with make_cloud() as cloud:
         result, _, output = run_job(cloud, request)
         assert result.stop_reason == "max_output_tokens"
+        assert (result.status, result.incomplete_reason) == ("incomplete", "max_output_tokens")
         margin = 8 + budget // 20
         assert budget <= result.output_tokens <= budget + margin
         assert output == expected(request, emulator).answer[: len(output)]

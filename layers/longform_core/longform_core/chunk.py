@@ -153,6 +153,13 @@ def generate_chunk(
     committed = _commit(services, job, reply, metrics)
     if reply.drafts_written or draft is not None:
         store.delete_draft(task.job_id, committed.chunk_index)  # superseded by the commit
+    if reply.outcome.error is not None and committed.finish_reason in CONTINUE_FINISHES:
+        # the provider reported an error after this text: the text is committed, and the chunk
+        # fails like a 5xx (the workflow retries it, going on from the text; out of retries: failed)
+        raise ProviderUnavailable(
+            f"the provider reported an error mid-reply (the {len(reply.outcome.content)} characters "
+            f"before it are kept): {reply.outcome.error}"
+        )
     return committed
 
 
@@ -701,6 +708,7 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
         repeat_dropped_chars=repeat_dropped,
         draft_checkpoints=reply.drafts_written,
         from_draft=reply.from_draft,
+        lone_surrogates=outcome.lone_surrogates,
         base_etag=job.etag,
         format_after=text.reasoning_format,
         phase_after=text.phase,

@@ -118,6 +118,9 @@ class ChunkRecord(BaseModel):
     # draft of an attempt that died, committed by the next attempt (finish "interrupted")
     draft_checkpoints: int = 0
     from_draft: bool = False
+    # lone UTF-16 surrogates the provider sent (a pair split by a proxy is joined, not counted),
+    # each stored as U+FFFD (sse.replace_lone_surrogates)
+    lone_surrogates: int = 0
     # the chunk in flight when the job was cancelled: its last draft checkpoint, kept by the cancel
     # (the reply was not finished; finish "interrupted")
     cancelled_draft: bool = False

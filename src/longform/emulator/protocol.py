@@ -191,7 +191,10 @@ def _plan(
     log.update(trailing.log_fields())
     prompt = prompt_tokens(messages)
     log["prompt_tokens"] = prompt
-    limit, silent = _limit(request, prompt, settings)
+    ignore = settings.ignore_max_tokens or (fault is not None and fault["type"] == "ignore_max_tokens")
+    limit, silent = _limit(
+        dataclasses.replace(request, max_tokens=None) if ignore else request, prompt, settings
+    )
     log["effective_max_tokens"] = limit
     canonical = canonical_output(
         trailing.conversation, model=request.model, seed=request.seed, settings=settings

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from .errors import bounded
+from .infra_cost import record_finalize
 from .job_store import JobKeys, assemble_chunks
 from .models import ChunkRecord, FinishReason, JobId, JobResult, JobStatus, Manifest, TerminalStatus, utcnow
 from .reasoning import clean_reasoning
@@ -118,6 +119,13 @@ def finalize_job(
     # the final output is cleaned (no blank lines after a think block): lengths now describe it
     manifest.answer_chars = len(answer)
     manifest.reasoning_chars = len(reasoning)
+    record_finalize(
+        manifest.infra,
+        chunks=len(chunks),
+        reasoning=bool(reasoning),
+        source_results=manifest.source is not None,
+        caught=task.status in ("context_exhausted", "failed") or bool(task.error),
+    )
     store.put_manifest(manifest, if_match=etag)  # the commit: the one true status
     return manifest, _write_outputs(
         manifest, services, chunks=chunks, text=(answer, reasoning), metrics=metrics

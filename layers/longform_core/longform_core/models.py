@@ -13,6 +13,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from .echo import EchoVerdict
+from .infra_cost import InfraCost, InfraUsage, infra_cost
 from .reasoning import Phase, ReasoningFormat
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
@@ -193,6 +194,8 @@ class Manifest(BaseModel):
     last_finish_reason: FinishReason | None = None
     stop_reason: StopReason | None = None
     error: str | None = None
+    # billable AWS units used so far (infra_cost.py)
+    infra: InfraUsage = Field(default_factory=InfraUsage)
 
     @property
     def terminal(self) -> bool:
@@ -288,6 +291,8 @@ class JobResult(BaseModel):
     prefill_style: ChunkStyle | None = None
     prefill_style_source: str | None = None
     chunk_prefill_styles: list[ChunkStyle] = Field(default_factory=list)
+    # the AWS bill beside the tokens (infra_cost.py)
+    infrastructure_cost: InfraCost | None = None
 
     @classmethod
     def from_manifest(
@@ -336,4 +341,5 @@ class JobResult(BaseModel):
             prefill_style=manifest.prefill_style,
             prefill_style_source=manifest.prefill_style_source,
             chunk_prefill_styles=[chunk.prefill_style for chunk in chunks],
+            infrastructure_cost=infra_cost(manifest),
         )

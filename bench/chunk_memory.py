@@ -66,6 +66,7 @@ class Context:
     def get_remaining_time_in_millis(self):
         return int((self.deadline - time.monotonic()) * 1000)
 tracemalloc.start()
+cpu0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
 started = time.monotonic()
 error = None
 try:
@@ -73,10 +74,11 @@ try:
 except Exception as exc:
     answer, error = None, f"{type(exc).__name__}: {str(exc)[:160]}"
 seconds = time.monotonic() - started
+cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - cpu0
 _, peak = tracemalloc.get_traced_memory()
 print("BENCH " + json.dumps({"import_s": import_s, "rss_after_import_mb": after_import,
     "rss_peak_mb": rss_mb(),
-    "tracemalloc_peak_mb": peak / 2**20, "seconds": seconds, "error": error,
+    "tracemalloc_peak_mb": peak / 2**20, "seconds": seconds, "cpu_s": cpu, "error": error,
     "answer": answer if isinstance(answer, dict) and len(json.dumps(answer, default=str)) < 400 else None},
     default=str))
 """
@@ -146,7 +148,7 @@ def seed_job(s3: Any, tokens: int) -> None:
         }
     )
     store.put_request(JOB, request)
-    store.put_manifest(Manifest(job_id=JOB, model=MODEL, owner="iam:bench"))
+    store.put_manifest(Manifest(job_id=JOB, model=MODEL, owner=EVENT_OWNER))
 
 
 def sample_event(name: str, job_id: str = JOB) -> dict[str, Any]:
@@ -221,13 +223,13 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"Peak memory per function (python3.13, the layer as built; chunk: {args.tokens:,} tokens in one "
         f"request at {args.rate:g} tokens/s)",
         "",
-        "| function | invocation | seconds | RSS after import (MB) | peak RSS (MB) "
+        "| function | invocation | seconds | CPU seconds | RSS after import (MB) | peak RSS (MB) "
         "| tracemalloc peak (MB) | error |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in rows:
         out.append(
-            f"| {row['function']} | {row.get('what', '')} | {row['seconds']:.1f} "
+            f"| {row['function']} | {row.get('what', '')} | {row['seconds']:.1f} | {row['cpu_s']:.2f} "
             f"| {row['rss_after_import_mb']:.0f} | "
             f"{row['rss_peak_mb']:.0f} | {row['tracemalloc_peak_mb']:.1f} | {row['error'] or ''} |"
         )

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from .models import ChunkRecord, Manifest
 
-DEFAULT_CHUNK_MEMORY_MB = 256  # template.yaml ChunkMemorySize (measured: bench/chunk_memory.py)
+DEFAULT_CHUNK_MEMORY_MB = 192  # template.yaml ChunkMemorySize (measured: bench/chunk_memory.py)
 # S3 requests of one committed chunk: GETs of the request, the manifest and a dead attempt's draft,
 # plus output.md from the second chunk on; PUTs of the chunk record, the manifest and output.md
 CHUNK_GETS_FIRST, CHUNK_GETS_LATER, CHUNK_PUTS = 3, 4, 3

@@ -275,3 +275,57 @@ class Checks:
             f"DELETE /generations/{{ended id}} -> 409 {again.json().get('error')}",
             f"DELETE /generations/{JOB} (queued) -> 200 cancelled",
         ]
+
+    # ---- the other sample events, through start-lambda's warm containers ---------------------------
+
+    def other_events(self) -> list[str]:
+        """Every event of events/ not used above, each answer checked (the same containers' code)."""
+        from longform_core.api.routes import caller_owner
+
+        owner = caller_owner(load("api_get_generation.json")["requestContext"]["identity"], "IAM")
+        seen: list[str] = []
+        for name, status in (
+            ("finalize_context_exhausted.json", "context_exhausted"),
+            ("finalize_failed.json", "failed"),
+        ):
+            self.seed(owner)
+            self.via_start_lambda("GenerateChunkFunction", load("generate_chunk.json"))
+            out = self.via_start_lambda("FinalizeFunction", load(name))
+            check(out.get("status") == status, f"FinalizeFunction on {name}: {out}")
+            seen.append(f"FinalizeFunction {name} -> {status}")
+        self.seed(owner)
+        view = self.via_start_lambda("ApiFunction", load("api_get_generation.json"))
+        check(
+            view.get("statusCode") == 200 and json.loads(view["body"])["status"] == "queued", f"GET: {view}"
+        )
+        self.via_start_lambda("GenerateChunkFunction", load("generate_chunk.json"))
+        self.via_start_lambda("FinalizeFunction", load("finalize.json"))
+        page = self.via_start_lambda("ApiFunction", load("api_get_output.json"))
+        want = expected_answer(load("request.json"), self.emulator)
+        check(page.get("statusCode") == 200 and json.loads(page["body"])["text"] == want, "GET output")
+        seen.append(
+            "ApiFunction api_get_generation.json -> 200 queued; api_get_output.json -> 200 == uncapped"
+        )
+        self.seed(owner)
+        deleted = self.via_start_lambda("ApiFunction", load("api_delete_generation.json"))
+        check(
+            deleted.get("statusCode") == 200 and json.loads(deleted["body"])["status"] == "cancelled",
+            "DELETE",
+        )
+        seen.append("ApiFunction api_delete_generation.json -> 200 cancelled")
+        self.seed(owner)
+        self.via_start_lambda("GenerateChunkFunction", load("generate_chunk.json"))
+        swept = self.via_start_lambda("SweeperFunction", load("sweeper_execution_aborted.json"))
+        check(
+            (swept.get("action"), swept.get("status")) == ("finalized", "failed"), f"Sweeper aborted: {swept}"
+        )
+        seen.append("SweeperFunction sweeper_execution_aborted.json -> finalized failed")
+        key, body = "requests/notes/lighthouse lenses.txt", b"A note on lighthouse lenses."
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        (outcome,) = self.via_start_lambda("DropFolderFunction", load("s3_notification.json"))["outcomes"]
+        check(outcome.get("action") == "started", f"DropFolder s3_notification: {outcome}")
+        self.wait_job(self.job_arn(outcome["job_id"]))
+        want = expected_answer({"prompt": body.decode()}, self.emulator)
+        check(self.text("results/notes/lighthouse lenses.md") == want, "the .txt request's result")
+        seen.append("DropFolderFunction s3_notification.json -> started; SUCCEEDED, results/*.md == uncapped")
+        return seen

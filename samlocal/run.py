@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         steps.run("sam local invoke DropFolderFunction (+ its job's execution)", checks.drop_folder)
         steps.run("sam local invoke ApiFunction POST (+ its job's execution)", checks.api_post)
         steps.run("sam local invoke BatchDropFolder, BatchSplit, BatchOutput (+ the batch)", checks.batch)
+        steps.run("the other events of events/ through start-lambda", checks.other_events)
         api = steps.run("sam local start-api", lambda: stack.enter_context(sam.serve("start-api", api_port)))
         steps.run(
             "start-api: a multi-chunk job through Step Functions + start-lambda, and the API's answers",

@@ -98,9 +98,7 @@ class InfraCost(BaseModel):
     share_of_token_cost: float | None  # total_usd / token_cost_usd
 
 
-def chunk_s3_requests(
-    chunk: ChunkRecord, *, style_known: bool, style_source: str | None
-) -> tuple[int, int]:
+def chunk_s3_requests(chunk: ChunkRecord, *, style_known: bool, style_source: str | None) -> tuple[int, int]:
     """(GETs, PUTs) of one committed chunk invocation. Besides the fixed reads and writes and one PUT
     per draft checkpoint: the first chunk that sends a prefill with PrefillStyle auto looks up the
     style learned for the provider and model (``styles/``, a GET), and a chunk that learned a style

@@ -103,3 +103,32 @@ def test_prices_and_memory_come_from_the_template_parameters() -> None:
     assert prices.s3_put == 0.0000054
     assert prices.chunk_memory_mb == 1024
     assert prices.state_transition == InfraPrices().state_transition  # unset: the default
+
+
+def test_the_cli_summary_has_the_aws_cost_line(tmp_path, capsys, monkeypatch) -> None:
+    """`longform run` prints the job's AWS bill beside its tokens, the numbers of its result.json."""
+    from longform.cli import main
+
+    monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
+    out = tmp_path / "answer.md"
+    prompt = "Write a guide to tide pools. [emulator answer_tokens=1500]"
+    code = main(
+        [
+            "run",
+            "--emulator",
+            "--prompt",
+            prompt,
+            "--max-tokens-per-request",
+            "500",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
+    printed = capsys.readouterr()
+    summary = json.loads(printed.out.strip().splitlines()[-1])
+    assert code == 0 and summary["chunks"] == 3
+    cost = InfraCost.model_validate(summary["infrastructure_cost"])
+    assert cost.lambda_invocations == 1 + 3 + 1 and cost.state_transitions == 3 * 2 + 3
+    (line,) = [ln for ln in printed.err.splitlines() if ln.startswith("AWS cost")]
+    assert f"${cost.total_usd:.5f}" in line and f"{cost.state_transitions} state transitions" in line

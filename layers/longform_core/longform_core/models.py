@@ -14,14 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .echo import EchoVerdict
 from .infra_cost import InfraCost, InfraUsage, infra_cost
+from .job_status import TERMINAL_STATUSES as TERMINAL_STATUSES
+from .job_status import IncompleteReason as IncompleteReason
+from .job_status import JobStatus as JobStatus
+from .job_status import TerminalStatus as TerminalStatus
 from .reasoning import Phase, ReasoningFormat
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
 JobId = Annotated[str, Field(min_length=1, max_length=80, pattern=JOB_ID_PATTERN)]
-
-JobStatus = Literal["queued", "running", "succeeded", "context_exhausted", "failed", "cancelled"]
-TerminalStatus = Literal["succeeded", "context_exhausted", "failed", "cancelled"]
-TERMINAL_STATUSES: frozenset[str] = frozenset(get_args(TerminalStatus))
 
 # A chunk's finish reason as the workflow sees it. The MoreToGenerate Choice loops on exactly the
 # LoopFinish values (a test reads them from this type and from the ASL); every other value ends.
@@ -118,6 +118,9 @@ class ChunkRecord(BaseModel):
     # draft of an attempt that died, committed by the next attempt (finish "interrupted")
     draft_checkpoints: int = 0
     from_draft: bool = False
+    # the chunk in flight when the job was cancelled: its last draft checkpoint, kept by the cancel
+    # (the reply was not finished; finish "interrupted")
+    cancelled_draft: bool = False
     # the attempt's fence: the manifest version (ETag) this chunk continues, and where the text
     # stands after it, so that whichever attempt commits, it commits exactly the stored record
     base_etag: str | None = None
@@ -193,6 +196,10 @@ class Manifest(BaseModel):
 
     last_finish_reason: FinishReason | None = None
     stop_reason: StopReason | None = None
+    # what stopped the job, in one line: what a guard saw ("the last 200 characters repeated 3
+    # times"), the budget reached; set by the chunk that stopped it, completed by finalize
+    stop_detail: str | None = None
+    incomplete_reason: IncompleteReason | None = None  # with status "incomplete" (job_status.py)
     error: str | None = None
     # billable AWS units used so far (infra_cost.py)
     infra: InfraUsage = Field(default_factory=InfraUsage)
@@ -200,6 +207,14 @@ class Manifest(BaseModel):
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    def mark_running(self, now: datetime) -> bool:
+        """The first chunk attempt starts: ``queued`` becomes ``running`` (False: it already was)."""
+        if self.status != "queued":
+            return False
+        self.status = "running"
+        self.started_at = self.started_at or now
+        return True
 
     @property
     def final_finish_reason(self) -> FinishReason | None:
@@ -259,6 +274,15 @@ class Manifest(BaseModel):
         return context_length - self.first_prompt_tokens
 
 
+class InFlightChunk(BaseModel):
+    """The chunk that was generating when the job was cancelled, kept from its last draft
+    checkpoint: text the model wrote (and was paid for), not a finished reply."""
+
+    chunk_index: int
+    chars: int  # answer characters it added
+    tokens: int
+
+
 class JobResult(BaseModel):
     """``result.json``: the outcome of a job."""
 
@@ -266,6 +290,8 @@ class JobResult(BaseModel):
     status: JobStatus
     finish_reason: FinishReason | None
     stop_reason: StopReason | None
+    incomplete_reason: IncompleteReason | None = None
+    stop_detail: str | None = None
     error: str | None = None
     model: str
     chunks: int
@@ -293,6 +319,7 @@ class JobResult(BaseModel):
     chunk_prefill_styles: list[ChunkStyle] = Field(default_factory=list)
     # the AWS bill beside the tokens (infra_cost.py)
     infrastructure_cost: InfraCost | None = None
+    in_flight_chunk: InFlightChunk | None = None  # cancelled: the chunk in flight, kept from its draft
 
     @classmethod
     def from_manifest(
@@ -317,6 +344,8 @@ class JobResult(BaseModel):
             status=manifest.status,
             finish_reason=manifest.final_finish_reason,
             stop_reason=manifest.stop_reason,
+            incomplete_reason=manifest.incomplete_reason,
+            stop_detail=manifest.stop_detail,
             error=manifest.error,
             model=manifest.model,
             chunks=manifest.chunks,
@@ -342,4 +371,12 @@ class JobResult(BaseModel):
             prefill_style_source=manifest.prefill_style_source,
             chunk_prefill_styles=[chunk.prefill_style for chunk in chunks],
             infrastructure_cost=infra_cost(manifest),
+            in_flight_chunk=next(
+                (
+                    InFlightChunk(chunk_index=c.index, chars=len(c.text), tokens=c.completion_tokens)
+                    for c in chunks
+                    if c.cancelled_draft
+                ),
+                None,
+            ),
         )

@@ -10,12 +10,13 @@ NODE_STAMP    := node_modules/.installed
 TOKEN_DELAY ?= 0.0004
 PROMPT ?= Write a 40,000-word illustrated history of lighthouses, from the Pharos of Alexandria to automated LED beacons.
 
-.PHONY: help setup setup-dev tools run test conformance lint format typecheck infra unit integration build bench bench-batch bench-import bench-drafts openapi clean
+.PHONY: help setup setup-dev tools run test conformance sam-local lint format typecheck infra unit integration build bench bench-batch bench-import bench-drafts openapi clean
 
 help:
 	@echo "make run    set up and run one long job end to end locally (emulator, real state machine)"
 	@echo "make test   set up and run every test and check (lint, types, template, ASL, unit, integration)"
 	@echo "make conformance  build a real llama.cpp server (cached in ~/.cache/longform) and run jobs on it"
+	@echo "make sam-local  sam local invoke/start-api/start-lambda for real (Docker, x86_64; cached in ~/.cache/longform)"
 	@echo "make build  sam build (needs python3.13 on PATH; pyenv's 3.13.0 is used when present)"
 	@echo "make bench  benchmarks (see docs/benchmarks.md)"
 	@echo "make bench-import  import time of each Lambda handler beside a boto3 baseline"
@@ -84,6 +85,15 @@ conformance: $(DEV_STAMP)
 	server="$$(echo "$$paths" | tail -n 2 | head -n 1)"; model="$$(echo "$$paths" | tail -n 1)"; \
 	LONGFORM_LLAMA_SERVER="$$server" LONGFORM_LLAMA_MODEL="$$model" \
 	    $(BIN)/python -m pytest -q -p no:randomly tests/conformance
+
+# `sam local` for real, x86_64 (docs/sam-local.md): a Docker engine on loopback, a locally built stand-in
+# for the Lambda python3.13 base image and a pinned, patched SAM CLI (samlocal/setup.sh, cached in
+# ~/.cache/longform/samlocal), then every function with its sample event, the API through start-api,
+# and a whole job through Step Functions and start-lambda (samlocal/run.py). Root or sudo for apt/dockerd.
+sam-local: $(DEV_STAMP)
+	@out="$$(bash samlocal/setup.sh)" || exit 1; \
+	sam="$$(echo "$$out" | sed -n 's/^SAM=//p')"; py="$$(echo "$$out" | sed -n 's/^PY313=//p')"; \
+	$(BIN)/python -m samlocal.run --sam "$$sam" --py313 "$$py"
 
 build: $(DEV_STAMP)
 	PATH="$$(pyenv prefix 3.13.0 2>/dev/null || echo /nonexistent)/bin:$$PATH" $(BIN)/sam build

@@ -37,6 +37,7 @@ from .errors import (
     PrefillRejected,
     ProviderUnavailable,
 )
+from .infra_cost import InfraPrices, record_chunk
 from .job_store import JobStore
 from .models import (
     CONTINUE_FINISHES,
@@ -721,6 +722,13 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
     finish = chunk.finish_reason
     answer = job.answer_so_far + chunk.text
     reasoning = job.reasoning_so_far + chunk.reasoning
+    record_chunk(
+        manifest.infra,
+        chunk,
+        memory_mb=InfraPrices.from_env().chunk_memory_mb,
+        style_known=manifest.prefill_style not in (None, "none"),
+        style_source=manifest.prefill_style_source,
+    )
     manifest.record_chunk(
         chunk,
         TextState(

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from .errors import bounded
+from .infra_cost import record_finalize
 from .job_status import incomplete_reason
 from .job_store import JobKeys, assemble_chunks
 from .models import (
@@ -163,6 +164,13 @@ def finalize_job(
     # the final output is cleaned (no blank lines after a think block): lengths now describe it
     manifest.answer_chars = len(answer)
     manifest.reasoning_chars = len(reasoning)
+    record_finalize(
+        manifest.infra,
+        chunks=len(chunks),
+        reasoning=bool(reasoning),
+        source_results=manifest.source is not None,
+        caught=task.status in ("context_exhausted", "failed") or bool(task.error),
+    )
     store.put_manifest(manifest, if_match=etag)  # the commit: the one true status
     return manifest, _write_outputs(
         manifest, services, chunks=chunks, text=(answer, reasoning), metrics=metrics

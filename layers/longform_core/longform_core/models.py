@@ -13,6 +13,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from .echo import EchoVerdict
+from .infra_cost import InfraCost, InfraUsage, infra_cost
 from .job_status import TERMINAL_STATUSES as TERMINAL_STATUSES
 from .job_status import IncompleteReason as IncompleteReason
 from .job_status import JobStatus as JobStatus
@@ -204,6 +205,8 @@ class Manifest(BaseModel):
     stop_detail: str | None = None
     incomplete_reason: IncompleteReason | None = None  # with status "incomplete" (job_status.py)
     error: str | None = None
+    # billable AWS units used so far (infra_cost.py)
+    infra: InfraUsage = Field(default_factory=InfraUsage)
 
     @property
     def terminal(self) -> bool:
@@ -318,6 +321,8 @@ class JobResult(BaseModel):
     prefill_style: ChunkStyle | None = None
     prefill_style_source: str | None = None
     chunk_prefill_styles: list[ChunkStyle] = Field(default_factory=list)
+    # the AWS bill beside the tokens (infra_cost.py)
+    infrastructure_cost: InfraCost | None = None
     in_flight_chunk: InFlightChunk | None = None  # cancelled: the chunk in flight, kept from its draft
 
     @classmethod
@@ -369,6 +374,7 @@ class JobResult(BaseModel):
             prefill_style=manifest.prefill_style,
             prefill_style_source=manifest.prefill_style_source,
             chunk_prefill_styles=[chunk.prefill_style for chunk in chunks],
+            infrastructure_cost=infra_cost(manifest),
             in_flight_chunk=next(
                 (
                     InFlightChunk(chunk_index=c.index, chars=len(c.text), tokens=c.completion_tokens)

@@ -28,6 +28,9 @@ def finished_event_detail(result: JobResult, *, bucket: str) -> dict[str, Any]:
         "prompt_tokens": result.prompt_tokens,
         "output_tokens": result.output_tokens,
         "estimated_cost_usd": result.estimated_cost_usd,
+        "infrastructure_cost": (
+            result.infrastructure_cost.model_dump() if result.infrastructure_cost is not None else None
+        ),
         "output": {"bucket": bucket, "key": result.output_key, "uri": f"s3://{bucket}/{result.output_key}"},
         "result_key": f"jobs/{result.job_id}/result.json",
         "error": result.error,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from .errors import JobNotFound
+from .infra_cost import InfraCost, infra_cost
 from .job_status import STATUSES
 from .models import IncompleteReason, JobStatus, Manifest
 
@@ -62,6 +63,7 @@ class JobView(BaseModel):
     output_chars: int
     source: str | None = None  # e.g. "s3:requests/essay.json"
     draft: DraftProgress | None = None  # one job's view while it runs (not in listings)
+    infrastructure_cost: InfraCost | None = None  # the AWS bill so far, beside the tokens
 
 
 def job_view(manifest: Manifest) -> JobView:
@@ -91,6 +93,7 @@ def job_view(manifest: Manifest) -> JobView:
         error=manifest.error,
         output_chars=manifest.answer_chars,
         source=manifest.source.describe() if manifest.source else None,
+        infrastructure_cost=infra_cost(manifest),
     )
 
 

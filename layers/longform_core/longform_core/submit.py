@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from .config import Settings
 from .errors import IdempotencyConflict, JobStateInvalid, Problem, RequestInvalid
+from .infra_cost import record_submit
 from .models import JobSource, Manifest
 from .request import GenerationRequest, parse_request
 from .services import Services
@@ -92,6 +93,7 @@ def prepare_job(
             batch_id=batch_id,
             reasoning_phase="answer" if request.answer_start() else "start",
         )
+        record_submit(manifest.infra)
         with contextlib.suppress(JobStateInvalid):  # a concurrent duplicate wrote it first
             store.put_manifest(manifest, only_if_new=True)
     return existing_manifest, created

@@ -88,6 +88,8 @@ class RunSummary:
     draft_tokens: int = 0  # interrupted: tokens of the chunk in flight kept from its draft
     resume_command: str | None = None
     state_dir: str | None = None
+    # the AWS bill the job would have run up deployed (infra_cost.py), beside its tokens
+    infrastructure_cost: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -354,6 +356,9 @@ def _finished(
         incomplete_reason=result.incomplete_reason if result else None,
         stop_detail=result.stop_detail if result else None,
         state_dir=str(options.state_dir) if options.state_dir else None,
+        infrastructure_cost=(
+            result.infrastructure_cost.model_dump() if result and result.infrastructure_cost else None
+        ),
     )
 
 
@@ -533,6 +538,8 @@ def describe_status(summary: RunSummary) -> str:
 
 
 def print_summary(summary: RunSummary, stream: TextIO) -> None:
+    from longform_core.infra_cost import InfraCost, summary_line
+
     rows = [("status", f"{describe_status(summary)}  (job {summary.job_id})")]
     if summary.finish_reason or summary.stop_reason:
         rows.append(("finish", f"{summary.finish_reason or '-'} (stop: {summary.stop_reason or '-'})"))
@@ -558,6 +565,8 @@ def print_summary(summary: RunSummary, stream: TextIO) -> None:
         )
     if summary.estimated_cost_usd is not None:
         rows.append(("estimated cost", f"${summary.estimated_cost_usd:.6f}"))
+    if summary.infrastructure_cost is not None:
+        rows.append(("AWS cost", summary_line(InfraCost.model_validate(summary.infrastructure_cost))))
     if summary.context_used is not None and summary.context_length:
         rows.append(
             (

@@ -35,7 +35,7 @@ def uncapped_greedy(server: LlamaServer) -> dict[str, Any]:
     """One greedy request, no max_tokens: the server generates until its context is full."""
     response = server.chat(
         {"model": "smollm2", "temperature": 0, "messages": [{"role": "user", "content": LOOP_PROMPT}]},
-        timeout=3600,
+        timeout=3 * 3600,
     )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
@@ -57,7 +57,7 @@ def run_job(server: LlamaServer, tmp_path: Path, name: str, **fields: Any) -> tu
     )
     out = tmp_path / f"{name}.md"
     summary = longform(
-        "run", "--base-url", server.base_url, "--request", str(request), "--out", str(out), timeout=3600
+        "run", "--base-url", server.base_url, "--request", str(request), "--out", str(out), timeout=3 * 3600
     )
     text = out.read_text(encoding="utf-8")
     result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
@@ -69,6 +69,9 @@ def first_difference(a: str, b: str) -> int:
     return next((i for i in range(n) if a[i] != b[i]), n)
 
 
+# three full generations of a real model on a loaded machine (seen: 0.8 tokens/s, 16 minutes for
+# the reference alone): a bound far above that, and no assertion on time
+@pytest.mark.timeout(4 * 3600)
 def test_a_looping_model_ends_incomplete_repetition_and_without_the_guard_fills_the_context(
     start_llama, tmp_path: Path, figures: dict[str, Any]
 ) -> None:

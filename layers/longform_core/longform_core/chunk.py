@@ -34,6 +34,7 @@ from .errors import (
     ContextWindowExceeded,
     JobStateInvalid,
     PrefillRejected,
+    ProviderError,
     ProviderUnavailable,
 )
 from .job_store import JobStore
@@ -49,6 +50,7 @@ from .models import (
 )
 from .prefill import LearnedStyle, Rung, StepReason, next_rung, starts_over, trim_prefill
 from .provider import StreamOutcome
+from .raw_completion import CompletionRung
 from .reasoning import ChunkText, build_prefill, split_chunk
 from .request import GenerationRequest
 from .seam import (
@@ -240,6 +242,7 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
     has_prefill = bool(job.prefill.text)
     choice = _choose_style(services, job, model)
     rung, steps, discarded = choice.rung, list[str](), 0
+    completion = CompletionRung(services, request, model)
     while True:
         sent, trimmed = _sent_prefill(job, rung)
         body = build_body(
@@ -249,6 +252,13 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
             max_tokens=max_tokens,
             prefill_style=rung.style,
         )
+        if rung.style == "completion" and has_prefill:
+            prepared = completion.prepare(body, sent.text)
+            if prepared is None:  # no template after all, or it does not render this answer
+                steps.append(f"{rung.describe()}:refused")
+                rung = next_rung(rung, "refused", ladder=True) or Rung("continue_message")
+                continue
+            body, trimmed = prepared
         check_start = has_prefill and choice.ladder and rung.style != "continue_message"
         checkpoints = _checkpointer(services, job, rung, sent, trimmed, max_tokens, check_start=check_start)
         try:
@@ -267,11 +277,19 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
             continue
         except PrefillRejected as exc:
             reason: StepReason = "trailing_whitespace" if exc.reason == "trailing_whitespace" else "refused"
-            step = next_rung(rung, reason, ladder=choice.ladder) if has_prefill else None
+            step = next_rung(rung, reason, ladder=choice.ladder, completion=completion.available(rung))
+            step = step if has_prefill else None
             if step is None:
                 raise
             steps.append(f"{rung.describe()}:{reason}")
             rung = step
+            continue
+        except ProviderError as exc:
+            if exc.retryable or rung.style != "completion" or not choice.ladder:
+                raise
+            # no /completions endpoint here (404), or it takes no raw prompt: the rung is not served
+            steps.append(f"{rung.describe()}:refused")
+            rung = next_rung(rung, "refused", ladder=True) or Rung("continue_message")
             continue
         echo = _strip_echo(job, rung, sent, outcome.content, outcome.reasoning, outcome.first_delta)
         if has_prefill and choice.ladder and rung.style != "continue_message":
@@ -288,7 +306,9 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
                 prompt_tokens=outcome.usage.prompt_tokens if outcome.usage else None,
                 expected_prompt_tokens=prompt_estimate if exact else None,
             )
-            step = next_rung(rung, "ignored", ladder=True) if ignored else None
+            step = None
+            if ignored:
+                step = next_rung(rung, "ignored", ladder=True, completion=completion.available(rung))
             if step is not None:
                 if checkpoints is not None and checkpoints.written:
                     # the server started over: what it streamed is no continuation to resume from
@@ -336,7 +356,7 @@ def _strip_echo(
     turn: it was sent no prefill to echo). One rule for the live reply, its drafts, and a draft
     resumed after a crash."""
     return strip_echo(
-        SentPrefill("") if rung.style == "continue_message" else sent,
+        SentPrefill("") if rung.style in ("continue_message", "completion") else sent,
         content=content,
         reasoning=reasoning,
         first_delta=first_delta,

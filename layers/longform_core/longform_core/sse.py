@@ -106,6 +106,8 @@ class StreamAccumulator:
                 continue
             delta = choice.get("delta") or choice.get("message") or {}
             piece = delta.get("content")
+            if piece is None and isinstance(choice.get("text"), str):
+                piece = choice["text"]  # a raw completion (/completions): the text is on the choice
             if isinstance(piece, str) and piece:
                 if self.first_content is None:
                     self.first_content = piece

@@ -32,6 +32,7 @@ UsageChunkMode = Literal["last", "separate"]
 PrefillStyle = Literal["assistant", "vllm", "prefix", "none", "reject"]
 PrefillRefusal = Literal["anthropic", "llamacpp_thinking", "gateway"]
 EchoPrefillMode = Literal["off", "merged", "split"]
+CompletionsMode = Literal["off", "chatml"]
 
 FAULT_TYPES = ("status", "cut", "slow", "stall")
 Fault = dict[str, Any]
@@ -109,6 +110,9 @@ class EmulatorSettings:
     "merged" (streamed: with the first new delta), "split" (streamed: in deltas of at most
     ``ECHO_PIECE_CHARS`` characters before the new ones), "off". Without streaming, both
     put it at the start of the message. usage.completion_tokens counts only new tokens."""
+    completions: CompletionsMode = "off"
+    """Serve ``POST /v1/completions`` (raw prompts) and ``GET /props`` with this chat template
+    ("chatml"; ``completions.py``); "off": both 404, as DeepInfra."""
     verbose: bool = False
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:

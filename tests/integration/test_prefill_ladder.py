@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import CloudFactory, expected, run_job
+from .conftest import WRITER, CloudFactory, expected, run_job
 
 pytestmark = pytest.mark.integration
 
@@ -159,6 +159,25 @@ def test_no_completions_endpoint_steps_down_to_the_continue_message(
             "completion:refused",
         ]
         assert learned(cloud, result) == ("continue_message", 5)
+
+
+@pytest.mark.parametrize("completions", ["off", "chatml"])
+def test_a_new_turn_glued_to_the_text_is_probed_never_learned_and_never_glued(
+    make_cloud: CloudFactory, emulator, completions: str
+) -> None:
+    # llama-cpp-python's server: a trailing assistant message is a finished turn and the model
+    # begins a new answer glued to the text, without restarting the opening (nothing in the reply
+    # gives it away): the probe (a prefill cut mid-word) finds it before any style is cached
+    emulator.configure(prefill_style="new_turn", completions=completions)
+    with make_cloud() as cloud:
+        result, output = run_clean(cloud, emulator, REQUEST)
+        assert output == expected(REQUEST, emulator).answer  # no new turn glued into the text
+        first = next(c for c in chunks_of(cloud, result) if c.prefill_style != "none")
+        assert first.prefill_ladder == ["assistant:ignored", "vllm:ignored", "prefix:ignored"]
+        style = "completion" if completions == "chatml" else "continue_message"
+        assert learned(cloud, result) == (style, 4)
+        cached = cloud.store.get_learned_style(emulator.base_url, WRITER)
+        assert cached is not None and cached.style == style  # the wrong style was never cached
 
 
 def test_a_vllm_server_is_learned_from_one_ignored_prefill(make_cloud: CloudFactory, emulator) -> None:

@@ -9,6 +9,7 @@ record, commit the manifest (``Manifest.record_chunk``), then write the running 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -62,6 +63,9 @@ from .seam import (
     stuck_repeating,
 )
 from .services import MetricsSink, Services
+from .style_probe import probe_style
+
+logger = logging.getLogger(__name__)
 
 # context-window errors one chunk may answer by shrinking: with numbers one or two are enough; a
 # wording without numbers is answered by halving, which needs up to log2(cap) tries
@@ -317,6 +321,15 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
                 discarded += tokens or 0
                 rung = step
                 continue
+            probe = settings.prefill_probe and _learning(choice, steps, job, rung)
+            if probe and not _probe_passes(services, job, model, rung, echo.content, deadline):
+                # a new turn glued to the text (llama-cpp-python's server): never learned, never cached
+                if checkpoints is not None and checkpoints.written:
+                    services.store.delete_draft(manifest.job_id, manifest.chunks)
+                steps.append(f"{rung.describe()}:ignored")
+                discarded += tokens or 0
+                rung = next_rung(rung, "ignored", ladder=True, completion=completion.available(rung)) or rung
+                continue
         break
     if echo.stripped:
         outcome = replace(outcome, content=echo.content, reasoning=echo.reasoning)
@@ -347,6 +360,42 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
         sent_prefill=has_prefill,
         drafts_written=checkpoints.written if checkpoints is not None else 0,
     )
+
+
+def _learning(choice: _StyleChoice, steps: list[str], job: _Job, rung: Rung) -> bool:
+    """Is this reply's chat-prefill style about to be learned (and cached)? Then it is probed first
+    (a reasoning model's thought is not cut for a probe: its style stands on the reply's evidence;
+    the completion rung sends no chat prefill to ignore)."""
+    learning = choice.source == "probe" or bool(steps)
+    return learning and rung.style != "completion" and not job.reasoning_so_far
+
+
+def _probe_passes(services: Services, job: _Job, model: str, rung: Rung, reply: str, deadline: float) -> bool:
+    """Does ``rung`` really continue a prefill here? (``style_probe.py``; unknown counts as yes)
+    ``reply``: what the server wrote after the prefill (echo stripped)."""
+    sent = _sent_prefill(job, rung)[0].text
+    result = probe_style(
+        services.provider,
+        job.request,
+        model=model,
+        rung=rung,
+        prefill=sent,
+        reply=reply,
+        deadline=deadline,
+        now=services.clock(),
+    )
+    if result is None:
+        return True
+    if not result.passed:
+        logger.warning(
+            "prefill style %s probed: a prefill cut at %r was answered %r (expected the word's rest %r): "
+            "the server opens a new turn; stepping down",
+            rung.describe(),
+            result.prefill_tail,
+            result.reply[:40],
+            result.expected,
+        )
+    return result.passed
 
 
 def _strip_echo(

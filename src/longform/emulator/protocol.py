@@ -184,6 +184,10 @@ def _plan(
     trailing = read_trailing(messages, request.body, settings)
     log.update(trailing.log_fields())
     prompt = prompt_tokens(messages)
+    if trailing.ignored and settings.prefill_style == "new_turn":
+        # as seen on llama-cpp-python: the prompt it reports does not give the new turn away (no
+        # more than a continued prefill would cost)
+        prompt -= 4
     log["prompt_tokens"] = prompt
     limit, silent = _limit(request, prompt, settings)
     log["effective_max_tokens"] = limit
@@ -274,11 +278,26 @@ def _emit(
     """What is sent after the answer so far (the continuation plan's mode logged)."""
     plan = plan_continuation(canonical, trailing.answer_so_far)
     log["plan"] = plan.mode
+    if trailing.ignored and settings.prefill_style == "new_turn":
+        return _select(plan.reasoning, _new_turn(plan.content, len(trailing.prefill or "")), limit, stops)
     if trailing.so_far is None:
         return _select(plan.reasoning, plan.content, limit, stops)
     reply = continue_reply(plan, trailing.so_far, settings)
     log.update(overlap_chars=reply.overlap_chars, preamble_chars=reply.preamble_chars)
     return _select(reply.reasoning, reply.content, limit, stops)
+
+
+def _new_turn(pieces: Sequence[str], skip_chars: int) -> tuple[str, ...]:
+    """llama-cpp-python's new turn: the answer from the first sentence starting at or past
+    ``skip_chars`` characters, glued to the text before it (its leading whitespace dropped)."""
+    at, prev = 0, ""
+    for index, piece in enumerate(pieces):
+        starts_sentence = piece.strip()[:1].isupper() and prev.rstrip().endswith((".", "!", "?"))
+        if at >= skip_chars and starts_sentence:
+            return (piece.lstrip(), *pieces[index + 1 :])
+        at += len(piece)
+        prev = piece
+    return tuple(pieces)
 
 
 def _limit(request: _Request, prompt: int, settings: EmulatorSettings) -> tuple[int, bool]:

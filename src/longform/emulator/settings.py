@@ -29,7 +29,7 @@ OverflowMode = Literal["reject", "clamp", "llamacpp", "silent_stream"]
 ContextErrorStyle = Literal["requested", "too_large"]
 ErrorBodyStyle = Literal["nested", "flat", "llamacpp"]
 UsageChunkMode = Literal["last", "separate"]
-PrefillStyle = Literal["assistant", "vllm", "prefix", "none", "reject"]
+PrefillStyle = Literal["assistant", "vllm", "prefix", "none", "new_turn", "reject"]
 PrefillRefusal = Literal["anthropic", "llamacpp_thinking", "gateway"]
 EchoPrefillMode = Literal["off", "merged", "split"]
 CompletionsMode = Literal["off", "chatml"]
@@ -87,6 +87,10 @@ class EmulatorSettings:
       ``add_generation_prompt: true``), else ignored;
     - "prefix": continued when the message has ``"prefix": true``, else ignored;
     - "none": ignored;
+    - "new_turn": ignored as llama-cpp-python's server ignores it: the reply is a new answer that
+      does not restart the opening, glued to the text (the canonical answer from its first
+      sentence that begins past the prefill's length, with no space before it), and the prompt
+      tokens it reports are no more than a continued prefill's;
     - "reject": HTTP 400 in the ``prefill_refusal`` wording.
 
     An ignored prefill is taken for a finished turn: the reply is the canonical answer from

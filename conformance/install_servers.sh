@@ -54,7 +54,8 @@ finish_venv() {  # dir name
   rm -rf "$1"
   mv "$1.tmp" "$1"
   grep -rlI "$1.tmp" "$1/bin" 2>/dev/null | xargs -r sed -i "s#$1.tmp#$1#g"
-  "$1/bin/python" -m pip freeze --exclude-editable >"$1/freeze.txt"
+  # the lock pins the dependencies; the main artifact (a local file, sha256-checked) is left out
+  "$1/bin/python" -m pip freeze --exclude-editable | grep -v ' @ file:' >"$1/freeze.txt"
   mkdir -p "$LOCKS"
   [ -f "$LOCKS/$2.txt" ] || cp "$1/freeze.txt" "$LOCKS/$2.txt"
   touch "$1/.installed"

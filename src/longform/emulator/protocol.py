@@ -19,8 +19,10 @@ from longform.emulator.errors import (
     ErrorReply,
     Rejected,
     context_error_message,
+    litellm_context_error_body,
     llamacpp_context_error_body,
     llamacpp_context_error_message,
+    unexpected_fields_body,
 )
 from longform.emulator.model import (
     Canonical,
@@ -128,6 +130,8 @@ class ReplyPlan:
     echo_mode: EchoPrefillMode
     usage_chunk: UsageChunkMode
     keepalive_every: int
+    keepalive_comment: str = "keep-alive"
+    done_marker: bool = True
 
     @property
     def finish_reason(self) -> str:
@@ -181,6 +185,9 @@ def _plan(
     log.update(
         model=request.model, messages=len(messages), max_tokens=request.max_tokens, stream=request.stream
     )
+    unknown = [f for f in ("continue_final_message", "add_generation_prompt") if f in request.body]
+    if unknown and settings.unknown_fields == "reject":
+        raise Rejected(422, "Unexpected fields in the request", body=unexpected_fields_body(sorted(unknown)))
     trailing = read_trailing(messages, request.body, settings)
     log.update(trailing.log_fields())
     prompt = prompt_tokens(messages)
@@ -225,6 +232,8 @@ def _plan(
         echo_mode=settings.echo_prefill,
         usage_chunk=settings.usage_chunk,
         keepalive_every=settings.keepalive_every,
+        keepalive_comment=settings.keepalive_comment,
+        done_marker=settings.done_marker,
     )
 
 
@@ -308,11 +317,16 @@ def _limit(request: _Request, prompt: int, settings: EmulatorSettings) -> tuple[
     if not context:
         return limit, False
     overflow = settings.overflow
-    if overflow == "llamacpp":
+    if overflow == "none":
+        return limit, False
+    if overflow in ("llamacpp", "litellm"):
         # llama.cpp (server-context.cpp) rejects only `n_tokens >= n_ctx`, then stops when full
         if prompt >= context:
             message = llamacpp_context_error_message(prompt, context)
-            raise Rejected(400, message, body=llamacpp_context_error_body(prompt, context))
+            body = (litellm_context_error_body if overflow == "litellm" else llamacpp_context_error_body)(
+                prompt, context
+            )
+            raise Rejected(400, message, body=body)
         return min(limit, context - prompt), False
     if prompt >= context or (
         max_tokens is not None and prompt + max_tokens > context and overflow != "clamp"

@@ -25,7 +25,7 @@ __all__ = [
     "check_fault",
 ]
 
-OverflowMode = Literal["reject", "clamp", "llamacpp", "silent_stream"]
+OverflowMode = Literal["reject", "clamp", "llamacpp", "litellm", "none", "silent_stream"]
 ContextErrorStyle = Literal["requested", "too_large"]
 ErrorBodyStyle = Literal["nested", "flat", "llamacpp"]
 UsageChunkMode = Literal["last", "separate"]
@@ -65,6 +65,10 @@ class EmulatorSettings:
     - "llamacpp": as llama.cpp's llama-server: only prompt >= context is rejected (400,
       ``llamacpp_context_error_body`` whatever ``error_body`` is); otherwise generation stops
       with "length" when the context is full (limit min(max_tokens, cap, context - prompt));
+    - "litellm": as "llamacpp" behind LiteLLM's proxy: the 400 is llama.cpp's wording wrapped
+      (``litellm.ContextWindowExceededError: ...``, type ``invalid_request_error``, code "400");
+    - "none": no context check at all (``transformers serve``): a prompt past the window is
+      answered anyway, up to max_tokens;
     - "silent_stream": a streamed request gets HTTP 200 and a stream that ends cleanly after
       ``silent_stream_tokens`` token deltas, with no finish_reason, no usage and no
       ``data: [DONE]``; without streaming, the same 400 as "reject".
@@ -76,6 +80,13 @@ class EmulatorSettings:
     usage_chunk: UsageChunkMode = "last"
     keepalive_every: int = 0
     """Emit an SSE comment ``: keep-alive`` every N tokens (0: never)."""
+    keepalive_comment: Literal["keep-alive", "ping"] = "keep-alive"
+    """The keep-alive comment's text (LiteLLM's proxy sends ``: ping``)."""
+    done_marker: bool = True
+    """End a stream with ``data: [DONE]`` (``transformers serve`` does not)."""
+    unknown_fields: Literal["ignore", "reject"] = "ignore"
+    """"reject": ``continue_final_message`` / ``add_generation_prompt`` get ``transformers serve``'s
+    422 ``{"detail": "Unexpected fields in the request: {...}"}``."""
     api_key: str | None = None
     price_input_per_mtok: float = 0.10
     price_output_per_mtok: float = 0.40
@@ -164,7 +175,7 @@ def _check_setting(name: str, value: Any) -> None:
     elif name == "continue_preamble":
         if not isinstance(value, str):
             raise ValueError("continue_preamble must be a string")
-    elif name in ("reject_trailing_whitespace_prefill", "continue_drop_seam_space", "verbose"):
+    elif name in ("reject_trailing_whitespace_prefill", "continue_drop_seam_space", "verbose", "done_marker"):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false")
     else:

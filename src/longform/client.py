@@ -15,7 +15,7 @@ import httpx
 from .live import LiveText
 
 DEFAULT_LOCAL_URL = "http://127.0.0.1:8787"
-TERMINAL = {"succeeded", "context_exhausted", "failed", "cancelled"}
+TERMINAL = {"succeeded", "context_exhausted", "incomplete", "failed", "cancelled"}  # job_status.py
 _EXECUTE_API = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
 
 
@@ -76,7 +76,8 @@ class SigV4:
         headers = {
             k: v for k, v in request.headers.items() if k.lower() not in ("connection", "accept-encoding")
         }
-        aws = AWSRequest(method=request.method, url=str(request.url), data=request.content, headers=headers)
+        body = request.read()  # a streamed body too (the OpenAI SDK's multipart file upload)
+        aws = AWSRequest(method=request.method, url=str(request.url), data=body, headers=headers)
         SigV4Auth(self.credentials, "execute-api", self.region).add_auth(aws)
         for key, value in aws.headers.items():
             request.headers[key] = value

@@ -83,6 +83,25 @@ def test_run_bad_request_exits_2_naming_the_problems(
     assert {p["field"] for p in payload["problems"]} >= {"messages", "max_chunks", "colour"}
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [('{"prompt": "Write", "stop": ["\\ud800"]}', "stop[0]"), ('{"prompt": "Write \\udcff"}', "prompt")],
+    ids=["stop", "prompt"],
+)
+def test_run_a_lone_surrogate_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, field: str
+) -> None:
+    request = tmp_path / "surrogate.json"
+    request.write_text(body)
+    code = main(["run", "--request", str(request), "--json"])
+    captured = capsys.readouterr()
+    assert code == 2
+    payload = json.loads(captured.out.strip().splitlines()[-1])
+    assert payload["status"] == "invalid"
+    assert [p["field"] for p in payload["problems"]] == [field]
+    assert "surrogate" in captured.err
+
+
 def test_drop_command_runs_the_drop_folder_locally(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
 ) -> None:
@@ -135,13 +154,27 @@ def test_a_budget_stop_exits_3_and_says_the_text_is_cut(tmp_path: Path, capsys, 
         "--max-chunks",
         "2",
     ]
-    code = main([*args, "--out", str(out)])
+    state = ["--state-dir", str(tmp_path / "state")]
+    code = main([*args, "--out", str(out), *state])
     captured = capsys.readouterr()
     assert code == 3
-    assert "cut: the max_chunks budget was reached" in captured.out
+    assert "incomplete: the max_chunks budget was reached" in captured.out
     assert (
         out.read_text() == uncapped_answer([{"role": "user", "content": PROMPT_3000}])[: len(out.read_text())]
     )
+    # every view of the job says the same: incomplete (max_chunks), never succeeded
+    assert main(["list", "--json", *state]) == 0
+    (listed,) = last_line_json(capsys.readouterr().out)
+    assert (listed["status"], listed["incomplete_reason"]) == ("incomplete", "max_chunks")
+    assert main(["list", *state]) == 0
+    assert "incomplete (max_chunks)" in capsys.readouterr().out
+    assert main(["show", listed["job_id"], "--json", *state]) == 0
+    shown = last_line_json(capsys.readouterr().out)
+    assert (shown["job"]["status"], shown["job"]["incomplete_reason"]) == ("incomplete", "max_chunks")
+    assert (shown["result"]["status"], shown["result"]["incomplete_reason"]) == ("incomplete", "max_chunks")
+    assert shown["result"]["stop_detail"].startswith("the max_chunks budget (2 chunks) was reached")
+    assert main(["show", listed["job_id"], *state]) == 0
+    assert "max_chunks: the max_chunks budget (2 chunks) was reached" in capsys.readouterr().out
 
 
 def test_prompt_from_stdin_and_the_answer_to_stdout(tmp_path: Path, capsys, monkeypatch) -> None:

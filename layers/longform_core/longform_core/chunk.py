@@ -16,6 +16,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from .config import Settings
 from .continuation import (
     Budget,
     build_body,
@@ -60,7 +61,8 @@ from .seam import (
     after_trimmed_prefill,
     clean_continuation,
     only_repeats,
-    stuck_repeating,
+    repetition_seen,
+    undecided,
 )
 from .services import MetricsSink, Services
 from .style_probe import probe_style
@@ -138,6 +140,8 @@ def generate_chunk(
     if manifest.last_finish_reason is not None and manifest.stop_reason is not None:
         # a retry after the commit of the job's last chunk: report it again, do nothing
         return _replay(manifest)
+    if manifest.mark_running(utcnow()):  # the first chunk attempt starts: the job is running
+        etag = store.put_manifest(manifest, if_match=etag)
     job = _read_job(store, request, manifest, etag)
     draft = store.get_draft(task.job_id, manifest.chunks)
     if draft is not None and draft.base_etag == etag and draft.has_text:
@@ -245,7 +249,7 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
     stream = request.stream if request.stream is not None else settings.provider_stream
     has_prefill = bool(job.prefill.text)
     choice = _choose_style(services, job, model)
-    rung, steps, discarded = choice.rung, list[str](), 0
+    rung, steps, discarded, ask_again = choice.rung, list[str](), 0, False
     completion = CompletionRung(services, request, model)
     while True:
         sent, trimmed = _sent_prefill(job, rung)
@@ -255,6 +259,7 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
             prefill=sent.text,
             max_tokens=max_tokens,
             prefill_style=rung.style,
+            ask_again=ask_again,
         )
         if rung.style == "completion" and has_prefill:
             prepared = completion.prepare(body, sent.text)
@@ -330,11 +335,20 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
                 discarded += tokens or 0
                 rung = next_rung(rung, "ignored", ladder=True, completion=completion.available(rung)) or rung
                 continue
+        if has_prefill and not ask_again and _only_repeated(job, rung, trimmed, outcome, echo):
+            # a continue-message reply that only repeated the answer: asked once more, differently
+            # (then the job goes on, or stops truthfully: no_progress)
+            if checkpoints is not None and checkpoints.written:
+                services.store.delete_draft(manifest.job_id, manifest.chunks)
+            steps.append(f"{rung.describe()}:{REPEATED}")
+            discarded += (outcome.usage.completion_tokens if outcome.usage else outcome.deltas) or 0
+            ask_again = True
+            continue
         break
     if echo.stripped:
         outcome = replace(outcome, content=echo.content, reasoning=echo.reasoning)
     if has_prefill:
-        _remember_style(services, job, model, choice, rung, steps)
+        _remember_style(services, job, model, choice, rung, [s for s in steps if not s.endswith(REPEATED)])
     duration_ms = int((services.clock() - started) * 1000)
     no_new_tokens = outcome.usage is None or not outcome.usage.completion_tokens
     finish = chunk_finish(outcome.finish_reason, outcome.ended_by)
@@ -396,6 +410,26 @@ def _probe_passes(services: Services, job: _Job, model: str, rung: Rung, reply: 
             result.expected,
         )
     return result.passed
+
+
+REPEATED = "repeated"  # a prefill_ladder entry: the continue message was asked again after a repeat
+
+
+def _only_repeated(job: _Job, rung: Rung, trimmed: str, outcome: StreamOutcome, echo: EchoResult) -> bool:
+    """A whole continue-message reply (stop or length) that adds nothing to the answer: all of it
+    a preamble, an overlap or text the answer already holds."""
+    finish = chunk_finish(outcome.finish_reason, outcome.ended_by)
+    if rung.style != "continue_message" or finish not in ("stop", "length") or not echo.content.strip():
+        return False
+    filed = _file_reply(job, rung, trimmed, echo.content, echo.reasoning, sent_prefill=True, final=True)
+    return not filed.answer.strip() or only_repeats(job.answer_so_far, filed.answer, minimum=MIN_REPEAT_CHARS)
+
+
+def _repeated_again(job: _Job, reply: _Reply, filed: _Filed) -> bool:
+    """A continue message asked again after a repeat (``REPEATED``) that still adds nothing."""
+    if not any(step.endswith(REPEATED) for step in reply.steps):
+        return False
+    return not filed.answer.strip() or only_repeats(job.answer_so_far, filed.answer, minimum=MIN_REPEAT_CHARS)
 
 
 def _strip_echo(
@@ -597,7 +631,9 @@ def _file_reply(
         final=final,
     )
     new_answer, new_reasoning, seam = text.answer, text.reasoning, SeamResult(text.answer)
-    if fresh_turn and job.answer_so_far:
+    if fresh_turn and job.answer_so_far and not final and undecided(job.answer_so_far, new_answer):
+        seam = SeamResult("", held=new_answer)  # cut short: the next reply decides (seam.undecided)
+    elif fresh_turn and job.answer_so_far:
         seam = clean_continuation(job.answer_so_far, new_answer)
     elif trimmed and manifest.reasoning_phase == "reasoning" and new_reasoning:
         fixed = after_trimmed_prefill(trimmed, new_reasoning)
@@ -613,6 +649,61 @@ def _file_reply(
         elif so_far and so_far.startswith(again.rstrip("\n")):
             new_reasoning = ""
     return _Filed(text, new_answer, new_reasoning, seam)
+
+
+@dataclass(frozen=True)
+class _Guarded:
+    """A filed reply after the loop guards: the answer text it adds, and the finish they decided."""
+
+    answer: str
+    repeat_dropped: int
+    finish: FinishReason
+    detail: str | None  # what a guard saw, when it ends the job
+
+
+def _loop_guards(
+    settings: Settings,
+    job: _Job,
+    filed: _Filed,
+    finish: FinishReason,
+    *,
+    fresh_turn: bool,
+    tokens: int,
+    raw_chars: int,
+) -> _Guarded:
+    """The no-progress and repetition guards (``stop_on_repetition: false`` turns the repetition
+    guard off: the job then runs on until the context is full, the naive semantics).
+
+    A continuation that is only text the answer already holds is not appended: on a fresh turn
+    (the continue message) that is a restart, no progress; on a continued prefill it is the model
+    looping, a repetition. A length cut that adds nothing is no progress. Neither is an error."""
+    new_answer, new_reasoning, so_far = filed.answer, filed.reasoning, job.answer_so_far
+    guard = job.request.stop_on_repetition is not False
+    dropped = 0
+    if (fresh_turn or guard) and so_far:
+        minimum = MIN_REPEAT_CHARS if fresh_turn else settings.repetition_min_chars
+        if only_repeats(so_far, new_answer, minimum=minimum):
+            dropped, new_answer = len(new_answer), ""
+            if finish == "length" and not new_reasoning:
+                what = "a restart" if fresh_turn else "the model is looping"
+                detail = f"the continuation only repeated {dropped:,} characters of the answer ({what})"
+                return _Guarded("", dropped, "no_progress" if fresh_turn else "repetition", detail)
+    if finish == "no_progress" or (not new_answer and not new_reasoning and finish == "length"):
+        detail = (
+            f"the continuation ({raw_chars:,} characters) held no new text: all of it was in the answer"
+            if raw_chars
+            else f"the continuation was cut for length without any text ({tokens:,} tokens generated)"
+        )
+        return _Guarded(new_answer, dropped, "no_progress", detail)
+    if guard and finish in CONTINUE_FINISHES:
+        seen = repetition_seen(
+            so_far + new_answer,
+            min_chars=settings.repetition_min_chars,
+            max_repeats=settings.repetition_max_repeats,
+        )
+        if seen is not None:
+            return _Guarded(new_answer, dropped, "repetition", seen + ": the model is looping")
+    return _Guarded(new_answer, dropped, finish, None)
 
 
 def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink | None) -> ChunkTaskOutput:
@@ -635,20 +726,14 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
         sent_prefill=reply.sent_prefill,
         final=finish not in CONTINUE_FINISHES,
     )
-    text, new_answer, new_reasoning, seam = filed.text, filed.answer, filed.reasoning, filed.seam
-    repeat_dropped = 0
-    minimum = MIN_REPEAT_CHARS if fresh_turn else settings.repetition_min_chars
-    if job.answer_so_far and only_repeats(job.answer_so_far, new_answer, minimum=minimum):
-        # nothing new: the text is already in the answer (a restart, a loop); it is not appended
-        repeat_dropped, new_answer = len(new_answer), ""
-    if outcome.has_text and not new_answer and not new_reasoning and finish == "length":
-        finish = "no_progress"  # everything this chunk wrote was already there
-    elif finish in CONTINUE_FINISHES and stuck_repeating(
-        job.answer_so_far + new_answer,
-        min_chars=settings.repetition_min_chars,
-        max_repeats=settings.repetition_max_repeats,
-    ):
-        finish = "repetition"
+    text, new_reasoning, seam = filed.text, filed.reasoning, filed.seam
+    if finish == "stop" and fresh_turn and _repeated_again(job, reply, filed):
+        finish = "length"  # asked twice and it only repeated the answer: no end the model reached
+    tokens = (outcome.usage.completion_tokens if outcome.usage else 0) or outcome.deltas
+    guarded = _loop_guards(
+        settings, job, filed, finish, fresh_turn=fresh_turn, tokens=tokens, raw_chars=len(outcome.content)
+    )
+    new_answer, repeat_dropped, finish = guarded.answer, guarded.repeat_dropped, guarded.finish
     usage = outcome.usage
     chunk = ChunkRecord(
         job_id=manifest.job_id,
@@ -681,6 +766,7 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
         seam_overlap_chars=seam.overlap_chars,
         seam_preamble=seam.preamble,
         seam_whitespace=seam.whitespace,
+        seam_held=seam.held,
         repeat_dropped_chars=repeat_dropped,
         draft_checkpoints=reply.drafts_written,
         from_draft=reply.from_draft,
@@ -714,6 +800,7 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
     )
     manifest.last_finish_reason = reported
     manifest.stop_reason = stop_reason
+    manifest.stop_detail = guarded.detail if stop_reason in ("no_progress", "repetition") else None
     # the commit. Only a committed chunk reaches output.md: a chunk that loses the race with a
     # cancel (which finalizes the job) fails here and writes nothing more. A crash between the
     # commit and the write leaves output.md short, which the next reader rebuilds from the chunks.

@@ -33,6 +33,7 @@ PrefillStyle = Literal["assistant", "vllm", "prefix", "none", "new_turn", "rejec
 PrefillRefusal = Literal["anthropic", "llamacpp_thinking", "gateway"]
 EchoPrefillMode = Literal["off", "merged", "split"]
 CompletionsMode = Literal["off", "chatml"]
+ContinueRepeatMode = Literal["off", "once", "always"]
 
 FAULT_TYPES = ("status", "cut", "slow", "stall")
 Fault = dict[str, Any]
@@ -120,6 +121,11 @@ class EmulatorSettings:
     continue_drop_seam_space: bool = False
     """A "continue message" conversation: the whitespace the true continuation starts with
     (spaces, newlines) is not sent."""
+    continue_repeat: ContinueRepeatMode = "off"
+    """A "continue message" conversation: the reply repeats the end of the answer so far word
+    for word (its last ``max_tokens`` tokens: the previous chunk, as transformers serve's model
+    did) instead of continuing it: "once" the first time a given answer so far is sent (asked
+    again, it continues), "always" every time, "off" never."""
     echo_prefill: EchoPrefillMode = "off"
     """Send a continued prefill back at the start of the reply (as llama.cpp's llama-server):
     "merged" (streamed: with the first new delta), "split" (streamed: in deltas of at most
@@ -209,4 +215,8 @@ def check_fault(fault: Any) -> Fault:
         raise ValueError("a stall fault needs a number 'seconds' >= 0")
     if kind == "slow" and (not is_number(fault.get("token_delay")) or fault["token_delay"] < 0):
         raise ValueError("a slow fault needs a number 'token_delay' >= 0")
+    if "match" in fault and (not isinstance(fault["match"], str) or not fault["match"]):
+        raise ValueError("'match' must be a non-empty string (text the request's body holds)")
+    if "skip" in fault and (not is_int(fault["skip"]) or fault["skip"] < 0):
+        raise ValueError("'skip' must be an integer >= 0 (matching requests let through first)")
     return dict(fault)

@@ -18,10 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from .apigw import api_event
 from .cloud import LocalCloud
+from .openai_chat import ChatCompletions
 
 API_FUNCTION = "ApiFunction"
 STAGE = "local"
 TEXT_TYPES = ("application/json", "text/", "application/problem+json")
+CHAT_COMPLETIONS = "/v1/chat/completions"  # served here, not by the function: it streams, and waits
 
 
 def proxy_event(method: str, target: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -52,6 +54,11 @@ class LocalApi:
 
     def __init__(self, cloud: LocalCloud, *, host: str = "127.0.0.1", port: int = 8787):
         self.cloud = cloud
+        # one request at a time in the function, as in one Lambda container: the resolver keeps the
+        # current event in module state, and concurrent requests (a stream polling while another
+        # client submits) would read each other's
+        self._function_lock = threading.Lock()
+        self.chat = ChatCompletions(self.invoke)
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,6 +69,9 @@ class LocalApi:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if self.command == "POST" and urlsplit(self.path).path.rstrip("/") == CHAT_COMPLETIONS:
+                    api.chat.handle(self, headers, body)
+                    return
                 status, out_headers, out_body = api.invoke(self.command, self.path, headers, body)
                 self.send_response(status)
                 for key, value in out_headers.items():
@@ -97,7 +107,8 @@ class LocalApi:
     ) -> tuple[int, dict[str, str], bytes]:
         event = proxy_event(method, target, headers, body)
         try:
-            result = self.cloud.invoke(API_FUNCTION, event)
+            with self._function_lock:
+                result = self.cloud.invoke(API_FUNCTION, event)
         except Exception as exc:  # the real integration answers 502 for a crashed function
             payload = json.dumps({"message": "Internal server error", "error": type(exc).__name__}).encode()
             return 502, {"Content-Type": "application/json"}, payload

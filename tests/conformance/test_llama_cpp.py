@@ -25,7 +25,7 @@ from longform_core.provider_errors import classify_error
 
 from longform.emulator.server import EmulatorServer, EmulatorSettings
 
-from .conftest import ROOT, LlamaServer, free_port, longform
+from .conftest import REQUEST_TIMEOUT, ROOT, LlamaServer, fidelity, free_port, learned_styles, longform
 
 pytestmark = pytest.mark.conformance
 
@@ -42,7 +42,7 @@ def streamed_deltas(base_url: str, body: dict[str, Any]) -> tuple[list[str], dic
         "POST",
         f"{base_url}/chat/completions",
         json={**body, "stream": True, "stream_options": {"include_usage": True}},
-        timeout=120,
+        timeout=REQUEST_TIMEOUT,
     ) as response:
         assert response.status_code == 200
         for line in response.iter_lines():
@@ -225,6 +225,52 @@ def test_a_greedy_job_reproduces_one_uncapped_request(
     assert fidelity >= 0.98, where
 
 
+# ---- (f): the raw-completion rung: the template from /props, no chat prefill at all ---------------
+
+
+def test_the_raw_completion_rung_reproduces_one_uncapped_request(
+    start_llama, tmp_path: Path, figures: dict[str, Any]
+) -> None:
+    budget = 256
+    # --no-prefill-assistant: no chat prefill would be continued; /v1/completions still is
+    server: LlamaServer = start_llama("-c", "4096", "--no-prefill-assistant")
+    assert "im_start" in httpx.get(f"{server.url}/props", timeout=REQUEST_TIMEOUT).json()["chat_template"]
+    reference = server.chat(
+        {
+            "model": "smollm2",
+            "temperature": 0,
+            "max_tokens": budget,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
+    ).json()["choices"][0]["message"]["content"]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"prompt": PROMPT, "prefill_style": "completion"}), encoding="utf-8")
+    out = tmp_path / "story.md"
+    summary = longform(
+        *("run", "--request", str(request), "--base-url", server.base_url, "--model", "smollm2"),
+        *("--max-tokens-per-request", "32", "--max-output-tokens", str(budget), "--temperature", "0"),
+        *("--out", str(out)),
+    )
+    text = out.read_text(encoding="utf-8")
+    result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    score = fidelity(text, reference)
+    figures.update(
+        case="(f) raw-completion rung, --no-prefill-assistant, 32-token chunks",
+        server="llama.cpp",
+        status=summary["status"],
+        chunks=summary["chunks"],
+        output_tokens=summary["output_tokens"],
+        fidelity=score,
+        learning_requests=0,
+        seconds=summary["wall_seconds"],
+        note=f"chunk styles {sorted(set(result.get('chunk_prefill_styles') or []))}",
+    )
+    assert summary["status"] in ("succeeded", "incomplete"), summary["stderr"][-3000:]
+    assert set(result["chunk_prefill_styles"]) <= {"none", "completion"}
+    assert summary["chunks"] >= budget // 32 - 1
+    assert score >= 0.98, (text[:300], reference[:300])
+
+
 # ---- (e): a server that ignores the prefill (--no-prefill-assistant) ---------------------------
 
 
@@ -256,11 +302,15 @@ def test_a_server_that_ignores_the_prefill_is_noticed_and_the_job_falls_back(
     text = out.read_text(encoding="utf-8")
     result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     opening = text[:60]
+    styles = learned_styles(summary["state_dir"])
     figures.update(
         case="(e) --no-prefill-assistant, greedy, 32-token chunks",
+        server="llama.cpp",
         status=summary["status"],
         chunks=summary["chunks"],
         output_tokens=summary["output_tokens"],
+        learning_requests=styles[0]["requests"] if styles else None,
+        seconds=summary["wall_seconds"],
         note=f"style {result.get('prefill_style')} ({result.get('prefill_style_source')}), "
         f"chunk styles {result.get('chunk_prefill_styles')}",
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import CloudFactory, expected, run_job
+from .conftest import WRITER, CloudFactory, expected, run_job
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +103,81 @@ def test_an_ignored_prefill_is_noticed_and_the_job_falls_back(make_cloud: CloudF
         assert first.prefill_ladder == ["assistant:ignored", "vllm:ignored", "prefix:ignored"]
         assert first.discarded_completion_tokens > 0
         assert learned(cloud, result) == ("continue_message", 4)
+
+
+def test_an_ignored_prefill_with_a_known_template_is_continued_as_a_raw_completion(
+    make_cloud: CloudFactory, emulator
+) -> None:
+    # transformers serve: every chat prefill ignored, /v1/completions served; the template from
+    # GET /props (llama.cpp's way; the emulator serves ChatML)
+    emulator.configure(prefill_style="none", completions="chatml")
+    with make_cloud() as cloud:
+        result, output = run_clean(cloud, emulator, REQUEST)
+        assert output == expected(REQUEST, emulator).answer  # exact seams: no restart, no preamble
+        first = next(c for c in chunks_of(cloud, result) if c.prefill_style != "none")
+        assert first.prefill_ladder == ["assistant:ignored", "vllm:ignored", "prefix:ignored"]
+        assert learned(cloud, result) == ("completion", 4)
+        later = [c for c in chunks_of(cloud, result) if c.prefill_style != "none"][1:]
+        assert later and all(c.prefill_style == "completion" and not c.prefill_ladder for c in later)
+        raw = [r for r in emulator.requests if r["path"] == "/v1/openai/completions"]
+        assert len(raw) == len(later) + 1  # every continuation after learning went there
+        # the next job on this (base URL, model) starts from the cache
+        again, again_output = run_clean(cloud, emulator, REQUEST)
+        assert again.prefill_style_source == "cache" and again_output == output
+
+
+def test_a_template_given_in_the_request_is_used_where_the_server_has_no_props(
+    make_cloud: CloudFactory, emulator
+) -> None:
+    from longform_core.chat_template import CHATML_TEMPLATE
+
+    emulator.configure(prefill_style="none", completions="chatml")
+    request = {**REQUEST, "chat_template": CHATML_TEMPLATE, "prefill_style": "completion"}
+    with make_cloud() as cloud:
+        result, output = run_clean(cloud, emulator, request)
+        assert output == expected(REQUEST, emulator).answer
+        assert all(c.prefill_style in ("none", "completion") for c in chunks_of(cloud, result))
+        assert not [r for r in emulator.requests if r["path"] == "/props"]
+
+
+def test_no_completions_endpoint_steps_down_to_the_continue_message(
+    make_cloud: CloudFactory, emulator
+) -> None:
+    # a template is known (the request's) but the server has no /v1/completions: 404, one step down
+    from longform_core.chat_template import CHATML_TEMPLATE
+
+    emulator.configure(prefill_style="none")
+    request = {**REQUEST, "chat_template": CHATML_TEMPLATE}
+    with make_cloud() as cloud:
+        result, output = run_clean(cloud, emulator, request)
+        assert output == expected(REQUEST, emulator).answer
+        first = next(c for c in chunks_of(cloud, result) if c.prefill_style != "none")
+        assert first.prefill_ladder == [
+            "assistant:ignored",
+            "vllm:ignored",
+            "prefix:ignored",
+            "completion:refused",
+        ]
+        assert learned(cloud, result) == ("continue_message", 5)
+
+
+@pytest.mark.parametrize("completions", ["off", "chatml"])
+def test_a_new_turn_glued_to_the_text_is_probed_never_learned_and_never_glued(
+    make_cloud: CloudFactory, emulator, completions: str
+) -> None:
+    # llama-cpp-python's server: a trailing assistant message is a finished turn and the model
+    # begins a new answer glued to the text, without restarting the opening (nothing in the reply
+    # gives it away): the probe (a prefill cut mid-word) finds it before any style is cached
+    emulator.configure(prefill_style="new_turn", completions=completions)
+    with make_cloud() as cloud:
+        result, output = run_clean(cloud, emulator, REQUEST)
+        assert output == expected(REQUEST, emulator).answer  # no new turn glued into the text
+        first = next(c for c in chunks_of(cloud, result) if c.prefill_style != "none")
+        assert first.prefill_ladder == ["assistant:ignored", "vllm:ignored", "prefix:ignored"]
+        style = "completion" if completions == "chatml" else "continue_message"
+        assert learned(cloud, result) == (style, 4)
+        cached = cloud.store.get_learned_style(emulator.base_url, WRITER)
+        assert cached is not None and cached.style == style  # the wrong style was never cached
 
 
 def test_a_vllm_server_is_learned_from_one_ignored_prefill(make_cloud: CloudFactory, emulator) -> None:

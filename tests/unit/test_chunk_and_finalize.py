@@ -63,6 +63,8 @@ def outcome(
 @pytest.fixture
 def make_services(store: JobStore):
     def factory(provider: ScriptedProvider, **settings: Any) -> Services:
+        # a script answers in order, not as a model: no style probe unless a test asks for one
+        settings = {"prefill_probe": False, **settings}
         return Services(
             settings=Settings(jobs_bucket=store.bucket, **settings), store=store, provider=provider
         )

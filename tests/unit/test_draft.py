@@ -318,8 +318,9 @@ class ScriptedProvider:
 
 
 def make_services(store: JobStore, provider: ScriptedProvider, **settings: Any) -> Services:
+    # a script answers in order, not as a model: no style probe
     return Services(
-        settings=Settings(jobs_bucket=store.bucket, **settings),
+        settings=Settings(jobs_bucket=store.bucket, **{"prefill_probe": False, **settings}),
         store=store,
         provider=provider,
         clock=provider.clock,

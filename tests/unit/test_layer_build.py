@@ -69,7 +69,8 @@ def test_with_the_runtimes_python_the_layer_ships_bytecode(layer: Path) -> None:
 
 
 def test_the_layer_holds_the_package_and_what_the_runtime_lacks(layer: Path) -> None:
-    for name in ("longform_core", "aws_lambda_powertools", "aws_xray_sdk", "wrapt", "httpx", "pydantic_core"):
+    names = ("longform_core", "aws_lambda_powertools", "aws_xray_sdk", "wrapt", "httpx", "pydantic_core")
+    for name in (*names, "jinja2", "markupsafe"):
         assert (layer / name).is_dir(), name
     assert (layer / "longform_core" / "chunk.py").is_file()
     # the arm64 build of the compiled dependencies, whatever the build machine is

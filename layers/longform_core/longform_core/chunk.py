@@ -9,6 +9,7 @@ record, commit the manifest (``Manifest.record_chunk``), then write the running 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -35,6 +36,7 @@ from .errors import (
     ContextWindowExceeded,
     JobStateInvalid,
     PrefillRejected,
+    ProviderError,
     ProviderUnavailable,
 )
 from .infra_cost import InfraPrices, record_chunk
@@ -51,6 +53,7 @@ from .models import (
 )
 from .prefill import LearnedStyle, Rung, StepReason, next_rung, starts_over, trim_prefill
 from .provider import StreamOutcome
+from .raw_completion import CompletionRung
 from .reasoning import ChunkText, build_prefill, split_chunk
 from .request import GenerationRequest
 from .seam import (
@@ -63,6 +66,9 @@ from .seam import (
     undecided,
 )
 from .services import MetricsSink, Services
+from .style_probe import probe_style
+
+logger = logging.getLogger(__name__)
 
 # context-window errors one chunk may answer by shrinking: with numbers one or two are enough; a
 # wording without numbers is answered by halving, which needs up to log2(cap) tries
@@ -252,6 +258,7 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
     has_prefill = bool(job.prefill.text)
     choice = _choose_style(services, job, model)
     rung, steps, discarded, ask_again = choice.rung, list[str](), 0, False
+    completion = CompletionRung(services, request, model)
     while True:
         sent, trimmed = _sent_prefill(job, rung)
         body = build_body(
@@ -262,6 +269,13 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
             prefill_style=rung.style,
             ask_again=ask_again,
         )
+        if rung.style == "completion" and has_prefill:
+            prepared = completion.prepare(body, sent.text)
+            if prepared is None:  # no template after all, or it does not render this answer
+                steps.append(f"{rung.describe()}:refused")
+                rung = next_rung(rung, "refused", ladder=True) or Rung("continue_message")
+                continue
+            body, trimmed = prepared
         check_start = has_prefill and choice.ladder and rung.style != "continue_message"
         checkpoints = _checkpointer(services, job, rung, sent, trimmed, max_tokens, check_start=check_start)
         try:
@@ -280,11 +294,19 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
             continue
         except PrefillRejected as exc:
             reason: StepReason = "trailing_whitespace" if exc.reason == "trailing_whitespace" else "refused"
-            step = next_rung(rung, reason, ladder=choice.ladder) if has_prefill else None
+            step = next_rung(rung, reason, ladder=choice.ladder, completion=completion.available(rung))
+            step = step if has_prefill else None
             if step is None:
                 raise
             steps.append(f"{rung.describe()}:{reason}")
             rung = step
+            continue
+        except ProviderError as exc:
+            if exc.retryable or rung.style != "completion" or not choice.ladder:
+                raise
+            # no /completions endpoint here (404), or it takes no raw prompt: the rung is not served
+            steps.append(f"{rung.describe()}:refused")
+            rung = next_rung(rung, "refused", ladder=True) or Rung("continue_message")
             continue
         echo = _strip_echo(job, rung, sent, outcome.content, outcome.reasoning, outcome.first_delta)
         if has_prefill and choice.ladder and rung.style != "continue_message":
@@ -301,7 +323,9 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
                 prompt_tokens=outcome.usage.prompt_tokens if outcome.usage else None,
                 expected_prompt_tokens=prompt_estimate if exact else None,
             )
-            step = next_rung(rung, "ignored", ladder=True) if ignored else None
+            step = None
+            if ignored:
+                step = next_rung(rung, "ignored", ladder=True, completion=completion.available(rung))
             if step is not None:
                 if checkpoints is not None and checkpoints.written:
                     # the server started over: what it streamed is no continuation to resume from
@@ -309,6 +333,15 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
                 steps.append(f"{rung.describe()}:ignored")
                 discarded += tokens or 0
                 rung = step
+                continue
+            probe = settings.prefill_probe and _learning(choice, steps, job, rung)
+            if probe and not _probe_passes(services, job, model, rung, echo.content, deadline):
+                # a new turn glued to the text (llama-cpp-python's server): never learned, never cached
+                if checkpoints is not None and checkpoints.written:
+                    services.store.delete_draft(manifest.job_id, manifest.chunks)
+                steps.append(f"{rung.describe()}:ignored")
+                discarded += tokens or 0
+                rung = next_rung(rung, "ignored", ladder=True, completion=completion.available(rung)) or rung
                 continue
         if has_prefill and not ask_again and _only_repeated(job, rung, trimmed, outcome, echo):
             # a continue-message reply that only repeated the answer: asked once more, differently
@@ -351,6 +384,42 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
     )
 
 
+def _learning(choice: _StyleChoice, steps: list[str], job: _Job, rung: Rung) -> bool:
+    """Is this reply's chat-prefill style about to be learned (and cached)? Then it is probed first
+    (a reasoning model's thought is not cut for a probe: its style stands on the reply's evidence;
+    the completion rung sends no chat prefill to ignore)."""
+    learning = choice.source == "probe" or bool(steps)
+    return learning and rung.style != "completion" and not job.reasoning_so_far
+
+
+def _probe_passes(services: Services, job: _Job, model: str, rung: Rung, reply: str, deadline: float) -> bool:
+    """Does ``rung`` really continue a prefill here? (``style_probe.py``; unknown counts as yes)
+    ``reply``: what the server wrote after the prefill (echo stripped)."""
+    sent = _sent_prefill(job, rung)[0].text
+    result = probe_style(
+        services.provider,
+        job.request,
+        model=model,
+        rung=rung,
+        prefill=sent,
+        reply=reply,
+        deadline=deadline,
+        now=services.clock(),
+    )
+    if result is None:
+        return True
+    if not result.passed:
+        logger.warning(
+            "prefill style %s probed: a prefill cut at %r was answered %r (expected the word's rest %r): "
+            "the server opens a new turn; stepping down",
+            rung.describe(),
+            result.prefill_tail,
+            result.reply[:40],
+            result.expected,
+        )
+    return result.passed
+
+
 REPEATED = "repeated"  # a prefill_ladder entry: the continue message was asked again after a repeat
 
 
@@ -378,7 +447,7 @@ def _strip_echo(
     turn: it was sent no prefill to echo). One rule for the live reply, its drafts, and a draft
     resumed after a crash."""
     return strip_echo(
-        SentPrefill("") if rung.style == "continue_message" else sent,
+        SentPrefill("") if rung.style in ("continue_message", "completion") else sent,
         content=content,
         reasoning=reasoning,
         first_delta=first_delta,

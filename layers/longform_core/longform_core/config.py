@@ -65,6 +65,10 @@ class Settings(BaseModel):
     api_key_secret_arn: str | None = None
     deadline_margin_seconds: float = Field(default=30.0, ge=0)
     prefill_style: PrefillStyle = "auto"
+    # a prefill style is probed before it is learned (style_probe.py; PREFILL_PROBE)
+    prefill_probe: bool = True
+    # the model's Jinja chat template for the raw-completion rung (CHAT_TEMPLATE; chat_template.py)
+    chat_template: str | None = None
     # how long a learned prefill style (styles/{digest}.json) is trusted before it is learned again
     prefill_style_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=0)
     # a model stuck repeating one passage: the last `repetition_min_chars` characters of the answer
@@ -168,6 +172,8 @@ class Settings(BaseModel):
             deadline_margin_seconds=opt_float("DEADLINE_MARGIN_SECONDS", 30.0),
             prefill_style=env.get("PREFILL_STYLE", "").strip() or "auto",
             prefill_style_ttl_seconds=opt_int("PREFILL_STYLE_TTL_SECONDS") or 7 * 24 * 3600,
+            chat_template=env.get("CHAT_TEMPLATE", "") or None,
+            prefill_probe=opt_bool("PREFILL_PROBE", True),
             repetition_min_chars=opt_int("REPETITION_MIN_CHARS") or 200,
             repetition_max_repeats=int(opt_float("REPETITION_MAX_REPEATS", 3)),
             max_reasoning_only_chunks=opt_int("MAX_REASONING_ONLY_CHUNKS") or 8,

@@ -58,7 +58,7 @@ StopReason = Literal[
     "error",
 ]
 # the style a chunk's request used ("none": it sent no prefill, e.g. the first chunk)
-ChunkStyle = Literal["none", "assistant", "vllm", "prefix", "continue_message"]
+ChunkStyle = Literal["none", "assistant", "vllm", "prefix", "completion", "continue_message"]
 
 
 def utcnow() -> datetime:

@@ -6,7 +6,10 @@ Styles, best first (the *ladder*):
    Ollama, OpenRouter, Anthropic's older models);
 2. ``vllm``: the same plus ``continue_final_message: true, add_generation_prompt: false``;
 3. ``prefix``: ``"prefix": true`` on that message (DeepSeek, Mistral);
-4. ``continue_message``: the answer so far as a *finished* assistant turn and a user turn asking
+4. ``completion``: no chat prefill at all: the conversation and the answer so far rendered with the
+   model's chat template (``chat_template.py``) and continued as a raw completion
+   (``/v1/completions``, ``raw_completion.py``); on the ladder only when a template is known;
+5. ``continue_message``: the answer so far as a *finished* assistant turn and a user turn asking
    to continue (:data:`CONTINUE_INSTRUCTION`); works everywhere, and the seam is cleaned
    (``seam.py``). A reasoning model's thinking is never put in that turn.
 
@@ -33,8 +36,8 @@ from pydantic import BaseModel
 
 from .reasoning import CLOSE, OPEN
 
-ConcreteStyle = Literal["assistant", "vllm", "prefix", "continue_message"]
-LADDER: tuple[ConcreteStyle, ...] = ("assistant", "vllm", "prefix", "continue_message")
+ConcreteStyle = Literal["assistant", "vllm", "prefix", "completion", "continue_message"]
+LADDER: tuple[ConcreteStyle, ...] = ("assistant", "vllm", "prefix", "completion", "continue_message")
 StepReason = Literal["refused", "trailing_whitespace", "ignored"]
 
 CONTINUE_INSTRUCTION = (
@@ -85,16 +88,19 @@ class Rung:
         return f"{self.style}{'+trim' if self.trim else ''}"
 
 
-def next_rung(rung: Rung, reason: StepReason, *, ladder: bool) -> Rung | None:
-    """Where to go after ``rung`` failed for ``reason`` (None: nowhere left)."""
-    if reason == "trailing_whitespace" and not rung.trim and rung.style != "continue_message":
+def next_rung(rung: Rung, reason: StepReason, *, ladder: bool, completion: bool = False) -> Rung | None:
+    """Where to go after ``rung`` failed for ``reason`` (None: nowhere left). ``completion``: a
+    chat template is known, so the raw-completion rung can be tried (else it is skipped)."""
+    no_trim = ("continue_message", "completion")
+    if reason == "trailing_whitespace" and not rung.trim and rung.style not in no_trim:
         return Rung(rung.style, trim=True)
     if not ladder:
         return None
-    index = LADDER.index(rung.style)
-    if index + 1 >= len(LADDER):
-        return None
-    return Rung(LADDER[index + 1], trim=rung.trim)
+    for style in LADDER[LADDER.index(rung.style) + 1 :]:
+        if style == "completion" and not completion:
+            continue
+        return Rung(style, trim=rung.trim and style != "completion")
+    return None
 
 
 def trim_prefill(text: str) -> tuple[str, str]:

@@ -15,7 +15,9 @@ the whole reply then arrives at once, so the deadline can only be a read timeout
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
+import re
 import socket
 import threading
 import time
@@ -142,7 +144,9 @@ class ProviderClient:
         sleep: Callable[[float], None] = time.sleep,
     ):
         self._http = http
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._base_url = base_url.rstrip("/")
+        self._url = self._base_url + "/chat/completions"
+        self._props: tuple[dict[str, Any] | None] | None = None  # GET /props, asked once
         self._api_key = api_key
         self._retry = retry or RetryPolicy()
         self._connect_timeout = connect_timeout
@@ -175,6 +179,9 @@ class ProviderClient:
         ``on_progress`` is called after every streamed delta (the draft checkpoints, ``draft.py``);
         an exception it raises ends the call.
         """
+        if "prompt" in body and "messages" not in body and self._url.endswith("/chat/completions"):
+            # a raw completion (the completion rung, raw_completion.py): the same call on /completions
+            return self._completions().chat(body, deadline=deadline, stream=stream, on_progress=on_progress)
         payload = dict(body)
         if stream:
             payload["stream"] = True
@@ -215,6 +222,32 @@ class ProviderClient:
                 self._sleep(delay)
                 continue
             return outcome
+
+    def _completions(self) -> ProviderClient:
+        """This client on the provider's ``/completions`` endpoint (raw prompts)."""
+        other = copy.copy(self)
+        other._url = self._base_url + "/completions"
+        return other
+
+    def server_props(self) -> dict[str, Any] | None:
+        """The server's ``GET /props`` (llama.cpp: ``chat_template``, ``bos_token``, ...), or None.
+
+        Asked at the server's root (the base URL without ``/v1...``), once per client; any error, or
+        an answer that is not a JSON object, is None."""
+        if self._props is None:
+            self._props = (self._fetch_props(),)
+        return self._props[0]
+
+    def _fetch_props(self) -> dict[str, Any] | None:
+        # the server's root: the base URL without its API path (".../v1", ".../v1/openai")
+        root = re.sub(r"/v1(?:/.*)?$", "", self._base_url)
+        headers = {k: v for k, v in self._headers().items() if k == "Authorization"}
+        try:
+            response = self._http.get(root + "/props", headers=headers, timeout=10.0)
+            obj = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return obj if isinstance(obj, dict) else None
 
     def _timeout(self, deadline: float) -> tuple[float, httpx.Timeout]:
         started = self._clock()

@@ -27,7 +27,7 @@ Role = Literal["system", "developer", "user", "assistant"]
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
 # how the answer so far is given back to the model (prefill.py): "auto" learns it per (base URL,
 # model); the others are the ladder's rungs, used as they are
-PrefillStyle = Literal["auto", "assistant", "vllm", "prefix", "continue_message"]
+PrefillStyle = Literal["auto", "assistant", "vllm", "prefix", "completion", "continue_message"]
 
 
 class Message(BaseModel):
@@ -66,6 +66,9 @@ class GenerationRequest(BaseModel):
     stream: bool | None = None
     # how to continue (None: the deployment's PrefillStyle, "auto" by default); see prefill.py
     prefill_style: PrefillStyle | None = None
+    # the model's Jinja chat template, for the raw-completion rung (None: the deployment's, the
+    # server's own from GET /props, or a well-known family by model name); see chat_template.py
+    chat_template: str | None = Field(default=None, min_length=1, max_length=100_000)
     # the repetition guard (None: on): a model stuck repeating itself ends the job `incomplete`
     # (`repetition`); false lets it run on until the context is full (the naive semantics)
     stop_on_repetition: bool | None = None

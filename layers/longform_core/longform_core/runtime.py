@@ -82,9 +82,16 @@ class LazyProvider:
         stream: bool = True,
         on_progress: ProgressCallback | None = None,
     ) -> StreamOutcome:
+        return self._built().chat(body, deadline=deadline, stream=stream, on_progress=on_progress)
+
+    def server_props(self) -> dict[str, Any] | None:
+        """``ProviderClient.server_props``: the raw-completion rung's template."""
+        return self._built().server_props()
+
+    def _built(self) -> ProviderClient:
         if self._client is None:
             self._client = build_provider(self._settings)
-        return self._client.chat(body, deadline=deadline, stream=stream, on_progress=on_progress)
+        return self._client
 
 
 def build_services(settings: Settings | None = None) -> Services:

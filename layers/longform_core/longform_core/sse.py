@@ -239,6 +239,8 @@ class StreamAccumulator:
         if not isinstance(delta, dict):
             delta = {}
         piece = delta.get("content")
+        if piece is None and isinstance(choice.get("text"), str):
+            piece = choice["text"]  # a raw completion (/completions): the text is on the choice
         if isinstance(piece, str) and piece:
             if not (self.answer.pending and ord(piece[0]) in _LOW):  # not the rest of a split token
                 self._count(piece)

@@ -89,6 +89,25 @@ def llamacpp_context_error_message(n_prompt_tokens: int, n_ctx: int) -> str:
     )
 
 
+def litellm_context_error_body(n_prompt_tokens: int, n_ctx: int) -> dict[str, Any]:
+    """LiteLLM's proxy (1.110.2) in front of llama-server: llama.cpp's wording wrapped, its type and
+    structured fields replaced (seen: ``"type": "invalid_request_error"``, ``"code": "400"``)."""
+    return {
+        "error": {
+            "message": "litellm.ContextWindowExceededError: litellm.BadRequestError: OpenAIException - "
+            + llamacpp_context_error_message(n_prompt_tokens, n_ctx),
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "400",
+        }
+    }
+
+
+def unexpected_fields_body(fields: list[str]) -> dict[str, Any]:
+    """``transformers serve``'s 422 for request fields it does not know."""
+    return {"detail": f"Unexpected fields in the request: {set(fields)!r}"}
+
+
 def llamacpp_context_error_body(n_prompt_tokens: int, n_ctx: int) -> dict[str, Any]:
     """llama-server's 400 body for a prompt that leaves no room (prompt tokens >= n_ctx)."""
     return {

@@ -20,8 +20,10 @@ from longform.emulator.errors import (
     ErrorReply,
     Rejected,
     context_error_message,
+    litellm_context_error_body,
     llamacpp_context_error_body,
     llamacpp_context_error_message,
+    unexpected_fields_body,
 )
 from longform.emulator.model import (
     Canonical,
@@ -132,6 +134,8 @@ class ReplyPlan:
     echo_mode: EchoPrefillMode
     usage_chunk: UsageChunkMode
     keepalive_every: int
+    keepalive_comment: str = "keep-alive"
+    done_marker: bool = True
 
     @property
     def finish_reason(self) -> str:
@@ -187,9 +191,16 @@ def _plan(
     log.update(
         model=request.model, messages=len(messages), max_tokens=request.max_tokens, stream=request.stream
     )
+    unknown = [f for f in ("continue_final_message", "add_generation_prompt") if f in request.body]
+    if unknown and settings.unknown_fields == "reject":
+        raise Rejected(422, "Unexpected fields in the request", body=unexpected_fields_body(sorted(unknown)))
     trailing = read_trailing(messages, request.body, settings)
     log.update(trailing.log_fields())
     prompt = prompt_tokens(messages)
+    if trailing.ignored and settings.prefill_style == "new_turn":
+        # as seen on llama-cpp-python: the prompt it reports does not give the new turn away (no
+        # more than a continued prefill would cost)
+        prompt -= 4
     log["prompt_tokens"] = prompt
     ignore = settings.ignore_max_tokens or (fault is not None and fault["type"] == "ignore_max_tokens")
     limit, silent = _limit(
@@ -230,6 +241,8 @@ def _plan(
         echo_mode=settings.echo_prefill,
         usage_chunk=settings.usage_chunk,
         keepalive_every=settings.keepalive_every,
+        keepalive_comment=settings.keepalive_comment,
+        done_marker=settings.done_marker,
     )
 
 
@@ -284,6 +297,8 @@ def _emit(
     """What is sent after the answer so far (the continuation plan's mode logged)."""
     plan = plan_continuation(canonical, trailing.answer_so_far)
     log["plan"] = plan.mode
+    if trailing.ignored and settings.prefill_style == "new_turn":
+        return _select(plan.reasoning, _new_turn(plan.content, len(trailing.prefill or "")), limit, stops)
     if trailing.so_far is None:
         return _select(plan.reasoning, plan.content, limit, stops)
     repeat = settings.continue_repeat
@@ -301,6 +316,19 @@ def _emit(
     return _select(reply.reasoning, reply.content, limit, stops)
 
 
+def _new_turn(pieces: Sequence[str], skip_chars: int) -> tuple[str, ...]:
+    """llama-cpp-python's new turn: the answer from the first sentence starting at or past
+    ``skip_chars`` characters, glued to the text before it (its leading whitespace dropped)."""
+    at, prev = 0, ""
+    for index, piece in enumerate(pieces):
+        starts_sentence = piece.strip()[:1].isupper() and prev.rstrip().endswith((".", "!", "?"))
+        if at >= skip_chars and starts_sentence:
+            return (piece.lstrip(), *pieces[index + 1 :])
+        at += len(piece)
+        prev = piece
+    return tuple(pieces)
+
+
 def _limit(request: _Request, prompt: int, settings: EmulatorSettings) -> tuple[int, bool]:
     """(the most tokens to generate, whether the stream ends silently), or the overflow error."""
     max_tokens = request.max_tokens
@@ -309,11 +337,16 @@ def _limit(request: _Request, prompt: int, settings: EmulatorSettings) -> tuple[
     if not context:
         return limit, False
     overflow = settings.overflow
-    if overflow == "llamacpp":
+    if overflow == "none":
+        return limit, False
+    if overflow in ("llamacpp", "litellm"):
         # llama.cpp (server-context.cpp) rejects only `n_tokens >= n_ctx`, then stops when full
         if prompt >= context:
             message = llamacpp_context_error_message(prompt, context)
-            raise Rejected(400, message, body=llamacpp_context_error_body(prompt, context))
+            body = (litellm_context_error_body if overflow == "litellm" else llamacpp_context_error_body)(
+                prompt, context
+            )
+            raise Rejected(400, message, body=body)
         return min(limit, context - prompt), False
     if prompt >= context or (
         max_tokens is not None and prompt + max_tokens > context and overflow != "clamp"

@@ -25,6 +25,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
+from longform.emulator.completions import (
+    COMPLETION_PATHS,
+    TEMPLATES,
+    chat_body_of,
+    completion_chunks,
+    completion_json,
+)
 from longform.emulator.errors import ErrorReply, auth_error, error_body, fault_error
 from longform.emulator.prefix_cache import PrefixCache
 from longform.emulator.protocol import ReplyPlan, log_entry, plan_reply
@@ -335,6 +342,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_json(200, {"requests": emu.requests})
         elif path == "/_emulator/config":
             self.send_json(200, {"settings": settings.to_dict()})
+        elif path == "/props" and settings.completions != "off":
+            template = TEMPLATES[settings.completions]
+            self.send_json(200, {"chat_template": template, "bos_token": "", "eos_token": "<|im_end|>"})
         elif path in MODEL_PATHS:
             created = 1_700_000_000
             models = [
@@ -351,6 +361,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._chat(raw)
             return
         settings = self.emulator.settings
+        if path in COMPLETION_PATHS and settings.completions != "off":
+            self._completion(raw)
+            return
         if path not in ("/_emulator/config", "/_emulator/faults", "/_emulator/reset"):
             self._send_error_json(404, f"not found: {path}", settings.error_body)
             return
@@ -393,6 +406,34 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.emulator._leave()
             if not self._recorded:  # the client went away before the reply was sent
+                self._entry["disconnected"] = True
+                self.record(self._entry["status"] or 499)
+
+    def _completion(self, raw: bytes) -> None:
+        """A raw completion: the prompt read back into a conversation, its continuation sent as
+        ``text_completion`` (``completions.py``); faults and the API key as for chat."""
+        settings = dataclasses.replace(self.emulator.settings, prefill_style="assistant", echo_prefill="off")
+        self._entry = log_entry(self._path())
+        self._recorded = False
+        self.emulator._enter()
+        try:
+            chat = chat_body_of(raw)
+            reply = chat if isinstance(chat, ErrorReply) else self._plan(chat, settings)
+            if isinstance(reply, ErrorReply):
+                self.record(reply.status)
+                self.send_json(reply.status, reply.payload(settings.error_body), reply.headers)
+            elif reply.stream:
+                self.send_headers(200, (("Content-Type", "text/event-stream"), ("Connection", "close")))
+                self.close_connection = True
+                for event in completion_chunks(reply):
+                    self.write(event)
+                self.record(finish_reason=reply.finish_reason)
+            else:
+                self.record(finish_reason=reply.finish_reason)
+                self.send_json(200, completion_json(reply))
+        finally:
+            self.emulator._leave()
+            if not self._recorded:
                 self._entry["disconnected"] = True
                 self.record(self._entry["status"] or 499)
 

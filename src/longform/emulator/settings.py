@@ -25,13 +25,14 @@ __all__ = [
     "check_fault",
 ]
 
-OverflowMode = Literal["reject", "clamp", "llamacpp", "silent_stream"]
+OverflowMode = Literal["reject", "clamp", "llamacpp", "litellm", "none", "silent_stream"]
 ContextErrorStyle = Literal["requested", "too_large"]
 ErrorBodyStyle = Literal["nested", "flat", "llamacpp"]
 UsageChunkMode = Literal["last", "separate"]
-PrefillStyle = Literal["assistant", "vllm", "prefix", "none", "reject"]
+PrefillStyle = Literal["assistant", "vllm", "prefix", "none", "new_turn", "reject"]
 PrefillRefusal = Literal["anthropic", "llamacpp_thinking", "gateway"]
 EchoPrefillMode = Literal["off", "merged", "split"]
+CompletionsMode = Literal["off", "chatml"]
 ContinueRepeatMode = Literal["off", "once", "always"]
 
 FAULT_TYPES = (
@@ -93,6 +94,10 @@ class EmulatorSettings:
     - "llamacpp": as llama.cpp's llama-server: only prompt >= context is rejected (400,
       ``llamacpp_context_error_body`` whatever ``error_body`` is); otherwise generation stops
       with "length" when the context is full (limit min(max_tokens, cap, context - prompt));
+    - "litellm": as "llamacpp" behind LiteLLM's proxy: the 400 is llama.cpp's wording wrapped
+      (``litellm.ContextWindowExceededError: ...``, type ``invalid_request_error``, code "400");
+    - "none": no context check at all (``transformers serve``): a prompt past the window is
+      answered anyway, up to max_tokens;
     - "silent_stream": a streamed request gets HTTP 200 and a stream that ends cleanly after
       ``silent_stream_tokens`` token deltas, with no finish_reason, no usage and no
       ``data: [DONE]``; without streaming, the same 400 as "reject".
@@ -104,6 +109,13 @@ class EmulatorSettings:
     usage_chunk: UsageChunkMode = "last"
     keepalive_every: int = 0
     """Emit an SSE comment ``: keep-alive`` every N tokens (0: never)."""
+    keepalive_comment: Literal["keep-alive", "ping"] = "keep-alive"
+    """The keep-alive comment's text (LiteLLM's proxy sends ``: ping``)."""
+    done_marker: bool = True
+    """End a stream with ``data: [DONE]`` (``transformers serve`` does not)."""
+    unknown_fields: Literal["ignore", "reject"] = "ignore"
+    """"reject": ``continue_final_message`` / ``add_generation_prompt`` get ``transformers serve``'s
+    422 ``{"detail": "Unexpected fields in the request: {...}"}``."""
     api_key: str | None = None
     price_input_per_mtok: float = 0.10
     price_output_per_mtok: float = 0.40
@@ -115,6 +127,10 @@ class EmulatorSettings:
       ``add_generation_prompt: true``), else ignored;
     - "prefix": continued when the message has ``"prefix": true``, else ignored;
     - "none": ignored;
+    - "new_turn": ignored as llama-cpp-python's server ignores it: the reply is a new answer that
+      does not restart the opening, glued to the text (the canonical answer from its first
+      sentence that begins past the prefill's length, with no space before it), and the prompt
+      tokens it reports are no more than a continued prefill's;
     - "reject": HTTP 400 in the ``prefill_refusal`` wording.
 
     An ignored prefill is taken for a finished turn: the reply is the canonical answer from
@@ -146,6 +162,9 @@ class EmulatorSettings:
     "merged" (streamed: with the first new delta), "split" (streamed: in deltas of at most
     ``ECHO_PIECE_CHARS`` characters before the new ones), "off". Without streaming, both
     put it at the start of the message. usage.completion_tokens counts only new tokens."""
+    completions: CompletionsMode = "off"
+    """Serve ``POST /v1/completions`` (raw prompts) and ``GET /props`` with this chat template
+    ("chatml"; ``completions.py``); "off": both 404, as DeepInfra."""
     verbose: bool = False
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
@@ -198,6 +217,7 @@ def _check_setting(name: str, value: Any) -> None:
         "continue_drop_seam_space",
         "verbose",
         "ignore_max_tokens",
+        "done_marker",
     ):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false")

@@ -226,7 +226,7 @@ def _send_pieces(plan: ReplyPlan, pieces: Sequence[Delta], out: _Writer) -> bool
             time.sleep(delay)
         out.add(out.delta(field_name, piece))
         if every and (index + 1) % every == 0:
-            out.add(b": keep-alive\n\n")
+            out.add(b": " + plan.keepalive_comment.encode() + b"\n\n")
         if len(out.buffer) >= _FLUSH_EVERY or delay > 0:
             out.flush()
     return True
@@ -261,7 +261,8 @@ def _finish(plan: ReplyPlan, sent: int, out: _Writer) -> None:
         if plan.include_usage:
             out.add(b"data: " + out.head + b',"choices":[],"usage":' + usage_json.encode() + b"}\n\n")
     channel.record()
-    out.add(b"data: [DONE]\n\n")
+    if plan.done_marker:
+        out.add(b"data: [DONE]\n\n")
     out.flush()
     out.end()
 

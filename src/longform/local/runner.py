@@ -28,7 +28,7 @@ from longform.live import LiveText
 from .aws import quiet_moto_logs
 from .cloud import BUCKET, TERMINAL_EXECUTION, CloudConfig, LocalCloud
 from .providers import Provider, ProviderOptions, choose_provider
-from .state import DEFAULT_STATE_DIR, StateDir
+from .state import StateDir, default_state_dir
 from .terminal import JobProgress, Mode, print_table
 
 BUDGET_STOPS = {"max_output_tokens", "max_chunks", "max_cost"}
@@ -386,7 +386,7 @@ def _interrupted(
     command = None
     if resumable:
         command = f"longform resume {job_id}"
-        if options.state_dir != Path(DEFAULT_STATE_DIR):
+        if options.state_dir != default_state_dir():
             command += f" --state-dir {options.state_dir}"
     return RunSummary(
         job_id=job_id,

@@ -346,7 +346,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [
         ("job", view.job_id),
-        ("status", view.status + ("" if manifest.terminal else f"  (resume: longform resume {view.job_id})")),
+        ("status", view.status + _show_hint(state, manifest, view.job_id)),
         ("model", view.model),
         ("prompt", job.prompt[:120]),
         ("chunks", str(view.progress.chunks)),
@@ -364,6 +364,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
     rows.append(("output", str(state.object_path(keys.output))))
     print_table(rows, sys.stdout)
     return EXIT_OK
+
+
+def _show_hint(state: Any, manifest: Any, job_id: str) -> str:
+    """What to do about a job that has not ended: resume it, unless a live process runs it."""
+    if manifest.terminal:
+        return ""
+    holder = state.leases.holder(job_id)
+    return f"  (being run by {holder})" if holder else f"  (resume: longform resume {job_id})"
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -424,6 +432,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 unfinished: list[str] = []
                 elsewhere: list[str] = []
                 for job_id in cloud.unfinished_jobs():
+                    if cloud.store_dir.leases.holder(job_id):
+                        continue  # another live process runs it
                     record = cloud.state.load_run(job_id) if cloud.state else None
                     (unfinished if _same_provider(record, provider) else elsewhere).append(job_id)
                 for job_id in unfinished:

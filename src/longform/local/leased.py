@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
+from urllib.parse import unquote
 
 from .state import Leases
 
@@ -75,3 +76,38 @@ def leased_executions(leases: Leases) -> Iterator[None]:
             yield
         finally:
             leases.release_all()
+
+
+@contextlib.contextmanager
+def durable_listing(cloud: Any) -> Iterator[None]:
+    """The generation workflow's recent executions, as the API lists jobs: on AWS they outlive any
+    process (90 days); locally they live in one process's memory, so a restarted ``serve`` would
+    list nothing. The listing comes from the state directory instead: every job on disk, the most
+    recently submitted first (a job is its execution's name)."""
+    from longform_core.errors import PageTokenInvalid
+    from longform_core.executions import StepFunctionsExecutions
+
+    real_recent = StepFunctionsExecutions.recent
+
+    def recent(executions: Any, limit: int, next_token: str | None = None) -> tuple[list[str], str | None]:
+        if executions.state_machine_arn != cloud.state_machine_arn:
+            return real_recent(executions, limit, next_token)
+        start = 0
+        if next_token:
+            if not next_token.isdigit():
+                raise PageTokenInvalid("not a valid or current page token")
+            start = int(next_token)
+        jobs = cloud.store_dir.bucket_dir / "jobs"
+        found = []
+        if jobs.is_dir():
+            for entry in jobs.iterdir():
+                with contextlib.suppress(OSError):
+                    found.append(((entry / "request.json").stat().st_mtime_ns, entry.name))
+        found.sort(reverse=True)
+        names = [unquote(name) for _, name in found]
+        page = names[start : start + limit]
+        more = start + limit < len(names)
+        return page, str(start + limit) if more else None
+
+    with mock.patch.object(StepFunctionsExecutions, "recent", recent):
+        yield

@@ -26,9 +26,9 @@ from typing import Any, TextIO
 from longform.live import LiveText
 
 from .aws import quiet_moto_logs
-from .cloud import BUCKET, TERMINAL_EXECUTION, CloudConfig, LocalCloud
+from .cloud import BUCKET, LOCAL_OWNER, TERMINAL_EXECUTION, CloudConfig, LocalCloud
 from .providers import Provider, ProviderOptions, choose_provider
-from .state import StateDir, default_state_dir
+from .state import StateDir, StateDirBusy, default_state_dir
 from .terminal import JobProgress, Mode, print_table
 
 BUDGET_STOPS = {"max_output_tokens", "max_chunks", "max_cost"}
@@ -143,7 +143,7 @@ def run(options: RunOptions, *, on_cloud: Callable[[LocalCloud], None] | None = 
         with LocalCloud(_cloud_config(options, provider, cap)) as cloud:
             if on_cloud is not None:
                 on_cloud(cloud)
-            job = cloud.submit(raw)
+            job = cloud.submit(raw, owner=LOCAL_OWNER)
             if cloud.state is not None:
                 cloud.state.save_run(job.job_id, _run_record(options, provider, cap))
             ui.line(f"job {job.job_id} started{_state_note(options)}")
@@ -157,6 +157,12 @@ def resume(job_id: str, options: RunOptions) -> RunSummary:
     state = StateDir(options.state_dir)
     if job_id not in state.job_ids():
         raise JobNotResumable(f"no job {job_id} in {options.state_dir} (longform list shows its jobs)")
+    holder = state.leases.holder(job_id)
+    if holder is not None:
+        raise StateDirBusy(
+            f"job {job_id} is being run by {holder}; wait for it or stop it "
+            f"(longform show {job_id} shows its progress)"
+        )
     record = state.load_run(job_id) or {}
     options = _with_recorded_provider(options, record)
     started = time.monotonic()

@@ -108,3 +108,70 @@ def test_resume_of_a_job_another_process_runs_names_that_process(
     finally:
         other.release(job_id)
     assert Leases(state).holder(job_id) is None
+
+
+def _serve_up(state: Path, port: int, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``longform serve`` started and answering; the base URL of its emulator."""
+    command = [sys.executable, "-m", "longform.cli", "serve", "--emulator", "--port", str(port)]
+    proc = subprocess.Popen(  # noqa: S603
+        [*command, "--state-dir", str(state), *extra],
+        env={**os.environ, "DEEPINFRA_API_KEY": ""},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    emulator = ""
+    for raw in proc.stdout:  # its banner, up to the example line
+        line = raw.decode()
+        if " on the emulator at " in line:
+            emulator = line.split(" on the emulator at ", 1)[1].strip().split("/v1")[0]
+        if line.strip().startswith("try:"):
+            return proc, emulator
+    raise AssertionError(f"longform serve exited {proc.wait()}")
+
+
+def test_serve_restarted_mid_batch_resumes_it_as_a_batch(tmp_path: Path) -> None:
+    """Seen: restarted mid-batch, serve resumed the lines as single jobs, all at once (10 lines for
+    a cap of 2), never the batch, which stayed running forever with no output."""
+    import httpx
+
+    state, port = tmp_path / "state", _free_port()
+    base = f"http://127.0.0.1:{port}"
+    prompts = [f"A note on lighthouse {n} [emulator answer_tokens=300]" for n in range(6)]
+    body = "".join(json.dumps({"prompt": p, "max_tokens_per_request": 100}) + "\n" for p in prompts)
+    first, _ = _serve_up(state, port, "--emulator-token-delay", "0.01")
+    try:
+        accepted = httpx.post(f"{base}/batches?max_concurrency=2", content=body.encode(), timeout=60).json()
+        batch_id = accepted["batch_id"]
+        while True:  # some lines done, the batch not: stop it there
+            view = httpx.get(f"{base}/batches/{batch_id}", timeout=60).json()
+            assert view["status"] in ("queued", "running"), view
+            if view["counts"] and view["counts"]["succeeded"] >= 1:
+                break
+            time.sleep(0.2)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    second, emulator = _serve_up(state, port)
+    try:
+        while True:
+            view = httpx.get(f"{base}/batches/{batch_id}", timeout=60).json()
+            if view["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.2)
+        assert view["status"] == "completed", view
+        assert view["counts"]["succeeded"] == 6
+        seen = httpx.get(f"{emulator}/_emulator/concurrency", timeout=60).json()
+        assert seen["max"] <= 2  # the batch's cap held after the restart
+        listed = httpx.get(f"{base}/batches", timeout=60).json()
+        assert batch_id in [b["batch_id"] for b in listed["items"]]
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=120)
+    from longform.local.state import StateDir
+
+    output = StateDir(state).read_object(f"batch-runs/{batch_id}/output.jsonl")
+    assert output is not None
+    rows = [json.loads(line) for line in output.decode().splitlines()]
+    texts = [r["response"]["body"]["choices"][0]["message"]["content"] for r in rows]
+    assert texts == [uncapped_answer([{"role": "user", "content": p}]) for p in prompts]

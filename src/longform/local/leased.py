@@ -80,29 +80,34 @@ def leased_executions(leases: Leases) -> Iterator[None]:
 
 @contextlib.contextmanager
 def durable_listing(cloud: Any) -> Iterator[None]:
-    """The generation workflow's recent executions, as the API lists jobs: on AWS they outlive any
+    """The workflows' recent executions, as the API lists jobs and batches: on AWS they outlive any
     process (90 days); locally they live in one process's memory, so a restarted ``serve`` would
-    list nothing. The listing comes from the state directory instead: every job on disk, the most
-    recently submitted first (a job is its execution's name)."""
+    list nothing. The listing comes from the state directory instead: every job (batch) on disk,
+    the most recently submitted first (a job or a batch is its execution's name)."""
     from longform_core.errors import PageTokenInvalid
     from longform_core.executions import StepFunctionsExecutions
 
     real_recent = StepFunctionsExecutions.recent
 
     def recent(executions: Any, limit: int, next_token: str | None = None) -> tuple[list[str], str | None]:
-        if executions.state_machine_arn != cloud.state_machine_arn:
+        kept = {
+            cloud.state_machine_arn: ("jobs", "request.json"),  # written once, at submit
+            cloud.batch_state_machine_arn: ("batch-runs", "input.jsonl"),
+        }.get(executions.state_machine_arn)
+        if kept is None:
             return real_recent(executions, limit, next_token)
+        folder, marker = kept
         start = 0
         if next_token:
             if not next_token.isdigit():
                 raise PageTokenInvalid("not a valid or current page token")
             start = int(next_token)
-        jobs = cloud.store_dir.bucket_dir / "jobs"
+        root = cloud.store_dir.bucket_dir / folder
         found = []
-        if jobs.is_dir():
-            for entry in jobs.iterdir():
+        if root.is_dir():
+            for entry in root.iterdir():
                 with contextlib.suppress(OSError):
-                    found.append(((entry / "request.json").stat().st_mtime_ns, entry.name))
+                    found.append(((entry / marker).stat().st_mtime_ns, entry.name))
         found.sort(reverse=True)
         names = [unquote(name) for _, name in found]
         page = names[start : start + limit]

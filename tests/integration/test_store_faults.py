@@ -62,6 +62,7 @@ def _table(title: str, rows: list[tuple[int, tuple[str, str], str]]) -> None:
         print(f"| {n} | {operation} | {short} | {outcome} |")
 
 
+@pytest.mark.timeout(1200)  # two local clouds per write point, on a loaded machine
 def test_a_kill_at_every_write_point_is_finished_by_resume(
     make_cloud: CloudFactory, emulator: EmulatorServer, tmp_path: Path
 ) -> None:
@@ -88,6 +89,7 @@ def test_a_kill_at_every_write_point_is_finished_by_resume(
     assert all(outcome != "whole" for _, _, outcome in rows)  # each kill left something to do
 
 
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("kind", ["full_after", "fail_after"])
 def test_a_disk_that_fails_from_every_write_point_on_is_finished_by_resume(
     make_cloud: CloudFactory, emulator: EmulatorServer, tmp_path: Path, kind: str
@@ -157,3 +159,26 @@ def test_run_never_says_done_without_its_output(
     resumed = capsys.readouterr()
     assert "re-derived from the committed chunks" in resumed.out + resumed.err
     assert out.read_text(encoding="utf-8") == uncapped_answer([{"role": "user", "content": prompt}])
+
+
+@pytest.mark.timeout(1200)
+def test_one_failed_write_at_any_write_point_is_retried_and_the_job_finishes(
+    make_cloud: CloudFactory, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A write that fails once (EIO, answered as S3's 500) is retried by botocore as S3's would be:
+    the job finishes in the same run, with the uncapped answer, wherever the failure falls."""
+    writes = _writes(make_cloud, tmp_path / "baseline")
+    answer = expected(REQUEST, emulator).answer
+    rows = []
+    for n in range(1, len(writes) + 1):
+        with make_cloud(state_dir=tmp_path / f"once-{n}", **NO_DRAFTS) as cloud:
+            faults = StoreFaults(fail_nth=n)
+            cloud.store_dir.disk.write_hook = faults
+            job = cloud.submit(REQUEST, idempotency_key=IDEMPOTENCY_KEY)
+            assert cloud.wait(job.job_id)["status"] == "SUCCEEDED"
+            result = cloud.store.get_result(job.job_id)
+            assert result is not None and result.status == "succeeded"
+            assert cloud.store.get_text(result.output_key) == answer
+            assert faults.writes[n - 1] == faults.writes[n] == writes[n - 1]  # the same write, again
+            rows.append((n, writes[n - 1], "retried, finished in the same run"))
+    _table("fail write n once (EIO)", rows)

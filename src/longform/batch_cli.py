@@ -42,7 +42,9 @@ def add_batch_command(sub: argparse._SubParsersAction[Any]) -> None:
     batch.add_argument("--emulator", action="store_true", help="the built-in emulator, whatever else is set")
     batch.add_argument("--base-url", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     batch.add_argument(
-        "--api-key-env", default="DEEPINFRA_API_KEY", help="environment variable holding the API key"
+        "--api-key-env",
+        help="the environment variable holding the API key for --base-url (default: none for another "
+        "server; DEEPINFRA_API_KEY, sent only to DeepInfra)",
     )
     batch.add_argument("--model", help="the model of every line that names none")
     batch.add_argument(

@@ -657,8 +657,8 @@ def add_provider_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--api-key-env",
         metavar="VAR",
-        default="DEEPINFRA_API_KEY",
-        help="the environment variable that holds the provider's API key",
+        help="the environment variable that holds the provider's API key (default: DEEPINFRA_API_KEY, "
+        "sent only to DeepInfra; a --base-url server gets a key only when this names it)",
     )
     group.add_argument(
         "--emulator-token-delay",

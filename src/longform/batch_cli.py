@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.max_concurrency is not None and args.max_concurrency < 1:
         sys.stderr.write("longform: --max-concurrency must be at least 1\n")
         return INVALID_EXIT
+    restore_signals = None
+    if threading.current_thread() is threading.main_thread():
+        from longform.local.stopping import raise_on_signals
+
+        # a stop ends the process in time; the lines that ended are in the checkpoint already
+        restore_signals = raise_on_signals(INTERRUPTED_EXIT)
     try:
         summary = run_batch(options)
     except RequestInvalid as exc:
@@ -103,6 +110,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("longform: stopped; run the same command again to resume\n")
         return INTERRUPTED_EXIT
+    finally:
+        if restore_signals is not None:
+            restore_signals()
     print_summary(summary, sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(summary.to_json(), default=str))

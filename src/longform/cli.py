@@ -204,8 +204,11 @@ def _handle_interrupts(args: argparse.Namespace, options: Any) -> None:
     text is in its draft; nothing half-done is committed). A second Ctrl-C exits at once."""
 
     def first(signum: int, frame: Any) -> None:
+        from longform.local.stopping import arm_exit
+
         signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
         signal.signal(signal.SIGTERM, lambda *_: os._exit(EXIT_INTERRUPTED))
+        arm_exit(EXIT_INTERRUPTED)  # whatever the summary's reads meet, the process ends in time
         options.stop.set()
 
     def exit_now(summary: Any) -> None:
@@ -391,8 +394,6 @@ def _same_provider(record: dict[str, Any] | None, provider: Any) -> bool:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import time
-
     from longform.local.aws import quiet_moto_logs
     from longform.local.cloud import CloudConfig, LocalCloud
     from longform.local.providers import ProviderChoiceError, choose_provider
@@ -402,6 +403,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not _port_free(args.host, args.port):
         return _fail(f"port {args.port} on {args.host} is in use (another longform serve?); pass --port N")
+    if threading.current_thread() is threading.main_thread():
+        from longform.local.stopping import raise_on_signals
+
+        raise_on_signals(EXIT_OK)  # from the start: a stop while resuming jobs is a stop too
     try:
         with choose_provider(_provider_options(args)) as provider, quiet_moto_logs():
             config = CloudConfig(
@@ -421,41 +426,58 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                     api = LocalApi(cloud, host=args.host, port=args.port).start()
                 except OSError as exc:
                     return _fail(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
-                unfinished: list[str] = []
-                elsewhere: list[str] = []
-                for job_id in cloud.unfinished_jobs():
-                    record = cloud.state.load_run(job_id) if cloud.state else None
-                    (unfinished if _same_provider(record, provider) else elsewhere).append(job_id)
-                for job_id in unfinished:
-                    cloud.resume(job_id)
-                if threading.current_thread() is threading.main_thread():
-                    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
-                    signal.signal(signal.SIGINT, signal.default_int_handler)
-                example = json.dumps({"prompt": "Write a 20,000-word story"})
-                print(f"longform API on {api.url}/generations (local, no auth)")
-                print(f"  model {provider.model} on {provider.label}")
-                print(
-                    f"  jobs kept in {args.state_dir}"
-                    + (f"; resumed {len(unfinished)} unfinished" if unfinished else "")
-                )
-                for job_id in elsewhere:
-                    print(f"  not resumed (started by longform run on another provider): {job_id}")
-                print(f"  try: curl -s -X POST {api.url}/generations -d '{example}'")
-                sys.stdout.flush()
+                except KeyboardInterrupt:  # here, not after LocalCloud's exit: it waits for executions
+                    _serve_stopped(_state_dir(args))
                 try:
-                    while True:
-                        time.sleep(3600)
+                    _serve_forever(cloud, api, provider, args)
                 except KeyboardInterrupt:
-                    running = len(cloud.unfinished_jobs())
-                    note = f"; {running} unfinished job(s) resume at the next start" if running else ""
-                    print(f"\nlongform serve stopped{note}")
-                    sys.stdout.flush()
-                    os._exit(EXIT_OK)  # running executions are abandoned: their state is on disk
+                    _serve_stopped(_state_dir(args))
+    except KeyboardInterrupt:
+        _serve_stopped(_state_dir(args))
     except ProviderChoiceError as exc:
         return _fail(str(exc), exc.exit_code)
     except StateDirBusy as exc:
         return _fail(str(exc))
     return EXIT_OK
+
+
+def _serve_forever(cloud: Any, api: Any, provider: Any, args: argparse.Namespace) -> NoReturn:
+    """Resume the unfinished jobs of this provider, say where the API is, and serve until a signal."""
+    import time
+
+    unfinished: list[str] = []
+    elsewhere: list[str] = []
+    for job_id in cloud.unfinished_jobs():
+        record = cloud.state.load_run(job_id) if cloud.state else None
+        (unfinished if _same_provider(record, provider) else elsewhere).append(job_id)
+    for job_id in unfinished:
+        cloud.resume(job_id)
+    example = json.dumps({"prompt": "Write a 20,000-word story"})
+    print(f"longform API on {api.url}/generations (local, no auth)")
+    print(f"  model {provider.model} on {provider.label}")
+    resumed = f"; resumed {len(unfinished)} unfinished" if unfinished else ""
+    print(f"  jobs kept in {args.state_dir}{resumed}")
+    for job_id in elsewhere:
+        print(f"  not resumed (started by longform run on another provider): {job_id}")
+    print(f"  try: curl -s -X POST {api.url}/generations -d '{example}'")
+    sys.stdout.flush()
+    while True:
+        time.sleep(3600)
+
+
+def _serve_stopped(state_dir: Path) -> NoReturn:
+    """serve's stop: the unfinished jobs counted on disk (not through moto, whose listing can fail
+    while executions write), one line, and the process ends (executions abandoned: their state is
+    on disk, and the next start resumes them)."""
+    from longform.local.stopping import exit_now, write_line
+
+    try:
+        running = sum(1 for job in _local_jobs(state_dir) if not job.manifest.terminal)
+    except Exception:  # a stop never fails on what it only reports
+        running = 0
+    note = f"; {running} unfinished job(s) resume at the next start" if running else ""
+    write_line(f"\nlongform serve stopped{note}")
+    exit_now(EXIT_OK)
 
 
 def _cmd_drop(args: argparse.Namespace) -> int:

@@ -187,3 +187,54 @@ def test_batch_stops_under_load_keeping_the_lines_that_ended(tmp_path: Path, cpu
     assert ended  # the lines that ended are kept; each whole (a line cut mid-write is skipped on resume)
     for text in ended[:-1]:
         assert json.loads(text)["output"]["custom_id"].startswith("c")
+
+
+# serve, with moto's listing failing once serve is up (as it can while executions write and delete
+# drafts): the stop path must not depend on it. Before the fix the exception left `with LocalCloud`,
+# whose exit waits for every running execution, so SIGTERM did not end serve for minutes.
+FAILING_LISTING = """
+import sys
+import longform.local.cloud as cloud
+listing = cloud.LocalCloud.unfinished_jobs
+calls = []
+def unfinished_jobs(self):
+    calls.append(1)
+    if len(calls) > 1:
+        raise RuntimeError("dictionary changed size during iteration")
+    return listing(self)
+cloud.LocalCloud.unfinished_jobs = unfinished_jobs
+from longform.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_serve_stops_when_moto_fails_under_it(tmp_path: Path) -> None:
+    port, state = _free_port(), tmp_path / "state"
+    env = {**os.environ, "DEEPINFRA_API_KEY": ""}
+    serve = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-c", FAILING_LISTING, "serve", "--emulator", "--emulator-token-delay", "0.01",
+         "--port", str(port), "--state-dir", str(state)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        client = ApiClient(f"http://127.0.0.1:{port}")
+
+        def up() -> bool:
+            try:
+                client.list()
+            except Exception:
+                return False
+            return True
+
+        _wait_for(up, "API", serve)
+        job_id = client.submit({"prompt": PROMPT, "max_tokens_per_request": 1000})["job_id"]
+        drafts = state / "bucket" / "jobs" / job_id / "drafts"
+        _wait_for(lambda: any(drafts.glob("*")), "draft", serve)
+        out, err = _stop(serve, signal.SIGTERM)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.communicate()
+    assert serve.returncode == 0, err
+    assert "Traceback" not in err
+    assert "1 unfinished job(s) resume at the next start" in out

@@ -53,6 +53,11 @@ def add_batch_command(sub: argparse._SubParsersAction[Any]) -> None:
     )
     batch.add_argument("--context-length", type=int, help="the model's context length, when known")
     batch.add_argument("--emulator-token-delay", type=float, help="emulator: seconds per token (slow model)")
+    batch.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="keep the lines' jobs in DIR (longform list --state-dir DIR shows them; default: in memory)",
+    )
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.add_argument("--verbose", action="store_true", help="show the handlers' INFO logs on stderr")
     batch.set_defaults(func=cmd_batch)
@@ -62,9 +67,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     from longform_core.errors import RequestInvalid
 
+    from longform.cli import UsageError, check_base_url
     from longform.local.batch_runner import BatchRunOptions, print_summary, run_batch
     from longform.local.providers import ProviderChoiceError
+    from longform.local.state import StateDirBusy
 
+    try:
+        check_base_url(args.base_url)
+    except UsageError as exc:
+        sys.stderr.write(f"longform: {exc}\n")
+        return INVALID_EXIT
     path = Path(args.file)
     if not path.is_file():
         sys.stderr.write(f"longform: no such file: {path}\n")
@@ -83,6 +95,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         verbose=args.verbose,
         progress=not args.quiet,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
     )
     if args.max_concurrency is not None and args.max_concurrency < 1:
         sys.stderr.write("longform: --max-concurrency must be at least 1\n")
@@ -107,6 +120,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except ProviderChoiceError as exc:
         sys.stderr.write(f"longform: {exc}\n")
         return exc.exit_code
+    except StateDirBusy as exc:
+        sys.stderr.write(f"longform: {exc}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("longform: stopped; run the same command again to resume\n")
         return INTERRUPTED_EXIT

@@ -81,6 +81,26 @@ def _request_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "stream": False if getattr(args, "provider_stream", None) is False else None,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
+    return with_system_prompt(data, args)
+
+
+def with_system_prompt(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``--system TEXT`` / ``--system-file F``: the request as messages, the system prompt first."""
+    text, file = getattr(args, "system", None), getattr(args, "system_file", None)
+    if text is None and file is None:
+        return data
+    system = text if text is not None else _read_text_arg(str(file), "--system-file")
+    if "prompt" in data and "messages" not in data:
+        data = dict(data)
+        prompt = data.pop("prompt")
+        data["messages"] = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+        return data
+    messages = data.get("messages")
+    if isinstance(messages, list) and any(
+        isinstance(m, dict) and m.get("role") == "system" for m in messages
+    ):
+        raise UsageError("--system: the request already has a system message; give one or the other")
+    data["messages"] = [{"role": "system", "content": system}, *(messages or [])]
     return data
 
 
@@ -96,9 +116,16 @@ def _print_invalid(exc: Any, as_json: bool) -> int:
 # ---- local jobs ----------------------------------------------------------------------------------
 
 
+def check_base_url(url: str | None) -> None:
+    """A --base-url without a scheme (``localhost:8080``) is named with the fix, before anything starts."""
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url {url}: add http:// (e.g. --base-url http://{url.split('://')[-1]})")
+
+
 def _provider_options(args: argparse.Namespace) -> Any:
     from longform.local.providers import ProviderOptions
 
+    check_base_url(args.base_url)
     emulator: dict[str, Any] = {}
     if getattr(args, "emulator_token_delay", None):
         emulator["token_delay"] = args.emulator_token_delay
@@ -624,17 +651,21 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        if " not allowed with argument " in message:  # --prompt with --prompt-file: one line
+            self.exit(EXIT_USAGE, f"{self.prog}: error: {message.replace('argument ', '')}\n")
         if message.startswith("unrecognized arguments:"):
             known = [s for a in self._actions for s in a.option_strings]
             for sub in self._subparsers._group_actions if self._subparsers else []:
                 for parser in getattr(sub, "choices", {}).values():
                     known += [s for a in parser._actions for s in a.option_strings]
             wrong = [w for w in message.split(":", 1)[1].split() if w.startswith("-")]
-            hints = [
-                f"{w} (did you mean {m[0]}?)"
-                for w in wrong
-                if (m := difflib.get_close_matches(w.split("=")[0], known, 1))
-            ]
+            hints = []
+            for w in wrong:
+                option = w.split("=")[0]
+                if option in known:  # another command's option: a did-you-mean would name it back
+                    hints.append(f"{w} (not an option of this command; `longform COMMAND --help` lists them)")
+                elif m := difflib.get_close_matches(option, known, 1):
+                    hints.append(f"{w} (did you mean {m[0]}?)")
             if hints:
                 message = "unrecognized arguments: " + ", ".join(hints)
         self.print_usage(sys.stderr)
@@ -647,6 +678,9 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--prompt", metavar="TEXT", help="the prompt text; - reads it from stdin")
     source.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
     source.add_argument("--request", metavar="FILE", help="a JSON request file (the public request format)")
+    system = parser.add_mutually_exclusive_group()
+    system.add_argument("--system", metavar="TEXT", help="a system prompt (sent before the prompt)")
+    system.add_argument("--system-file", metavar="FILE", help="read the system prompt from FILE")
     parser.add_argument("--model", help="the model (default: the provider's; see --base-url)")
     parser.add_argument(
         "--max-tokens-per-request", type=int, metavar="N", help="per-request output cap (default 16384)"
@@ -780,6 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--context-length", type=int, metavar="N", help="the model's context length (default: as started)"
     )
+    resume.add_argument("--model", help="the model (default: as started)")
     resume.add_argument(
         "--no-provider-stream",
         dest="provider_stream",

@@ -47,6 +47,7 @@ class BatchRunOptions:
     resume: bool = True
     verbose: bool = False
     progress: bool = True
+    state_dir: Path | None = None  # keep the jobs on disk there (longform list / show see them)
 
 
 @dataclass
@@ -215,6 +216,7 @@ def _cloud(options: BatchRunOptions) -> Iterator[_Stack]:
             retry_sleep_scale=options.retry_sleep_scale,
             log_level="INFO" if options.verbose else "WARNING",
             extra_env=extra,
+            state_dir=options.state_dir,
         )
         with LocalCloud(config) as cloud:
             yield _Stack(cloud, provider.label, provider.model, emulator)

@@ -320,6 +320,7 @@ def _finished(
     answer = ""
     if result is not None:
         answer = store.get_text(result.output_key) or ""
+    if result is not None and (answer or result.status != "failed"):  # a failed job: no empty --out
         reasoning = store.get_text(result.reasoning_key) if result.reasoning_key else None
         out = _write_answer(options, job_id, answer, reasoning)
         if out is not None:

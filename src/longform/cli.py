@@ -525,6 +525,14 @@ def _cmd_drop(args: argparse.Namespace) -> int:
         body = path.read_bytes()  # before anything starts
     except OSError as exc:
         return _fail(f"{args.file}: {exc.strerror or exc}", EXIT_USAGE)
+    if path.suffix == ".json":  # the drop folder's own check (drop_folder._parse), before anything starts
+        from longform_core.errors import RequestInvalid
+        from longform_core.request import parse_request
+
+        try:
+            parse_request(body)
+        except RequestInvalid as exc:
+            return _print_invalid(exc, False)
     try:
         with choose_provider(_provider_options(args)) as provider, quiet_moto_logs():
             config = CloudConfig(

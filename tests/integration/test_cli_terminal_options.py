@@ -88,3 +88,16 @@ def test_batch_state_dir_keeps_the_lines_jobs(tmp_path: Path, capsys) -> None:
     assert main(["list", "--state-dir", str(state), "--json"]) == 0
     [job] = json.loads(capsys.readouterr().out)
     assert job["status"] == "succeeded" and "moss" in job["prompt"]
+
+
+def test_drop_of_an_invalid_request_prints_its_problems_and_exits_2(tmp_path: Path, capfd) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"prompt": 5, "max_chunks": -1}))
+    assert main(["drop", str(bad), "--emulator", "--out", str(tmp_path / "out")]) == 2
+    err = capfd.readouterr().err
+    assert err.splitlines() == [
+        "longform: the request is invalid:",
+        "  - prompt: Input should be a valid string",
+        "  - max_chunks: Input should be greater than or equal to 1",
+    ]
+    assert not (tmp_path / "out").exists()

@@ -597,13 +597,19 @@ def _api_call(args: argparse.Namespace, fn: Any) -> int:
     return EXIT_OK
 
 
+def _show_view(args: argparse.Namespace, client: Any, view: Any) -> None:
+    from longform.views import print_view
+
+    print_view(view, as_json=args.json, api=client.base_url)
+
+
 def _cmd_submit(args: argparse.Namespace) -> int:
     raw = _request_from_args(args)
-    return _api_call(args, lambda c: _print(c.submit(raw, idempotency_key=args.idempotency_key)))
+    return _api_call(args, lambda c: _show_view(args, c, c.submit(raw, idempotency_key=args.idempotency_key)))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    return _api_call(args, lambda c: _print(c.status(args.job_id)))
+    return _api_call(args, lambda c: _show_view(args, c, c.status(args.job_id)))
 
 
 def _cmd_output(args: argparse.Namespace) -> int:
@@ -627,7 +633,7 @@ def _cmd_output(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    return _api_call(args, lambda c: _print(c.cancel(args.job_id)))
+    return _api_call(args, lambda c: _show_view(args, c, c.cancel(args.job_id)))
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
@@ -884,6 +890,8 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="VAR",
             help="send the API key held in this environment variable as x-api-key (instead of SigV4)",
         )
+        if p.prog.split()[-1] in ("submit", "status", "cancel"):
+            p.add_argument("--json", action="store_true", help="the API's JSON instead of the readable view")
 
     submit = sub.add_parser("submit", help="submit a job to a deployed or local API")
     client_args(submit)

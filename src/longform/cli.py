@@ -252,6 +252,8 @@ def _handle_interrupts(args: argparse.Namespace, options: Any) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from longform.local.runner import run
 
+    if args.out is None and not (args.json or args.quiet) and not sys.stdout.isatty():
+        args.out = "-"  # `longform run ... > answer.md`: the answer on stdout (as llm), the rest on stderr
     options = _run_options(args, _request_from_args(args))
     return _with_interrupts(args, options, lambda: run(options))
 

@@ -101,3 +101,14 @@ def test_drop_of_an_invalid_request_prints_its_problems_and_exits_2(tmp_path: Pa
         "  - max_chunks: Input should be greater than or equal to 1",
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_run_with_stdout_not_a_terminal_prints_the_answer_there(tmp_path: Path, capsys, monkeypatch) -> None:
+    """`longform run ... > answer.md`: the answer is stdout; the summary and progress are on stderr."""
+    monkeypatch.chdir(tmp_path)
+    prompt = "Write about eels [emulator answer_tokens=900]"
+    assert main(["run", "--emulator", "--prompt", prompt, "--max-tokens-per-request", "400"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == uncapped_answer([{"role": "user", "content": prompt}]) + "\n"
+    assert "status" in captured.err and "done" in captured.err  # the summary
+    assert not (tmp_path / "out").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,18 @@ def test_run_with_stdout_not_a_terminal_prints_the_answer_there(tmp_path: Path, 
     assert captured.out == uncapped_answer([{"role": "user", "content": prompt}]) + "\n"
     assert "status" in captured.err and "done" in captured.err  # the summary
     assert not (tmp_path / "out").exists()
+
+
+def test_the_summary_names_the_reasoning_file_and_says_what_is_illustrative(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "a.md"
+    prompt = "Write about owls [emulator answer_tokens=300]"
+    model = ["--model", "longform/emulator-reasoning"]
+    assert main(["run", "--emulator", *model, "--prompt", prompt, "--out", str(out)]) == 0
+    summary = capsys.readouterr().out
+    reasoning = out.with_suffix(".reasoning.md")
+    assert reasoning.read_text()
+    assert re.search(rf"^reasoning\s+{re.escape(str(reasoning))}$", summary, re.MULTILINE), summary
+    assert "(stop: stop)" not in summary and "finish " not in summary  # a plain stop needs no row
+    assert re.search(
+        r"^estimated cost\s+\$[0-9.]+ \(the emulator's illustrative price", summary, re.MULTILINE
+    )

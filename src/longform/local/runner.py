@@ -530,8 +530,10 @@ def describe_status(summary: RunSummary) -> str:
 
 def print_summary(summary: RunSummary, stream: TextIO) -> None:
     rows = [("status", f"{describe_status(summary)}  (job {summary.job_id})")]
-    if summary.finish_reason or summary.stop_reason:
-        rows.append(("finish", f"{summary.finish_reason or '-'} (stop: {summary.stop_reason or '-'})"))
+    if (
+        summary.stop_reason and summary.stop_reason != summary.finish_reason
+    ):  # "stop (stop: stop)" says nothing
+        rows.append(("finish", f"{summary.finish_reason or '-'} (stop: {summary.stop_reason})"))
     tokens = f"output {summary.output_tokens:,}"
     if summary.prompt_tokens is not None:
         tokens = f"prompt {summary.prompt_tokens:,}, " + tokens
@@ -553,7 +555,12 @@ def print_summary(summary: RunSummary, stream: TextIO) -> None:
             )
         )
     if summary.estimated_cost_usd is not None:
-        rows.append(("estimated cost", f"${summary.estimated_cost_usd:.6f}"))
+        illustration = (
+            " (the emulator's illustrative price: nothing is billed)"
+            if "emulator" in summary.provider
+            else ""
+        )
+        rows.append(("estimated cost", f"${summary.estimated_cost_usd:.6f}{illustration}"))
     if summary.context_used is not None and summary.context_length:
         rows.append(
             (
@@ -564,16 +571,21 @@ def print_summary(summary: RunSummary, stream: TextIO) -> None:
         )
     if summary.error:
         rows.append(("error", summary.error))
+    longest = summary.max_invocation_seconds
     rows.append(
         (
             "time",
-            f"{summary.duration_seconds:.1f}s (longest invocation {summary.max_invocation_seconds:.1f}s)",
+            f"{summary.duration_seconds:.1f}s"
+            + (f" (longest chunk invocation {longest:.1f}s)" if longest >= 0.1 else ""),
         )
     )
     where = summary.output_path or "stdout"
     if summary.result_path:
         where += f"  (result: {summary.result_path})"
     rows.append(("output", where))
+    reasoning = Path(summary.output_path).with_suffix(".reasoning.md") if summary.output_path else None
+    if reasoning is not None and reasoning.is_file():
+        rows.append(("reasoning", str(reasoning)))
     if summary.state_dir:
         rows.append(
             (

@@ -1,7 +1,7 @@
 """The local runtime at a real model's pace: long chunks streamed at 20-100 tokens a second.
 
     .venv/bin/python bench/real_pace.py --quick          # ~2 min: 100 tok/s, 1,000-token chunks
-    .venv/bin/python bench/real_pace.py                  # ~50 min: 20, 50, 100 tok/s, 16,384-token chunks
+    .venv/bin/python bench/real_pace.py                  # ~35 min: 20, 50, 100 tok/s, 16,384-token chunks
     .venv/bin/python bench/real_pace.py --rates 50 --chunk 16384 --answer 20000 --json /tmp/pace.json
 
 Each job is a real ``longform run`` process (the emulator slowed to ``--emulator-token-delay 1/rate``,
@@ -11,7 +11,7 @@ tools would:
 - **a follower** reads the state directory's draft of the chunk in flight (``drafts/``) every
   0.2 s: *draft writes/min* counts the changes it saw (a lower bound), *follower lag* is how old the
   newest draft is when read (the provider is that many seconds of text ahead of what a reader sees);
-- **a second process** runs ``longform list`` and ``longform show ID`` (``--json``) over and over on
+- **a second process** runs ``longform list`` and ``longform show ID`` (``--json``) every 2 s on
   the same state directory while the job runs;
 - **a SIGTERM** in the middle (once the first chunk is committed and a draft of the next exists):
   *SIGTERM->exit* is the time to the process's end (it must exit 130, no traceback); then
@@ -128,7 +128,7 @@ class Watchers:
                 self.lags.append(max(0.0, time.time() - stat.st_mtime))
 
     def list_show(self) -> None:
-        while not self.stop.wait(1.0):
+        while not self.stop.wait(2.0):
             listing = longform("list", "--json", "--state-dir", str(self.state))
             out, err = listing.communicate()
             crashed(self.result, "list", listing.returncode, err.decode(), (0,))

@@ -378,7 +378,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [
         ("job", view.job_id),
-        ("status", view.status + ("" if manifest.terminal else f"  (resume: longform resume {view.job_id})")),
+        ("status", view.status + _show_hint(state, manifest, view.job_id)),
         ("model", view.model),
         ("prompt", job.prompt[:120]),
         ("chunks", str(view.progress.chunks)),
@@ -396,6 +396,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
     rows.append(("output", str(state.object_path(keys.output))))
     print_table(rows, sys.stdout)
     return EXIT_OK
+
+
+def _show_hint(state: Any, manifest: Any, job_id: str) -> str:
+    """What to do about a job that has not ended: resume it, unless a live process runs it."""
+    if manifest.terminal:
+        return ""
+    holder = state.leases.holder(job_id)
+    return f"  (being run by {holder})" if holder else f"  (resume: longform resume {job_id})"
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -471,12 +479,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_forever(cloud: Any, api: Any, provider: Any, args: argparse.Namespace) -> NoReturn:
-    """Resume the unfinished jobs of this provider, say where the API is, and serve until a signal."""
+    """Resume the unfinished batches and jobs of this provider, say where the API is, and serve
+    until a signal."""
     import time
+
+    from longform.local import batch as local_batch
 
     unfinished: list[str] = []
     elsewhere: list[str] = []
+    batches = local_batch.unfinished_batches(cloud)
+    for batch_id in batches:  # as batches: their cap holds, their output is written
+        local_batch.resume_batch(cloud, batch_id)
     for job_id in cloud.unfinished_jobs():
+        if cloud.store_dir.leases.holder(job_id) or job_id.startswith(tuple(f"{b}-" for b in batches)):
+            continue  # another live process runs it, or its batch does
         record = cloud.state.load_run(job_id) if cloud.state else None
         (unfinished if _same_provider(record, provider) else elsewhere).append(job_id)
     for job_id in unfinished:
@@ -485,6 +501,7 @@ def _serve_forever(cloud: Any, api: Any, provider: Any, args: argparse.Namespace
     print(f"longform API on {api.url}/generations (local, no auth)")
     print(f"  model {provider.model} on {provider.label}")
     resumed = f"; resumed {len(unfinished)} unfinished" if unfinished else ""
+    resumed += f"; resumed {len(batches)} unfinished batch(es)" if batches else ""
     print(f"  jobs kept in {args.state_dir}{resumed}")
     for job_id in elsewhere:
         print(f"  not resumed (started by longform run on another provider): {job_id}")

@@ -82,12 +82,8 @@ def test_resume_runs_only_the_lines_not_done(
     # as a run stopped after two lines leaves it: the checkpoint with those two, no output yet
     checkpoint = Path(str(out) + PARTIAL_SUFFIX)
     data = source.read_bytes()
-    header = {"longform_partial": 1, "input_sha256": hashlib.sha256(data).hexdigest(), "defaults": {}}
-    raw_lines = [line for line in data.split(b"\n") if line.strip()]
-    entries = [
-        {"key": hashlib.sha256(raw.strip()).hexdigest(), "output": json.loads(done)}
-        for raw, done in zip(raw_lines[:2], first[:2], strict=True)
-    ]
+    header = {"longform_partial": 2, "input_sha256": hashlib.sha256(data).hexdigest(), "defaults": {}}
+    entries = [{"key": str(n), "output": json.loads(done)} for n, done in enumerate(first[:2], start=1)]
     checkpoint.write_text("\n".join(json.dumps(x) for x in [header, *entries]) + "\n", encoding="utf-8")
     out.unlink()
     assert main(args) == 0
@@ -101,6 +97,27 @@ def test_resume_runs_only_the_lines_not_done(
     assert contents(out) == [uncapped_answer([{"role": "user", "content": t}], model=MODEL) for t in texts]
     assert json.loads(again[2])["longform"]["line"] == 3  # its own line number, not the rerun's
     assert not checkpoint.exists()
+
+
+def test_identical_lines_each_get_their_own_output_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    """Seen: three identical prompts and one other gave rows line-3, line-3, line-3, line-4 (the
+    checkpoint was keyed by the line's content), exit 0 "completed"."""
+    monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
+    same, other = "A 120-word note on a lighthouse.", "A 120-word note on a harbour."
+    source = tmp_path / "same.jsonl"
+    source.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in [same, same, same, other]))
+    out = tmp_path / "same-out.jsonl"
+    assert main(["batch", str(source), "--out", str(out), "--max-concurrency", "2", "--json"]) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["custom_id"] for r in rows] == ["line-1", "line-2", "line-3", "line-4"]
+    assert [r["longform"]["line"] for r in rows] == [1, 2, 3, 4]
+    assert len({r["longform"]["job_id"] for r in rows}) == 4
+    want = [uncapped_answer([{"role": "user", "content": p}], model=MODEL) for p in [same, same, same, other]]
+    assert contents(out) == want
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["counts"]["succeeded"] == 4
 
 
 def test_a_bad_batch_exits_2_naming_every_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

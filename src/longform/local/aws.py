@@ -104,7 +104,11 @@ def start_moto(
     restore_sfn_integration_casing(stack)
     stop_after_the_worker_starts(stack)
     if retry_sleep_scale != 1.0:
+        import botocore.endpoint
+
         stack.enter_context(mock.patch.object(retrier_decl, "time", _ScaledTime(retry_sleep_scale)))
+        # botocore's own retries (a 500 of the local store) sleep too: the same scale
+        stack.enter_context(mock.patch.object(botocore.endpoint, "time", _ScaledTime(retry_sleep_scale)))
 
 
 STOP_WAIT_SECONDS = 30.0

@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from .template import state_machine_wiring
 
@@ -146,3 +147,35 @@ def wait_batches(cloud: LocalCloud, timeout: float = 600.0) -> None:
     for execution in running.get("executions", []):
         with contextlib.suppress(Exception):
             wait(cloud, execution["name"], timeout=timeout)
+
+
+def unfinished_batches(cloud: LocalCloud) -> list[str]:
+    """Batches of the state directory that have not ended and that no live process runs."""
+    from longform_core.batch import batch_store
+    from longform_core.runtime import get_services
+
+    root = cloud.store_dir.bucket_dir / "batch-runs"
+    if not root.is_dir():
+        return []
+    store = batch_store(get_services())
+    found = []
+    for entry in sorted(root.iterdir()):
+        batch_id = unquote(entry.name)
+        if not (entry / "batch.json").is_file() or cloud.store_dir.leases.holder(batch_id):
+            continue
+        with contextlib.suppress(ValueError):  # an unreadable batch.json: left as it is
+            got = store.find_batch(batch_id)
+            if got is not None and not got[0].terminal:
+                found.append(batch_id)
+    return found
+
+
+def resume_batch(cloud: LocalCloud, batch_id: str) -> str:
+    """Run an unfinished batch again as a batch: a new execution of the batch workflow (its split is
+    safe to run again, each line's execution continues the line from its last commit, a line that
+    has ended only replays its end), so its cap holds, its output is written and its status ends."""
+    from longform_core.runtime import get_services
+
+    executions = get_services().require_batch_executions()
+    arn, _ = executions.start(batch_id, json.dumps({"batch_id": batch_id}))
+    return arn

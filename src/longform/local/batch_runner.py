@@ -27,7 +27,7 @@ from .cloud import CloudConfig, LocalCloud
 from .providers import DEFAULT_API_KEY_ENV, EMULATOR_MODEL, Provider, ProviderOptions, choose_provider
 
 PARTIAL_SUFFIX = ".partial"
-PARTIAL_VERSION = 1
+PARTIAL_VERSION = 2  # 2: lines keyed by their line number (1 keyed them by content: identical lines collided)
 DONE_STATUSES = {"succeeded", "context_exhausted", "failed"}  # a cancelled line runs again on resume
 
 
@@ -77,10 +77,6 @@ def default_out(file: Path) -> Path:
     return Path("out") / f"{file.stem}.jsonl"
 
 
-def _line_key(raw: bytes) -> str:
-    return hashlib.sha256(raw.strip()).hexdigest()
-
-
 def _numbered_lines(data: bytes) -> list[tuple[int, bytes]]:
     """(1-based line number, bytes) of every non-blank line, as ``parse_batch`` numbers them."""
     raw_lines = data.split(b"\n")
@@ -95,7 +91,7 @@ class Checkpoint:
     def __init__(self, path: Path, header: dict[str, Any]):
         self.path = path
         self.header = header
-        self.done: dict[str, dict[str, Any]] = {}  # line key -> output line
+        self.done: dict[str, dict[str, Any]] = {}  # line number -> output line
 
     def load(self) -> int:
         if not self.path.exists():
@@ -236,7 +232,9 @@ def run_batch(options: BatchRunOptions, *, stderr: TextIO | None = None) -> Batc
     defaults = {k: v for k, v in defaults.items() if v is not None}
     parse_batch(data, max_lines=10**9, max_bytes=10**12, defaults=defaults)  # every problem, up front
     numbered = _numbered_lines(data)
-    keys = [_line_key(raw) for _, raw in numbered]
+    # a line is its position in the file (the header pins the file's content): identical lines
+    # are different lines, each with its own output row
+    keys = [str(n) for n, _ in numbered]
     out = options.out or default_out(options.file)
     header = {
         "longform_partial": PARTIAL_VERSION,

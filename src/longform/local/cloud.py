@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import os
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -27,14 +28,19 @@ import boto3
 
 from .aws import REGION, start_moto
 from .batch import create_batch_state_machine, wait_batches
+from .disk_store import disk_backed_bucket
 from .lambda_runtime import Delivery, FaultHook, Invocation, LambdaRuntime
-from .state import StateDir, load_bucket, mirrored_bucket
+from .leased import durable_listing, leased_executions
+from .state import StateDir
 from .template import event_rules, function_environment, function_specs, load_template, state_machine_wiring
 
 BUCKET = "longform-local-jobs"
 STATE_MACHINE_NAME = "longform-generation"
 SECRET_NAME = "longform/provider-api-key"  # noqa: S105 - a name, not a secret
 TERMINAL_EXECUTION = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+# who the callers of `longform serve` are (no auth on loopback: api.routes.caller_owner gives the
+# source address), so a job `longform run` starts is the local user's in serve's API too
+LOCAL_OWNER = "ip:127.0.0.1"
 LOCAL_ENV = {
     # no X-Ray daemon and no CloudWatch locally
     "POWERTOOLS_TRACE_DISABLED": "true",
@@ -74,7 +80,8 @@ class CloudConfig:
     retry_sleep_scale: float = 1.0
     log_level: str = "WARNING"
     extra_env: dict[str, str] = field(default_factory=dict)
-    # the bucket on disk (state.py): jobs survive the process; None: in memory only (tests)
+    # the state directory (state.py): the bucket's only copy, shared with other processes; None: a
+    # temporary directory removed at exit (the same store, nothing kept: tests, benchmarks)
     state_dir: Path | None = None
 
     def parameters(self) -> dict[str, str]:
@@ -144,13 +151,16 @@ class LocalCloud:
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self.s3.create_bucket(Bucket=BUCKET)
         self.state: StateDir | None = None
-        self.loaded_objects = 0
         if self.config.state_dir is not None:
-            state = self.state = StateDir(self.config.state_dir)
-            state.lock()
-            self._stack.callback(state.unlock)
-            self.loaded_objects = load_bucket(state, BUCKET)
-            self._stack.enter_context(mirrored_bucket(state, BUCKET))
+            self.state = StateDir(self.config.state_dir)
+            self.store_dir = self.state
+        else:
+            scratch = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="longform-state-"))
+            self.store_dir = StateDir(Path(scratch), fsync=False)  # nothing to survive a power loss
+        self.store_dir.disk.remove_stale_temporaries()
+        self._stack.enter_context(disk_backed_bucket(BUCKET, self.store_dir.disk))
+        self._stack.enter_context(leased_executions(self.store_dir.leases))
+        self._stack.enter_context(durable_listing(self))
         if self.config.api_key:
             sm = boto3.client("secretsmanager", region_name=REGION)
             self.secret_arn = sm.create_secret(Name=SECRET_NAME, SecretString=self.config.api_key)["ARN"]
@@ -296,11 +306,11 @@ class LocalCloud:
 
         return Settings.from_env()
 
-    def submit(self, raw: Any, *, idempotency_key: str | None = None) -> Any:
+    def submit(self, raw: Any, *, idempotency_key: str | None = None, owner: str | None = None) -> Any:
         from longform_core.runtime import get_services
         from longform_core.submit import submit_job
 
-        return submit_job(raw, get_services(), idempotency_key=idempotency_key)
+        return submit_job(raw, get_services(), idempotency_key=idempotency_key, owner=owner)
 
     def resume(self, job_id: str) -> str:
         """Start a new execution of the state machine for a job that did not end (its first chunk

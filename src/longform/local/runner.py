@@ -23,12 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from longform.live import LiveText
 
 from .aws import quiet_moto_logs
-from .cloud import BUCKET, TERMINAL_EXECUTION, CloudConfig, LocalCloud
+from .cloud import BUCKET, LOCAL_OWNER, TERMINAL_EXECUTION, CloudConfig, LocalCloud
 from .providers import Provider, ProviderOptions, choose_provider
-from .state import DEFAULT_STATE_DIR, StateDir
+from .state import StateDir, StateDirBusy, default_state_dir
 from .terminal import JobProgress, Mode, print_table
 
 BUDGET_STOPS = {"max_output_tokens", "max_chunks", "max_cost"}
@@ -86,6 +88,7 @@ class RunSummary:
     draft_tokens: int = 0  # interrupted: tokens of the chunk in flight kept from its draft
     resume_command: str | None = None
     state_dir: str | None = None
+    output_written: bool = True  # False: the job's text could not be written (error says where it is)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -99,6 +102,8 @@ class RunSummary:
         """0 done, 3 stopped by a budget (the text is cut), 1 failed or cancelled, 130 interrupted."""
         if self.status == "interrupted":
             return 130
+        if not self.output_written:
+            return 1
         if self.cut_by_budget:
             return 3
         return 0 if self.status in ("succeeded", "context_exhausted") else 1
@@ -143,7 +148,7 @@ def run(options: RunOptions, *, on_cloud: Callable[[LocalCloud], None] | None = 
         with LocalCloud(_cloud_config(options, provider, cap)) as cloud:
             if on_cloud is not None:
                 on_cloud(cloud)
-            job = cloud.submit(raw)
+            job = cloud.submit(raw, owner=LOCAL_OWNER)
             if cloud.state is not None:
                 cloud.state.save_run(job.job_id, _run_record(options, provider, cap))
             ui.line(f"job {job.job_id} started{_state_note(options)}")
@@ -157,6 +162,12 @@ def resume(job_id: str, options: RunOptions) -> RunSummary:
     state = StateDir(options.state_dir)
     if job_id not in state.job_ids():
         raise JobNotResumable(f"no job {job_id} in {options.state_dir} (longform list shows its jobs)")
+    holder = state.leases.holder(job_id)
+    if holder is not None:
+        raise StateDirBusy(
+            f"job {job_id} is being run by {holder}; wait for it or stop it "
+            f"(longform show {job_id} shows its progress)"
+        )
     record = state.load_run(job_id) or {}
     options = _with_recorded_provider(options, record)
     started = time.monotonic()
@@ -177,8 +188,32 @@ def resume(job_id: str, options: RunOptions) -> RunSummary:
             )
             cloud.resume(job_id)
         else:
-            ui.line(f"longform: job {job_id} already ended", style="bold")
+            repaired = manifest is not None and rederive_outputs(cloud, job_id)
+            note = "; its output files were missing or short: re-derived from the committed chunks"
+            ui.line(f"longform: job {job_id} already ended" + (note if repaired else ""), style="bold")
         return follow(cloud, job_id, options, provider, ui, started=started)
+
+
+def rederive_outputs(cloud: LocalCloud, job_id: str) -> bool:
+    """An ended job whose ``output.md``/``reasoning.md``/``result.json`` are missing or shorter than
+    the manifest says (a full disk, a crash after the commit) gets them written again from the
+    committed chunks (Finalize's own derivation); whether anything had to be done."""
+    from longform_core.finalize import FinalizeTaskInput, finalize_job
+    from longform_core.job_store import JobKeys
+    from longform_core.runtime import get_services
+
+    store, keys = cloud.store, JobKeys(job_id)
+    result = store.get_result(job_id)
+    if result is not None:
+        answer = store.get_text(result.output_key)
+        reasoning = store.get_text(result.reasoning_key) if result.reasoning_key else ""
+        if (answer is not None and len(answer) == result.output_chars) and (
+            reasoning is not None and len(reasoning) == result.reasoning_chars
+        ):
+            return False
+        cloud.s3.delete_object(Bucket=BUCKET, Key=keys.result)  # written last: its absence says "derive"
+    finalize_job(FinalizeTaskInput(job_id=job_id), get_services())
+    return True
 
 
 # ---- following a job ---------------------------------------------------------------------------
@@ -312,23 +347,28 @@ def _finished(
     desc: dict[str, Any],
 ) -> RunSummary:
     store = cloud.store
-    result = store.get_result(job_id)
     manifest = store.find_manifest(job_id)
     entered = cloud.states_entered(job_id) if desc["status"] != "NOT_STARTED" else []
     loop_transitions = sum(1 for name in entered if name in ("GenerateChunk", "MoreToGenerate"))
     output_path = result_path = None
-    answer = ""
-    if result is not None:
-        answer = store.get_text(result.output_key) or ""
-    if result is not None and (answer or result.status != "failed"):  # a failed job: no empty --out
-        reasoning = store.get_text(result.reasoning_key) if result.reasoning_key else None
-        out = _write_answer(options, job_id, answer, reasoning)
-        if out is not None:
-            result_file = out.with_suffix(".json")
-            result_file.write_text(result.model_dump_json(indent=2), encoding="utf-8")
-            output_path, result_path = str(out), str(result_file)
-        else:
-            _stdout_answer(answer)
+    unwritten: str | None = None
+    try:
+        if manifest is not None and manifest.terminal:
+            rederive_outputs(cloud, job_id)  # the job ended but its files did not all reach the disk
+        result = store.get_result(job_id)
+        answer = (store.get_text(result.output_key) or "") if result is not None else ""
+        if result is not None and (answer or result.status != "failed"):  # a failed job: no empty --out
+            reasoning = store.get_text(result.reasoning_key) if result.reasoning_key else None
+            out = _write_answer(options, job_id, answer, reasoning)
+            if out is not None:
+                result_file = out.with_suffix(".json")
+                result_file.write_text(result.model_dump_json(indent=2), encoding="utf-8")
+                output_path, result_path = str(out), str(result_file)
+            else:
+                _stdout_answer(answer)
+    except (OSError, ClientError, BotoCoreError) as exc:  # a full disk, a read-only --out
+        result = store.get_result(job_id) if not isinstance(exc, OSError) else None
+        unwritten = _where_the_text_is(cloud, job_id, exc)
     chunks = result.chunks if result else (manifest.chunks if manifest else 0)
     return RunSummary(
         job_id=job_id,
@@ -351,8 +391,22 @@ def _finished(
         model=provider.model,
         duration_seconds=round(time.monotonic() - started, 3),
         max_invocation_seconds=round(max((i.duration_seconds for i in cloud.invocations), default=0.0), 3),
-        error=(result.error if result else desc.get("cause") or desc.get("error")),
+        error=unwritten or (result.error if result else desc.get("cause") or desc.get("error")),
         state_dir=str(options.state_dir) if options.state_dir else None,
+        output_written=unwritten is None
+        and (result is not None or manifest is None or not manifest.terminal),
+    )
+
+
+def _where_the_text_is(cloud: LocalCloud, job_id: str, exc: BaseException) -> str:
+    from longform_core.job_store import JobKeys
+
+    chunks = JobKeys(job_id).chunk(0).rsplit("/", 1)[0]
+    where = cloud.store_dir.object_path(chunks)
+    message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return (
+        f"the output could not be written ({message}); the committed text is in {where}/, and "
+        f"`longform resume {job_id}` writes it again once the disk takes it"
     )
 
 
@@ -387,7 +441,7 @@ def _interrupted(
     command = None
     if resumable:
         command = f"longform resume {job_id}"
-        if options.state_dir != Path(DEFAULT_STATE_DIR):
+        if options.state_dir != default_state_dir():
             command += f" --state-dir {options.state_dir}"
     return RunSummary(
         job_id=job_id,
@@ -519,6 +573,8 @@ def _state_note(options: RunOptions) -> str:
 def describe_status(summary: RunSummary) -> str:
     if summary.status == "interrupted":
         return "interrupted (nothing half-done was committed)"
+    if not summary.output_written:
+        return f"{summary.status}, but its output was not written (see error)"
     if summary.cut_by_budget:
         return f"cut: the {summary.stop_reason} budget was reached, the text is not finished"
     if summary.status == "context_exhausted":

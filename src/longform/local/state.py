@@ -1,19 +1,22 @@
-"""Local state on disk: the local cloud's bucket in a directory, so jobs survive the process.
+"""Local state on disk: the local cloud's bucket in a directory, shared by every longform process.
 
-Layout of the state directory (default ``.longform/`` in the working directory, ``--state-dir``)::
+Layout of the state directory (default: the platform's per-user data directory, e.g.
+``~/.local/share/longform`` on Linux, as ``platformdirs.user_data_dir("longform")`` names it;
+``--state-dir`` or ``LONGFORM_STATE_DIR`` override it)::
 
-    bucket/<key>          every object of the local jobs bucket, written through as moto stores it
+    bucket/<key>          every object of the local jobs bucket, and its only copy (disk_store.py)
+    locks/key-NNN.lock    flock stripes: a write to a key (and its If-Match check) holds its stripe
+    leases/<name>.lock    flock per execution name (a job id, a batch id): the one process that
+                          drives that job; a dead process's lease is released by the kernel
     runs/<job id>.json    how a local job was started (provider, model, emulator settings), so
                           ``longform resume`` continues it with the same options
-    lock                  held (flock) by the one process that runs jobs on this state
 
-Every PUT and DELETE the local bucket takes is mirrored to ``bucket/`` before the S3 call returns
-(a temporary file renamed into place: a kill never leaves half an object), so what is on disk is
-always a state the durability protocol knows how to continue from (``job_store.py``). At start the
-objects are loaded back into moto before any event rule exists, so nothing is triggered again.
-Step Functions executions live in memory only: ``longform resume`` (and ``serve`` at start) starts
-a new execution of the same state machine for a job that did not end; its first chunk continues
-from the last commit, or from the draft of the chunk in flight.
+Any number of processes (``run``, ``resume``, ``batch``, ``serve``, ``drop``, ``list``, ``show``) use
+one state directory at once: objects are written atomically under a per-key lock, and each job is
+driven by one process at a time (its lease). Step Functions executions live in the memory of the
+process that runs them: ``longform resume`` (and ``serve`` at start) starts a new execution of the
+same state machine for a job that did not end; its first chunk continues from the last commit, or
+from the draft of the chunk in flight.
 """
 
 from __future__ import annotations
@@ -22,144 +25,142 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
-DEFAULT_STATE_DIR = ".longform"
+from .disk_store import TMP_PREFIX, DiskBucket, key_problem
+
+__all__ = ["DiskBucket", "Leases", "StateDir", "StateDirBusy", "default_state_dir", "key_problem"]
+
+APP_NAME = "longform"
 
 
 class StateDirBusy(RuntimeError):
-    """Another longform process runs jobs on this state directory."""
+    """Another longform process drives this job (its lease is held)."""
 
 
 def default_state_dir() -> Path:
-    return Path(os.environ.get("LONGFORM_STATE_DIR") or DEFAULT_STATE_DIR)
+    """``LONGFORM_STATE_DIR``, else the platform's per-user data directory for longform."""
+    env = os.environ.get("LONGFORM_STATE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
-MAX_SEGMENT = 200  # characters of one key segment (file names: 255 bytes, after quoting)
+class Leases:
+    """One flock per execution name under ``leases/``: held by the process that runs it."""
 
+    def __init__(self, root: Path):
+        self.dir = root / "leases"
+        self._held: dict[str, int] = {}
+        self._guard = threading.Lock()
 
-def key_problem(key: str) -> str | None:
-    """Why ``key`` cannot be kept on disk (None: it can)."""
-    parts = key.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return "has an empty, . or .. path segment"
-    if any(len(quote(p, safe="")) > MAX_SEGMENT for p in parts):
-        return f"has a path segment longer than {MAX_SEGMENT} characters"
-    return None
+    def _path(self, name: str) -> Path:
+        if key_problem(name) or "/" in name:
+            raise ValueError(f"not a lease name: {name!r}")
+        return self.dir / f"{name}.lock"
 
+    def held_here(self, name: str) -> bool:
+        with self._guard:
+            return name in self._held
 
-def _key_path(root: Path, key: str) -> Path:
-    problem = key_problem(key)
-    if problem:
-        raise ValueError(f"object key {key!r} cannot be stored on disk: it {problem}")
-    parts = key.split("/")
-    return root.joinpath(*(quote(p, safe="") for p in parts))
+    def acquire(self, name: str, note: str) -> bool:
+        """Take the lease of ``name`` (True), or False when another process holds it."""
+        with self._guard:
+            if name in self._held:
+                return True
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return False
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} ({note})".encode(), 0)
+            self._held[name] = fd
+            return True
+
+    def release(self, name: str) -> None:
+        with self._guard:
+            fd = self._held.pop(name, None)
+        if fd is not None:
+            os.close(fd)
+
+    def release_all(self) -> None:
+        with self._guard:
+            held, self._held = list(self._held.values()), {}
+        for fd in held:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def holder(self, name: str) -> str | None:
+        """Who holds the lease of ``name`` (None: nobody, or this process)."""
+        if self.held_here(name):
+            return None
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY)
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            return text or "another longform process"
+        finally:
+            os.close(fd)
+        return None
 
 
 class StateDir:
-    """One state directory: the bucket's objects, the runs, the lock."""
+    """One state directory: the bucket's objects, the locks, the leases, the runs."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, fsync: bool = True):
         self.root = root
         self.bucket_dir = root / "bucket"
         self.runs_dir = root / "runs"
-        self._lock_file: Any = None
+        self.disk = DiskBucket(self.bucket_dir, root / "locks", fsync=fsync)
+        self.leases = Leases(root)
 
-    # ---- the lock -------------------------------------------------------------------------------
-
-    def lock(self) -> None:
-        """Take the state for this process (``StateDirBusy`` when another process has it)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle = open(self.root / "lock", "a+")  # noqa: SIM115 - held for the process's life
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise StateDirBusy(
-                f"the state directory {self.root} is in use by {holder}; wait for it, stop it, "
-                "or pass another --state-dir"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"longform pid {os.getpid()}")
-        handle.flush()
-        self._lock_file = handle
-
-    def unlock(self) -> None:
-        if self._lock_file is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
-
-    # ---- objects --------------------------------------------------------------------------------
-
-    def write_object(self, key: str, data: bytes) -> None:
-        path = _key_path(self.bucket_dir, key)
-        for attempt in range(3):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-                break
-            except FileNotFoundError:  # an empty directory removed by a concurrent delete
-                if attempt == 2:
-                    raise
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-    def delete_object(self, key: str) -> None:
-        try:
-            path = _key_path(self.bucket_dir, key)
-            path.unlink()
-        except (FileNotFoundError, ValueError):
-            return
-        for parent in path.parents:  # drafts/ of a job whose drafts are all committed, ...
-            if parent == self.bucket_dir:
-                break
-            try:
-                parent.rmdir()
-            except OSError:
-                break
+    # ---- objects (read straight from disk: no moto, works beside any other process) -------------
 
     def objects(self) -> Iterator[tuple[str, Path]]:
         """(key, path) of every stored object."""
         if not self.bucket_dir.is_dir():
             return
         for path in sorted(self.bucket_dir.rglob("*")):
-            if path.is_file() and not path.name.startswith(".tmp-"):
+            if path.is_file() and not path.name.startswith(TMP_PREFIX):
                 rel = path.relative_to(self.bucket_dir)
                 yield "/".join(unquote(p) for p in rel.parts), path
 
     def object_path(self, key: str) -> Path:
         """Where the object ``key`` is kept on disk."""
-        return _key_path(self.bucket_dir, key)
+        return self.disk.path(key)
 
     def read_object(self, key: str) -> bytes | None:
-        try:
-            return _key_path(self.bucket_dir, key).read_bytes()
-        except (FileNotFoundError, ValueError):
-            return None
+        found = self.disk.read(key)
+        return None if found is None else found[0]
+
+    def write_object(self, key: str, data: bytes) -> None:
+        """Write one object as the bucket would (atomic, under the key's lock)."""
+        with self.disk.key_lock(key):
+            self.disk.write(key, data)
+
+    def delete_object(self, key: str) -> None:
+        with self.disk.key_lock(key):
+            self.disk.delete(key)
 
     # ---- runs -----------------------------------------------------------------------------------
 
     def save_run(self, job_id: str, options: dict[str, Any]) -> None:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         path = self.runs_dir / f"{job_id}.json"
-        tmp = path.with_suffix(".tmp")
+        tmp = self.runs_dir / f"{TMP_PREFIX}{job_id}.{os.getpid()}.{threading.get_ident()}"
         tmp.write_text(json.dumps(options, indent=1, default=str), encoding="utf-8")
         os.replace(tmp, path)
 
@@ -170,59 +171,10 @@ class StateDir:
             return None
         return data if isinstance(data, dict) else None
 
-    # ---- jobs, read from disk (no moto: for list and show, also while another process runs) ----
+    # ---- jobs -----------------------------------------------------------------------------------
 
     def job_ids(self) -> list[str]:
         jobs = self.bucket_dir / "jobs"
         if not jobs.is_dir():
             return []
-        return [p.name for p in jobs.iterdir() if (p / "manifest.json").is_file()]
-
-
-@contextlib.contextmanager
-def mirrored_bucket(state: StateDir, bucket: str) -> Iterator[None]:
-    """Mirror every PUT and DELETE of ``bucket`` in moto to ``state`` (inside ``mock_aws``)."""
-    from moto.s3.models import S3Backend
-
-    real_put, real_delete = S3Backend.put_object, S3Backend.delete_object
-    # one lock around moto's write and the disk's: two writers of one key (a cancel and a chunk's
-    # commit on the manifest) land on disk in the order moto took them
-    lock = threading.Lock()
-
-    def put_object(
-        self: Any, bucket_name: str, key_name: str, value: bytes, *args: Any, **kwargs: Any
-    ) -> Any:
-        if bucket_name != bucket:
-            return real_put(self, bucket_name, key_name, value, *args, **kwargs)
-        with lock:
-            key = real_put(self, bucket_name, key_name, value, *args, **kwargs)
-            state.write_object(key_name, bytes(key.value))
-        return key
-
-    def delete_object(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
-        if bucket_name != bucket:
-            return real_delete(self, bucket_name, key_name, *args, **kwargs)
-        with lock:
-            result = real_delete(self, bucket_name, key_name, *args, **kwargs)
-            state.delete_object(key_name)
-        return result
-
-    with (
-        mock.patch.object(S3Backend, "put_object", put_object),
-        mock.patch.object(S3Backend, "delete_object", delete_object),
-    ):
-        yield
-
-
-def load_bucket(state: StateDir, bucket: str) -> int:
-    """Put every object on disk back into moto's ``bucket`` (no notifications); how many."""
-    from moto.s3.models import s3_backends
-
-    from .aws import ACCOUNT_ID
-
-    backend = s3_backends[ACCOUNT_ID]["aws"]
-    count = 0
-    for key, path in state.objects():
-        backend.put_object(bucket, key, path.read_bytes(), disable_notification=True)
-        count += 1
-    return count
+        return [unquote(p.name) for p in jobs.iterdir() if (p / "manifest.json").is_file()]

@@ -13,9 +13,14 @@ throttling (``Lambda.TooManyRequestsException``), cancels at random moments, dup
 drop-folder deliveries delivered twice.
 
 For every job: it ends in a terminal status; its ``output.md`` equals the uncapped answer (an exact
-prefix of it for ``failed``/``cancelled``/budget stops); the manifest, ``result.json``, the API's
-view and the completion event agree; and there is exactly one completion event for its status.
-The table's last rows (characters lost and doubled, contradictions, stuck jobs) must all be 0.
+prefix of it for ``failed``/``cancelled``/``incomplete``); the manifest, ``result.json``, the API's
+view and the completion event agree (on the status and the ``incomplete_reason``); and there is
+exactly one completion event for its status. Its status is the true one (``job_status.py``): a job
+cut by its budget is ``incomplete`` with that budget as its reason, never ``succeeded``; the
+emulator never loops, so a ``repetition`` or ``no_progress`` stop is wrong; only a cancelled job is
+``cancelled``; and a job whose chunk has started (a draft or a commit) is never seen ``queued``.
+The table's last rows (characters lost and doubled, contradictions, wrong statuses, queued while
+generating, stuck jobs) must all be 0.
 """
 
 from __future__ import annotations
@@ -73,6 +78,11 @@ class Tally:
     contradictions: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
+    incomplete: Counter[str] = field(default_factory=Counter)  # incomplete jobs by reason
+    wrong_status: list[str] = field(default_factory=list)  # a status that is not what happened
+    queued_while_generating: list[str] = field(default_factory=list)  # seen queued after a chunk started
+    in_flight_kept: int = 0  # cancels that kept the chunk in flight (from its draft)
+    cancel_errors: list[str] = field(default_factory=list)  # a cancel that raised (shown, not counted)
 
 
 def plan_jobs(rng: random.Random, n: int) -> list[JobPlan]:
@@ -106,6 +116,7 @@ def make_hook(
     def hook(function: str, event: dict[str, Any]) -> Callable[[], None] | None:
         if function != CHUNK or event.get("_duplicate"):
             return None
+        check_running(cloud, str(event.get("job_id")), tally)
         with lock:
             kind = rng.choices(FAULTS, weights=WEIGHTS)[0]
             cap = 500
@@ -139,12 +150,27 @@ def make_hook(
     return hook
 
 
+def check_running(cloud: LocalCloud, job_id: str, tally: Tally) -> None:
+    """A job whose chunk has started (a committed chunk, or a draft of the one in flight) is shown
+    ``running`` (or has ended), never ``queued``."""
+    from longform_core.runtime import get_services
+    from longform_core.status import get_job
+
+    with contextlib.suppress(Exception):  # no such job yet (a hostile event): not this check's business
+        view = get_job(job_id, get_services())
+        if view.status == "queued" and (view.progress.chunks or view.draft is not None):
+            tally.queued_while_generating.append(f"{job_id}: queued with {view.progress.chunks} chunks")
+
+
 def _quietly(action: Callable[[], Any]) -> None:
     with contextlib.suppress(Exception):  # the overlapping duplicate may lose its race: the point
         action()
 
 
-def completion_events(cloud: LocalCloud, queue_url: str) -> Counter[tuple[str, str]]:
+def completion_events(
+    cloud: LocalCloud, queue_url: str, reasons: dict[str, Any] | None = None
+) -> Counter[tuple[str, str]]:
+    """(job id, status) -> events seen; ``reasons``: job id -> the event's ``incomplete_reason``."""
     import boto3
 
     sqs = boto3.client("sqs", region_name=REGION)
@@ -156,6 +182,8 @@ def completion_events(cloud: LocalCloud, queue_url: str) -> Counter[tuple[str, s
         for message in got:
             detail = json.loads(message["Body"])["detail"]
             seen[(detail["job_id"], detail["status"])] += 1
+            if reasons is not None:
+                reasons[detail["job_id"]] = detail.get("incomplete_reason")
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
@@ -171,7 +199,7 @@ def subscribe(cloud: LocalCloud) -> str:
     return str(url)
 
 
-def run_job(cloud: LocalCloud, plan: JobPlan) -> str:
+def run_job(cloud: LocalCloud, plan: JobPlan, tally: Tally) -> str:
     from longform_core.cancel import cancel_job
     from longform_core.runtime import get_services
 
@@ -191,14 +219,23 @@ def run_job(cloud: LocalCloud, plan: JobPlan) -> str:
             assert again.job_id == job_id and not again.created
     if plan.cancel_after is not None:
         time.sleep(plan.cancel_after)
-        _quietly(lambda: cancel_job(job_id, get_services()))
+        check_running(cloud, job_id, tally)
+        try:
+            cancel_job(job_id, get_services())
+        except Exception as exc:  # shown below the table: a stuck job's likely cause
+            tally.cancel_errors.append(f"{job_id}: cancel raised {exc!r}"[:300])
     cloud.wait(job_id, timeout=600, poll=0.02)
     cloud.wait_async()
     return job_id
 
 
 def check(
-    cloud: LocalCloud, plan: JobPlan, job_id: str, events: Counter[tuple[str, str]], tally: Tally
+    cloud: LocalCloud,
+    plan: JobPlan,
+    job_id: str,
+    events: Counter[tuple[str, str]],
+    tally: Tally,
+    reasons: dict[str, Any] | None = None,
 ) -> None:
     from longform_core.status import job_view
 
@@ -225,6 +262,39 @@ def check(
     complete = manifest.status == "succeeded" and manifest.stop_reason == "stop"
     if complete:
         tally.chars_lost += len(want) - same
+    check_status(plan, job_id, manifest, result, view, tally, event_reason=(reasons or {}).get(job_id))
+
+
+BUDGET_REASONS = {"max_output_tokens", "max_chunks", "max_cost"}
+
+
+def check_status(
+    plan: JobPlan, job_id: str, manifest: Any, result: Any, view: Any, tally: Tally, *, event_reason: Any
+) -> None:
+    """The status says what happened (``job_status.py``)."""
+    status = manifest.status
+    if status == "incomplete":
+        tally.incomplete[str(manifest.incomplete_reason)] += 1
+    if result.in_flight_chunk is not None:
+        tally.in_flight_kept += 1
+    wrong = None
+    reasons = {manifest.incomplete_reason, result.incomplete_reason, view.incomplete_reason, event_reason}
+    if len(reasons) != 1:
+        wrong = f"incomplete_reason disagrees: {reasons}"
+    elif manifest.stop_reason in BUDGET_REASONS and status not in ("incomplete", "cancelled"):
+        wrong = f"cut by {manifest.stop_reason} but {status}"
+    elif status == "incomplete" and manifest.incomplete_reason not in BUDGET_REASONS:
+        wrong = (
+            f"incomplete ({manifest.incomplete_reason}: {manifest.stop_detail}) on a model that never loops"
+        )
+    elif status == "incomplete" and not plan.budget:
+        wrong = f"incomplete ({manifest.incomplete_reason}) without a budget"
+    elif status == "cancelled" and plan.cancel_after is None:
+        wrong = "cancelled without a cancel"
+    elif status == "succeeded" and manifest.stop_reason != "stop":
+        wrong = f"succeeded with stop {manifest.stop_reason}"
+    if wrong is not None:
+        tally.wrong_status.append(f"{job_id}: {wrong}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,14 +316,19 @@ def main(argv: list[str] | None = None) -> int:
             deadline_margin_seconds=DEADLINE_MARGIN,
             timeouts={CHUNK: CHUNK_TIMEOUT},
             retry_sleep_scale=0.001,
-            extra_env={"PROVIDER_RETRY_BASE_SECONDS": "0.001"},
+            # drafts every 100 tokens: a cancel mid-chunk keeps the chunk in flight from one
+            extra_env={
+                "PROVIDER_RETRY_BASE_SECONDS": "0.001",
+                "DRAFT_INTERVAL_SECONDS": "0",
+                "DRAFT_MIN_TOKENS": "100",
+            },
         )
         with LocalCloud(config) as cloud:
             queue = subscribe(cloud)
             cloud.fault_hook = make_hook(cloud, emulator, rng, tally)
             done: list[tuple[JobPlan, str]] = []
             for plan in plans:
-                done.append((plan, run_job(cloud, plan)))
+                done.append((plan, run_job(cloud, plan, tally)))
                 if len(done) % 20 == 0:
                     print(
                         f"  {len(done)} jobs in {time.monotonic() - started:.0f}s",
@@ -262,14 +337,17 @@ def main(argv: list[str] | None = None) -> int:
                     )
             cloud.fault_hook = None
             time.sleep(0.5)  # overlapping duplicates still running end
-            events = completion_events(cloud, queue)
+            reasons: dict[str, Any] = {}
+            events = completion_events(cloud, queue, reasons)
             for plan, job_id in done:
-                check(cloud, plan, job_id, events, tally)
+                check(cloud, plan, job_id, events, tally, reasons)
     seconds = time.monotonic() - started
     rows = [
         ("jobs", args.jobs),
         ("seed", args.seed),
         ("statuses", ", ".join(f"{k} {v}" for k, v in sorted(tally.statuses.items()))),
+        ("incomplete by reason", ", ".join(f"{k} {v}" for k, v in sorted(tally.incomplete.items())) or "-"),
+        ("cancels that kept the chunk in flight", tally.in_flight_kept),
         ("faults by kind", ", ".join(f"{k} {v}" for k, v in sorted(tally.faults.items()) if k != "none")),
         ("chunk invocations without a fault", tally.faults["none"]),
         ("cancels", sum(1 for p in plans if p.cancel_after is not None)),
@@ -278,24 +356,29 @@ def main(argv: list[str] | None = None) -> int:
         ("characters lost", tally.chars_lost),
         ("characters doubled", tally.chars_doubled),
         ("contradictions", len(tally.contradictions)),
+        ("wrong statuses", len(tally.wrong_status)),
+        ("queued while generating", len(tally.queued_while_generating)),
         ("stuck jobs", len(tally.stuck)),
         ("seconds", f"{seconds:.0f}"),
     ]
+    return report(rows, tally, args.json)
+
+
+def report(rows: list[tuple[str, Any]], tally: Tally, json_path: str | None) -> int:
+    """The table, then every problem, one a line; 1 when any of the must-be-0 rows is not."""
     print("| soak | |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
     for reason, count in tally.failures.most_common():
         print(f"  failed x{count}: {reason}")
-    for line in tally.contradictions + tally.stuck:
+    problems = tally.contradictions + tally.wrong_status + tally.queued_while_generating + tally.stuck
+    for line in problems + tally.cancel_errors:
         print(f"  {line}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(
-                {name: value for name, value in rows} | {"problems": tally.contradictions + tally.stuck},
-                fh,
-                indent=2,
-            )
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump({name: value for name, value in rows} | {"problems": problems}, fh, indent=2)
     bad = tally.chars_lost or tally.chars_doubled or tally.contradictions or tally.stuck
+    bad = bad or tally.wrong_status or tally.queued_while_generating
     return 1 if bad else 0
 
 

@@ -1,9 +1,11 @@
 """The ``longform`` command line.
 
-Exit codes, the same for every command: 0 done; 1 failed (the job, the provider, the API, a
-state directory another process holds); 2 bad input or usage (checked before anything starts); 3
-stopped by a budget, so the text is cut (max_output_tokens, max_chunks, max_cost); 130 interrupted
-(Ctrl-C or SIGTERM; the job can be resumed). ``serve`` stopped by Ctrl-C or SIGTERM exits 0: that
+Exit codes, the same for every command (``longform_core.job_status``): 0 done (succeeded, or
+context_exhausted); 1 failed or cancelled (the job, the provider, the API, a state directory another
+process holds); 2 bad input or usage (checked before anything starts); 3 incomplete: longform's own
+rule stopped a job that was not finished, so the text is cut (a budget: max_output_tokens,
+max_chunks, max_cost; or a loop guard: repetition, no_progress); 130 interrupted (Ctrl-C or
+SIGTERM; the job can be resumed). ``serve`` stopped by Ctrl-C or SIGTERM exits 0: that
 is how it is stopped.
 """
 
@@ -22,7 +24,8 @@ from typing import Any, NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = (
-    "exit codes: 0 done; 1 failed; 2 bad input or usage; 3 stopped by a budget (the text is cut); "
+    "exit codes: 0 done; 1 failed or cancelled; 2 bad input or usage; "
+    "3 incomplete (a budget or a loop guard stopped it: the text is cut); "
     "130 interrupted (resume with `longform resume ID`)"
 )
 
@@ -317,6 +320,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
                     {
                         "job_id": j.manifest.job_id,
                         "status": j.manifest.status,
+                        "incomplete_reason": j.manifest.incomplete_reason,
                         "chunks": j.manifest.chunks,
                         "output_tokens": j.manifest.completion_tokens_total,
                         "updated_at": j.manifest.updated_at.isoformat(),
@@ -340,7 +344,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         m = j.manifest
         table.add_row(
             m.job_id,
-            m.status,
+            m.status + (f" ({m.incomplete_reason})" if m.incomplete_reason else ""),
             str(m.chunks),
             f"{m.completion_tokens_total:,}",
             m.updated_at.strftime("%Y-%m-%d %H:%M"),
@@ -387,6 +391,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
     ]
     if view.stop_reason:
         rows.append(("stop", f"{view.stop_reason} (finish: {view.finish_reason})"))
+    if view.incomplete_reason:
+        detail = view.stop_detail or "the text is not finished"
+        rows.append(("incomplete", f"{view.incomplete_reason}: {detail}"))
+    if result is not None and result.in_flight_chunk is not None:
+        kept = result.in_flight_chunk
+        rows.append(("in flight", f"chunk {kept.chunk_index} kept from its draft ({kept.chars:,} chars)"))
     if view.error:
         rows.append(("error", view.error))
     if result is not None:

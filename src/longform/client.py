@@ -15,7 +15,7 @@ import httpx
 from .live import LiveText
 
 DEFAULT_LOCAL_URL = "http://127.0.0.1:8787"
-TERMINAL = {"succeeded", "context_exhausted", "failed", "cancelled"}
+TERMINAL = {"succeeded", "context_exhausted", "incomplete", "failed", "cancelled"}  # job_status.py
 _EXECUTE_API = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
 
 

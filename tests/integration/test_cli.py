@@ -136,13 +136,27 @@ def test_a_budget_stop_exits_3_and_says_the_text_is_cut(tmp_path: Path, capsys, 
         "--max-chunks",
         "2",
     ]
-    code = main([*args, "--out", str(out)])
+    state = ["--state-dir", str(tmp_path / "state")]
+    code = main([*args, "--out", str(out), *state])
     captured = capsys.readouterr()
     assert code == 3
-    assert "cut: the max_chunks budget was reached" in captured.out
+    assert "incomplete: the max_chunks budget was reached" in captured.out
     assert (
         out.read_text() == uncapped_answer([{"role": "user", "content": PROMPT_3000}])[: len(out.read_text())]
     )
+    # every view of the job says the same: incomplete (max_chunks), never succeeded
+    assert main(["list", "--json", *state]) == 0
+    (listed,) = last_line_json(capsys.readouterr().out)
+    assert (listed["status"], listed["incomplete_reason"]) == ("incomplete", "max_chunks")
+    assert main(["list", *state]) == 0
+    assert "incomplete (max_chunks)" in capsys.readouterr().out
+    assert main(["show", listed["job_id"], "--json", *state]) == 0
+    shown = last_line_json(capsys.readouterr().out)
+    assert (shown["job"]["status"], shown["job"]["incomplete_reason"]) == ("incomplete", "max_chunks")
+    assert (shown["result"]["status"], shown["result"]["incomplete_reason"]) == ("incomplete", "max_chunks")
+    assert shown["result"]["stop_detail"].startswith("the max_chunks budget (2 chunks) was reached")
+    assert main(["show", listed["job_id"], *state]) == 0
+    assert "max_chunks: the max_chunks budget (2 chunks) was reached" in capsys.readouterr().out
 
 
 def test_prompt_from_stdin_and_the_answer_to_stdout(tmp_path: Path, capsys, monkeypatch) -> None:

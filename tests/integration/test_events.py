@@ -48,6 +48,7 @@ def test_every_event_file_is_used() -> None:
         "finalize.json",
         "finalize_context_exhausted.json",
         "finalize_failed.json",
+        "finalize_incomplete.json",
         "execution_input.json",
         "request.json",
         "s3_object_created.json",
@@ -98,6 +99,28 @@ def test_finalize_after_a_catch(make_cloud: CloudFactory, name: str, status: str
         assert stored is not None and stored.status == status
         if status == "failed":
             assert stored.error == "ProviderUnavailable: provider answered HTTP 503 after 4 attempts"
+
+
+def test_finalize_after_a_budget_stop_is_incomplete(make_cloud: CloudFactory, emulator) -> None:
+    """The loop ended on the job's own budget: ``incomplete`` (``max_output_tokens``), text kept."""
+    raw = {**load("request.json"), "max_output_tokens": 100}
+    with make_cloud() as cloud:
+        cloud.store.put_request(JOB, parse_request(raw))
+        cloud.store.put_manifest(Manifest(job_id=JOB, model=raw["model"], owner=EVENT_OWNER))
+        out = invoke(cloud, "GenerateChunkFunction", load("generate_chunk.json"))
+        assert (out["finish_reason"], out["output_tokens"]) == ("budget", 100)
+        result = invoke(cloud, "FinalizeFunction", load("finalize_incomplete.json"))
+        assert result["status"] == "incomplete"
+        stored = cloud.store.get_result(JOB)
+        assert stored is not None
+        assert (stored.status, stored.incomplete_reason, stored.error) == (
+            "incomplete",
+            "max_output_tokens",
+            None,
+        )
+        text = cloud.store.get_text(stored.output_key)
+        want = expected(raw, emulator, model="longform/emulated-writer").answer
+        assert text and want.startswith(text) and len(text) < len(want)
 
 
 def test_execution_input_starts_the_state_machine(make_cloud: CloudFactory) -> None:

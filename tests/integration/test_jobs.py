@@ -178,9 +178,17 @@ def test_user_start_of_the_answer_is_continued(make_cloud: CloudFactory, emulato
 def test_budget_stops_the_job(make_cloud: CloudFactory, emulator) -> None:
     request = {"prompt": prompt(10_000), "max_tokens_per_request": 1_000, "max_output_tokens": 2_500}
     with make_cloud() as cloud:
-        result, _, output = run_job(cloud, request)
-        assert result.status == "succeeded"
+        result, desc, output = run_job(cloud, request)
+        # cut by its own budget, the text is not finished: incomplete, never succeeded
+        assert (result.status, result.incomplete_reason) == ("incomplete", "max_output_tokens")
         assert result.stop_reason == "max_output_tokens"
+        assert result.stop_detail == (
+            "the max_output_tokens budget (2,500 tokens) was reached: 2,500 tokens generated; "
+            "the text is not finished"
+        )
+        assert desc["status"] == "SUCCEEDED"  # not an error: the execution ends as asked
+        manifest, _ = cloud.store.get_manifest(result.job_id)
+        assert (manifest.status, manifest.incomplete_reason) == ("incomplete", "max_output_tokens")
         assert result.output_tokens == 2_500
         assert result.chunks == 3
         assert expected(request, emulator).answer.startswith(output)
@@ -214,11 +222,13 @@ def test_a_model_that_only_reasons_is_stopped(make_cloud: CloudFactory, emulator
     }
     with make_cloud() as cloud:
         result, desc, _ = run_job(cloud, request)
-        assert desc["status"] == "FAILED"
-        assert result.status == "failed"
+        # the no-progress guard stopped it: incomplete (its answer never began), not an error
+        assert desc["status"] == "SUCCEEDED"
+        assert (result.status, result.incomplete_reason) == ("incomplete", "no_progress")
         assert result.stop_reason == "reasoning_loop"
         assert result.chunks == 8
-        assert "only reasoning" in (result.error or "")
+        assert result.error is None
+        assert "only reasoning for 8 chunks in a row" in (result.stop_detail or "")
 
 
 def test_provider_auth_error_fails_fast_with_partial_output_kept(make_cloud: CloudFactory, emulator) -> None:

@@ -198,7 +198,7 @@ def test_a_reasoning_model_that_cannot_continue_its_thought_ends_no_progress(
     make_cloud: CloudFactory, emulator
 ) -> None:
     """Known limit: thinking longer than one request on a server that ignores every prefill: a
-    fresh turn thinks the same again, so the job ends `no_progress` (failed, nothing lost)
+    fresh turn thinks the same again, so the job ends `incomplete` / `no_progress` (nothing lost)
     instead of looping."""
     emulator.configure(prefill_style="none")
     model = "longform/emulated-reasoner"
@@ -209,5 +209,6 @@ def test_a_reasoning_model_that_cannot_continue_its_thought_ends_no_progress(
     }
     with make_cloud() as cloud:
         result, _, output = run_job(cloud, request)
-        assert (result.status, result.stop_reason) == ("failed", "no_progress")
+        assert (result.status, result.stop_reason) == ("incomplete", "no_progress")
+        assert result.incomplete_reason == "no_progress" and result.error is None
         assert output == ""

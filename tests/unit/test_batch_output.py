@@ -115,9 +115,12 @@ def test_reasoning_rides_along_as_reasoning_content() -> None:
     ("status", "finish", "stop", "expected"),
     [
         ("succeeded", "stop", "stop", "stop"),
-        ("succeeded", "budget", "max_output_tokens", "length"),
+        ("incomplete", "budget", "max_output_tokens", "length"),
+        ("incomplete", "repetition", "repetition", "length"),
+        ("incomplete", "no_progress", "no_progress", "length"),
         ("succeeded", "content_filter", "content_filter", "content_filter"),
         ("context_exhausted", "context_exhausted", "context_exhausted", "length"),
+        ("cancelled", "length", None, "length"),
         ("failed", "length", "error", "length"),
     ],
 )

@@ -517,8 +517,11 @@ def test_a_length_that_adds_no_text_ends_with_a_named_stop_not_a_loop(store: Job
     out = finalize(FinalizeTaskInput(job_id=job), services)
     result = store.get_result(job)
     assert result is not None
-    assert (out.status, result.stop_reason) == ("failed", "no_progress")
-    assert result.error is not None and "added no text" in result.error
+    # longform's own guard stopped an unfinished job: incomplete, not an error
+    assert (out.status, result.incomplete_reason) == ("incomplete", "no_progress")
+    assert result.stop_reason == "no_progress"
+    assert result.error is None
+    assert result.stop_detail == "the continuation was cut for length without any text (3 tokens generated)"
     assert store.get_text(result.output_key) == A  # the output is kept
 
 
@@ -624,7 +627,12 @@ def test_a_continuation_that_only_repeats_ends_no_progress(store: JobStore, make
     services = make_services(provider, prefill_style="continue_message")
     job = start(store, {"prompt": "q"})
     assert run(services, job) == ["length", "no_progress"]
-    assert finalize(FinalizeTaskInput(job_id=job), services).status == "failed"
+    assert finalize(FinalizeTaskInput(job_id=job), services).status == "incomplete"
+    result = store.get_result(job)
+    assert result is not None and result.incomplete_reason == "no_progress"
+    assert result.stop_detail == (
+        "the continuation (39 characters) held no new text: all of it was in the answer"
+    )
     assert store.get_text(f"jobs/{job}/output.md") == OPENING
 
 
@@ -635,8 +643,10 @@ def test_a_model_stuck_repeating_a_passage_ends_repetition(store: JobStore, make
     job = start(store, {"prompt": "q"})
     assert run(services, job) == ["length", "repetition"]
     result = finalize(FinalizeTaskInput(job_id=job), services)
-    assert result.status == "failed"
+    assert result.status == "incomplete"
     stored = store.get_result(job)
-    assert stored is not None and stored.stop_reason == "repetition"
+    assert stored is not None and stored.stop_reason == stored.incomplete_reason == "repetition"
+    assert stored.error is None
+    assert stored.stop_detail == "the last 200 characters repeated 3 times: the model is looping"
     assert stored.chunk_prefill_styles == ["none", "assistant"]
     assert store.get_text(f"jobs/{job}/output.md") == OPENING + passage * 3  # the output is kept

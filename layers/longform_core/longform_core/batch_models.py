@@ -86,6 +86,7 @@ class BatchCounts(BaseModel):
     running: int = 0
     succeeded: int = 0
     context_exhausted: int = 0
+    incomplete: int = 0
     failed: int = 0
     cancelled: int = 0
 

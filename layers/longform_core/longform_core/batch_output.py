@@ -9,13 +9,16 @@ Pure: a line is a function of the item, the job's terminal manifest, its result 
      "error": null,
      "longform": {"job_id", "status", "finish_reason", "stop_reason", "chunks", "estimated_cost_usd", ...}}
 
-``succeeded`` and ``context_exhausted`` lines answer 200 with ``error`` null. A ``failed`` line
-answers 500 and a ``cancelled`` one 499 (the request was given up), each with ``error``
-(``code`` = the status, ``message`` = why) and, when the job had generated anything, the partial
-text in ``body`` as a chat.completion whose ``finish_reason`` is ``length``; a line that never
-started has ``response`` null. ``finish_reason`` in the body keeps to OpenAI's values (``stop``,
-``length``, ``content_filter``, ``tool_calls``); longform's own finish and stop reasons are under
-``longform``.
+The status decides (``job_status.STATUSES``): ``succeeded``, ``context_exhausted`` and
+``incomplete`` lines answer 200 with ``error`` null (an ``incomplete`` line is what a provider
+answers for a reply cut by ``max_tokens``: a 200 whose ``finish_reason`` is ``length``; why is in
+``longform.incomplete_reason``). A ``failed`` line answers 500 and a ``cancelled`` one 499 (the
+request was given up), each with ``error`` (``code`` = the status, ``message`` = why) and, when the
+job had generated anything, the partial text in ``body`` as a chat.completion whose
+``finish_reason`` is ``length``; a line that never started has ``response`` null.
+``finish_reason`` in the body keeps to OpenAI's values (``stop``, ``length``, ``content_filter``,
+``tool_calls``): ``length`` for every status but ``succeeded``; longform's own finish and stop
+reasons are under ``longform``.
 """
 
 from __future__ import annotations
@@ -24,18 +27,22 @@ import json
 from typing import Any
 
 from .batch_models import BatchItem
+from .job_status import STATUSES
 from .models import JobResult, Manifest
 
 OPENAI_FINISH = {"stop": "stop", "content_filter": "content_filter", "tool_calls": "tool_calls"}
-STATUS_CODES = {"succeeded": 200, "context_exhausted": 200, "failed": 500, "cancelled": 499}
 NOT_STARTED = "cancelled before it started"
 
 
 def openai_finish_reason(result: JobResult) -> str:
-    """``stop`` when the model said so; a job stopped by its budget or its context window is ``length``."""
-    if result.status == "succeeded":
-        return OPENAI_FINISH.get(str(result.finish_reason), "length")
-    return "length"
+    """``stop`` when the model said so; a job that is not finished (incomplete, its context window
+    full, failed, cancelled) is ``length``."""
+    forced = STATUSES[result.status].openai_finish
+    return forced if forced is not None else OPENAI_FINISH.get(str(result.finish_reason), "length")
+
+
+def status_code(result: JobResult) -> int:
+    return STATUSES[result.status].batch_status_code or 500
 
 
 def chat_completion(result: JobResult, *, text: str, reasoning: str | None, created: int) -> dict[str, Any]:
@@ -66,6 +73,8 @@ def longform_fields(result: JobResult) -> dict[str, Any]:
         "status": result.status,
         "finish_reason": result.finish_reason,
         "stop_reason": result.stop_reason,
+        "incomplete_reason": result.incomplete_reason,
+        "stop_detail": result.stop_detail,
         "chunks": result.chunks,
         "output_tokens": result.output_tokens,
         "output_chars": result.output_chars,
@@ -98,11 +107,11 @@ def output_line(
             },
         }
     created = int(result.finished_at.timestamp())
-    ok = result.status in ("succeeded", "context_exhausted")
+    ok = status_code(result) == 200
     response: dict[str, Any] | None = None
     if ok or text or reasoning:
         response = {
-            "status_code": STATUS_CODES[result.status],
+            "status_code": status_code(result),
             "request_id": result.job_id,
             "body": chat_completion(result, text=text, reasoning=reasoning, created=created),
         }

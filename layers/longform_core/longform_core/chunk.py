@@ -15,6 +15,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from .config import Settings
 from .continuation import (
     Budget,
     build_body,
@@ -57,7 +58,7 @@ from .seam import (
     after_trimmed_prefill,
     clean_continuation,
     only_repeats,
-    stuck_repeating,
+    repetition_seen,
 )
 from .services import MetricsSink, Services
 
@@ -132,6 +133,8 @@ def generate_chunk(
     if manifest.last_finish_reason is not None and manifest.stop_reason is not None:
         # a retry after the commit of the job's last chunk: report it again, do nothing
         return _replay(manifest)
+    if manifest.mark_running(utcnow()):  # the first chunk attempt starts: the job is running
+        etag = store.put_manifest(manifest, if_match=etag)
     job = _read_job(store, request, manifest, etag)
     draft = store.get_draft(task.job_id, manifest.chunks)
     if draft is not None and draft.base_etag == etag and draft.has_text:
@@ -546,6 +549,61 @@ def _file_reply(
     return _Filed(text, new_answer, new_reasoning, seam)
 
 
+@dataclass(frozen=True)
+class _Guarded:
+    """A filed reply after the loop guards: the answer text it adds, and the finish they decided."""
+
+    answer: str
+    repeat_dropped: int
+    finish: FinishReason
+    detail: str | None  # what a guard saw, when it ends the job
+
+
+def _loop_guards(
+    settings: Settings,
+    job: _Job,
+    filed: _Filed,
+    finish: FinishReason,
+    *,
+    fresh_turn: bool,
+    tokens: int,
+    raw_chars: int,
+) -> _Guarded:
+    """The no-progress and repetition guards (``stop_on_repetition: false`` turns the repetition
+    guard off: the job then runs on until the context is full, the naive semantics).
+
+    A continuation that is only text the answer already holds is not appended: on a fresh turn
+    (the continue message) that is a restart, no progress; on a continued prefill it is the model
+    looping, a repetition. A length cut that adds nothing is no progress. Neither is an error."""
+    new_answer, new_reasoning, so_far = filed.answer, filed.reasoning, job.answer_so_far
+    guard = job.request.stop_on_repetition is not False
+    dropped = 0
+    if (fresh_turn or guard) and so_far:
+        minimum = MIN_REPEAT_CHARS if fresh_turn else settings.repetition_min_chars
+        if only_repeats(so_far, new_answer, minimum=minimum):
+            dropped, new_answer = len(new_answer), ""
+            if finish == "length" and not new_reasoning:
+                what = "a restart" if fresh_turn else "the model is looping"
+                detail = f"the continuation only repeated {dropped:,} characters of the answer ({what})"
+                return _Guarded("", dropped, "no_progress" if fresh_turn else "repetition", detail)
+    if finish == "no_progress" or (not new_answer and not new_reasoning and finish == "length"):
+        detail = (
+            f"the continuation ({raw_chars:,} characters) held no new text: all of it was in the answer"
+            if raw_chars
+            else f"the continuation was cut for length without any text ({tokens:,} tokens generated)"
+        )
+        return _Guarded(new_answer, dropped, "no_progress", detail)
+    if guard and finish in CONTINUE_FINISHES:
+        seen = repetition_seen(
+            so_far + new_answer,
+            min_chars=settings.repetition_min_chars,
+            max_repeats=settings.repetition_max_repeats,
+        )
+        if seen is not None:
+            return _Guarded(new_answer, dropped, "repetition", seen + ": the model is looping")
+    return _Guarded(new_answer, dropped, finish, None)
+
+
 def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink | None) -> ChunkTaskOutput:
     """Store the chunk, commit the manifest, then write the running text."""
     settings, store, manifest, outcome = services.settings, services.store, job.manifest, reply.outcome
@@ -566,20 +624,12 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
         sent_prefill=reply.sent_prefill,
         final=finish not in CONTINUE_FINISHES,
     )
-    text, new_answer, new_reasoning, seam = filed.text, filed.answer, filed.reasoning, filed.seam
-    repeat_dropped = 0
-    minimum = MIN_REPEAT_CHARS if fresh_turn else settings.repetition_min_chars
-    if job.answer_so_far and only_repeats(job.answer_so_far, new_answer, minimum=minimum):
-        # nothing new: the text is already in the answer (a restart, a loop); it is not appended
-        repeat_dropped, new_answer = len(new_answer), ""
-    if outcome.has_text and not new_answer and not new_reasoning and finish == "length":
-        finish = "no_progress"  # everything this chunk wrote was already there
-    elif finish in CONTINUE_FINISHES and stuck_repeating(
-        job.answer_so_far + new_answer,
-        min_chars=settings.repetition_min_chars,
-        max_repeats=settings.repetition_max_repeats,
-    ):
-        finish = "repetition"
+    text, new_reasoning, seam = filed.text, filed.reasoning, filed.seam
+    tokens = (outcome.usage.completion_tokens if outcome.usage else 0) or outcome.deltas
+    guarded = _loop_guards(
+        settings, job, filed, finish, fresh_turn=fresh_turn, tokens=tokens, raw_chars=len(outcome.content)
+    )
+    new_answer, repeat_dropped, finish = guarded.answer, guarded.repeat_dropped, guarded.finish
     usage = outcome.usage
     chunk = ChunkRecord(
         job_id=manifest.job_id,
@@ -645,6 +695,7 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
     )
     manifest.last_finish_reason = reported
     manifest.stop_reason = stop_reason
+    manifest.stop_detail = guarded.detail if stop_reason in ("no_progress", "repetition") else None
     # the commit. Only a committed chunk reaches output.md: a chunk that loses the race with a
     # cancel (which finalizes the job) fails here and writes nothing more. A crash between the
     # commit and the write leaves output.md short, which the next reader rebuilds from the chunks.

@@ -6,14 +6,29 @@ Run by the workflow's Finalize task (after the loop, or after a Catch) and by ca
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from .errors import bounded
+from .job_status import incomplete_reason
 from .job_store import JobKeys, assemble_chunks
-from .models import ChunkRecord, FinishReason, JobId, JobResult, JobStatus, Manifest, TerminalStatus, utcnow
+from .models import (
+    ChunkRecord,
+    FinishReason,
+    IncompleteReason,
+    JobId,
+    JobResult,
+    JobStatus,
+    Manifest,
+    TerminalStatus,
+    TextState,
+    utcnow,
+)
+from .prefill import starts_over
 from .reasoning import clean_reasoning
+from .request import GenerationRequest
 from .services import MetricsSink, Services
 
 
@@ -36,31 +51,55 @@ class FinalizeTaskOutput(BaseModel):
     output_key: str
 
 
-def final_status(task: FinalizeTaskInput, manifest: Manifest) -> tuple[TerminalStatus, str | None]:
-    """The job's one terminal status (and the error that explains a failure)."""
+@dataclass(frozen=True)
+class Ending:
+    """How a job ends: its one terminal status, and what explains it."""
+
+    status: TerminalStatus
+    error: str | None = None  # failed: the error
+    incomplete_reason: IncompleteReason | None = None  # incomplete: which rule stopped it
+    detail: str | None = None  # incomplete: what was seen, in one line
+
+
+def final_status(
+    task: FinalizeTaskInput, manifest: Manifest, request: GenerationRequest | None = None
+) -> Ending:
+    """The job's one terminal status (``job_status.py`` says what each means)."""
     if manifest.status == "cancelled" or task.status == "cancelled":
-        return "cancelled", None
+        return Ending("cancelled")
     if task.status == "context_exhausted" or manifest.stop_reason == "context_exhausted":
-        return "context_exhausted", None
+        return Ending("context_exhausted")
     if task.status == "failed" or task.error:
-        return "failed", describe_error(task.error)
-    if manifest.stop_reason == "no_progress":
-        return "failed", (
-            "the continuation added no text (a length cut without any, or only text the answer "
-            "already holds); stopped so it would not loop "
-            f"(output kept: {manifest.answer_chars} characters)"
-        )
-    if manifest.stop_reason == "repetition":
-        return "failed", (
-            "the model kept repeating one passage; stopped so it would not run forever "
-            f"(output kept: {manifest.answer_chars} characters)"
-        )
-    if manifest.stop_reason == "reasoning_loop":
-        return "failed", (
+        return Ending("failed", error=describe_error(task.error))
+    reason = incomplete_reason(manifest.stop_reason)
+    if reason is not None:
+        detail = manifest.stop_detail or _incomplete_detail(manifest, request)
+        return Ending("incomplete", incomplete_reason=reason, detail=detail)
+    return Ending("succeeded")
+
+
+def _incomplete_detail(manifest: Manifest, request: GenerationRequest | None) -> str:
+    """What stopped the job, when the chunk that stopped it did not say (a budget, mostly)."""
+    tokens = f"{manifest.completion_tokens_total:,} tokens generated"
+    stop = manifest.stop_reason
+    if stop == "max_output_tokens":
+        limit = f" ({request.max_output_tokens:,} tokens)" if request and request.max_output_tokens else ""
+        return f"the max_output_tokens budget{limit} was reached: {tokens}; the text is not finished"
+    if stop == "max_chunks":
+        limit = f" ({request.max_chunks:,} chunks)" if request else ""
+        return f"the max_chunks budget{limit} was reached: {tokens}; the text is not finished"
+    if stop == "max_cost":
+        limit = f" (${request.max_cost_usd})" if request and request.max_cost_usd else ""
+        cost = f"${manifest.estimated_cost_usd}" if manifest.estimated_cost_usd is not None else "unknown"
+        return f"the max_cost_usd budget{limit} was reached: {cost} estimated; the text is not finished"
+    if stop == "reasoning_loop":
+        return (
             f"the model produced only reasoning for {manifest.reasoning_only_streak} chunks in a row; "
             "stopped so it would not run forever"
         )
-    return "succeeded", None
+    if stop == "repetition":
+        return "the model kept repeating one passage; stopped so it would not run forever"
+    return "the continuation added no text; stopped so it would not loop"
 
 
 def finalize(
@@ -105,12 +144,18 @@ def finalize_job(
         return manifest, _write_outputs(manifest, services, metrics=metrics)
     request = store.get_request(task.job_id)
     chunks = store.read_chunks(manifest)  # read once: the text and the durations
+    ending = final_status(task, manifest, request)
+    if ending.status == "cancelled":
+        kept = _keep_chunk_in_flight(services, manifest, etag, chunks, request)
+        if kept is not None:
+            chunks.append(kept)
     answer, reasoning = _final_text(manifest, chunks, request.answer_start())
-    status, error = final_status(task, manifest)
-    manifest.status = status
+    manifest.status = ending.status
     manifest.finished_at = utcnow()
-    manifest.error = error or manifest.error
-    if manifest.stop_reason is None and status == "failed":
+    manifest.error = ending.error or manifest.error
+    manifest.incomplete_reason = ending.incomplete_reason
+    manifest.stop_detail = ending.detail or manifest.stop_detail
+    if manifest.stop_reason is None and ending.status == "failed":
         manifest.stop_reason = "error"
     manifest.context_length = (
         manifest.context_length or request.context_length or services.settings.context_length
@@ -122,6 +167,71 @@ def finalize_job(
     return manifest, _write_outputs(
         manifest, services, chunks=chunks, text=(answer, reasoning), metrics=metrics
     )
+
+
+def _keep_chunk_in_flight(
+    services: Services, manifest: Manifest, etag: str, chunks: list[ChunkRecord], request: GenerationRequest
+) -> ChunkRecord | None:
+    """Cancel: the chunk that was generating is kept from its last draft checkpoint, as a chunk of
+    the job (``cancelled_draft``), committed with the cancel. Those tokens were generated and paid
+    for. Only a draft written against this very manifest version counts (the fence of attempts);
+    one that shows a server starting its answer over is not a continuation and is left out. If the
+    attempt stored its finished chunk first, that record is the one kept (``put_chunk``)."""
+    store = services.store
+    draft = store.get_draft(manifest.job_id, manifest.chunks)
+    if draft is None or draft.base_etag != etag or not (draft.answer_text or draft.reasoning_text):
+        return None
+    answer, reasoning = assemble_chunks(chunks, answer_start=request.answer_start())
+    if draft.check_start and starts_over(
+        answer_so_far=answer,
+        reasoning_so_far=reasoning,
+        raw_content=draft.content,
+        raw_reasoning=draft.reasoning,
+        content=draft.answer_text,
+        reasoning=draft.reasoning_text,
+        completion_tokens=draft.tokens,
+        echo_seen=manifest.prefill_echo,
+    ):
+        return None
+    chunk = store.put_chunk(
+        ChunkRecord(
+            job_id=manifest.job_id,
+            index=manifest.chunks,
+            text=draft.answer_text,
+            reasoning=draft.reasoning_text,
+            finish_reason="interrupted",
+            max_tokens=draft.max_tokens,
+            completion_tokens=draft.tokens,
+            usage_estimated=True,
+            model=draft.model,
+            started_at=draft.started_at,
+            duration_ms=max(0, int((draft.updated_at - draft.started_at).total_seconds() * 1000)),
+            detail=f"cancelled while generating: kept from draft checkpoint {draft.sequence} of attempt "
+            f"{draft.attempt_id} ({draft.updated_at.isoformat()}); the reply was not finished",
+            prefill_style=draft.prefill_style if manifest.chunks or request.answer_start() else "none",
+            draft_checkpoints=draft.sequence,
+            from_draft=True,
+            cancelled_draft=True,
+            base_etag=etag,
+            format_after=manifest.reasoning_format,
+            phase_after=manifest.reasoning_phase,
+        )
+    )
+    manifest.record_chunk(
+        chunk,
+        TextState(
+            reasoning_format=chunk.format_after,
+            reasoning_phase=chunk.phase_after,
+            held_text=chunk.held_after,
+            answer_chars=len(answer) + len(chunk.text),
+            reasoning_chars=len(reasoning) + len(chunk.reasoning),
+        ),
+        learned_context=None,
+        max_tokens_per_request=manifest.max_tokens_per_request
+        or request.max_tokens_per_request
+        or services.settings.max_tokens_per_request,
+    )
+    return chunk
 
 
 def _final_text(manifest: Manifest, chunks: list[ChunkRecord], answer_start: str) -> tuple[str, str]:

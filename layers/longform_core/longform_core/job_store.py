@@ -50,6 +50,8 @@ from .request import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
+DRAFT_READ_ATTEMPTS = 3
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 else:
@@ -236,14 +238,23 @@ class JobStore:
 
     def get_draft(self, job_id: str, index: int) -> Draft | None:
         """The draft of chunk ``index``; None when there is none (or it cannot be read: a draft is
-        evidence, and an unreadable one is ignored rather than failing the chunk)."""
-        got = self._get(JobKeys(job_id).draft(index))
-        if got is None:
-            return None
-        try:
-            return Draft.model_validate_json(got[0])
-        except ValueError:
-            return None
+        evidence, and an unreadable one is ignored rather than failing the chunk, or a cancel).
+
+        A draft is rewritten while the chunk streams: moto's S3 (the local runtime) can hand a
+        reader the buffer of the object a writer is replacing ("I/O operation on closed file", a
+        ``ValueError``); the next read gets the new object, so the read is tried again."""
+        for _ in range(DRAFT_READ_ATTEMPTS):
+            try:
+                got = self._get(JobKeys(job_id).draft(index))
+            except ValueError:
+                continue
+            if got is None:
+                return None
+            try:
+                return Draft.model_validate_json(got[0])
+            except ValueError:
+                return None
+        return None
 
     def delete_draft(self, job_id: str, index: int) -> bool:
         """Delete the draft of chunk ``index`` (superseded by its commit). Best effort, as writing

@@ -13,14 +13,14 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from .echo import EchoVerdict
+from .job_status import TERMINAL_STATUSES as TERMINAL_STATUSES
+from .job_status import IncompleteReason as IncompleteReason
+from .job_status import JobStatus as JobStatus
+from .job_status import TerminalStatus as TerminalStatus
 from .reasoning import Phase, ReasoningFormat
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
 JobId = Annotated[str, Field(min_length=1, max_length=80, pattern=JOB_ID_PATTERN)]
-
-JobStatus = Literal["queued", "running", "succeeded", "context_exhausted", "failed", "cancelled"]
-TerminalStatus = Literal["succeeded", "context_exhausted", "failed", "cancelled"]
-TERMINAL_STATUSES: frozenset[str] = frozenset(get_args(TerminalStatus))
 
 # A chunk's finish reason as the workflow sees it. The MoreToGenerate Choice loops on exactly the
 # LoopFinish values (a test reads them from this type and from the ASL); every other value ends.
@@ -117,6 +117,9 @@ class ChunkRecord(BaseModel):
     # draft of an attempt that died, committed by the next attempt (finish "interrupted")
     draft_checkpoints: int = 0
     from_draft: bool = False
+    # the chunk in flight when the job was cancelled: its last draft checkpoint, kept by the cancel
+    # (the reply was not finished; finish "interrupted")
+    cancelled_draft: bool = False
     # the attempt's fence: the manifest version (ETag) this chunk continues, and where the text
     # stands after it, so that whichever attempt commits, it commits exactly the stored record
     base_etag: str | None = None
@@ -192,11 +195,23 @@ class Manifest(BaseModel):
 
     last_finish_reason: FinishReason | None = None
     stop_reason: StopReason | None = None
+    # what stopped the job, in one line: what a guard saw ("the last 200 characters repeated 3
+    # times"), the budget reached; set by the chunk that stopped it, completed by finalize
+    stop_detail: str | None = None
+    incomplete_reason: IncompleteReason | None = None  # with status "incomplete" (job_status.py)
     error: str | None = None
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    def mark_running(self, now: datetime) -> bool:
+        """The first chunk attempt starts: ``queued`` becomes ``running`` (False: it already was)."""
+        if self.status != "queued":
+            return False
+        self.status = "running"
+        self.started_at = self.started_at or now
+        return True
 
     @property
     def final_finish_reason(self) -> FinishReason | None:
@@ -256,6 +271,15 @@ class Manifest(BaseModel):
         return context_length - self.first_prompt_tokens
 
 
+class InFlightChunk(BaseModel):
+    """The chunk that was generating when the job was cancelled, kept from its last draft
+    checkpoint: text the model wrote (and was paid for), not a finished reply."""
+
+    chunk_index: int
+    chars: int  # answer characters it added
+    tokens: int
+
+
 class JobResult(BaseModel):
     """``result.json``: the outcome of a job."""
 
@@ -263,6 +287,8 @@ class JobResult(BaseModel):
     status: JobStatus
     finish_reason: FinishReason | None
     stop_reason: StopReason | None
+    incomplete_reason: IncompleteReason | None = None
+    stop_detail: str | None = None
     error: str | None = None
     model: str
     chunks: int
@@ -288,6 +314,7 @@ class JobResult(BaseModel):
     prefill_style: ChunkStyle | None = None
     prefill_style_source: str | None = None
     chunk_prefill_styles: list[ChunkStyle] = Field(default_factory=list)
+    in_flight_chunk: InFlightChunk | None = None  # cancelled: the chunk in flight, kept from its draft
 
     @classmethod
     def from_manifest(
@@ -312,6 +339,8 @@ class JobResult(BaseModel):
             status=manifest.status,
             finish_reason=manifest.final_finish_reason,
             stop_reason=manifest.stop_reason,
+            incomplete_reason=manifest.incomplete_reason,
+            stop_detail=manifest.stop_detail,
             error=manifest.error,
             model=manifest.model,
             chunks=manifest.chunks,
@@ -336,4 +365,12 @@ class JobResult(BaseModel):
             prefill_style=manifest.prefill_style,
             prefill_style_source=manifest.prefill_style_source,
             chunk_prefill_styles=[chunk.prefill_style for chunk in chunks],
+            in_flight_chunk=next(
+                (
+                    InFlightChunk(chunk_index=c.index, chars=len(c.text), tokens=c.completion_tokens)
+                    for c in chunks
+                    if c.cancelled_draft
+                ),
+                None,
+            ),
         )

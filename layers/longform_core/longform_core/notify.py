@@ -22,6 +22,8 @@ def finished_event_detail(result: JobResult, *, bucket: str) -> dict[str, Any]:
         "status": result.status,
         "finish_reason": result.finish_reason,
         "stop_reason": result.stop_reason,
+        "incomplete_reason": result.incomplete_reason,
+        "stop_detail": result.stop_detail,
         "chunks": result.chunks,
         "prompt_tokens": result.prompt_tokens,
         "output_tokens": result.output_tokens,

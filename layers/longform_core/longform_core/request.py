@@ -66,6 +66,9 @@ class GenerationRequest(BaseModel):
     stream: bool | None = None
     # how to continue (None: the deployment's PrefillStyle, "auto" by default); see prefill.py
     prefill_style: PrefillStyle | None = None
+    # the repetition guard (None: on): a model stuck repeating itself ends the job `incomplete`
+    # (`repetition`); false lets it run on until the context is full (the naive semantics)
+    stop_on_repetition: bool | None = None
 
     @field_validator("stop", mode="before")
     @classmethod

@@ -146,9 +146,18 @@ def only_repeats(so_far: str, new: str, *, minimum: int = MIN_REPEAT_CHARS) -> b
 
 def stuck_repeating(text: str, *, min_chars: int, max_repeats: int) -> bool:
     """The last ``min_chars`` characters of ``text`` occur ``max_repeats`` times or more in it."""
+    return repetition_seen(text, min_chars=min_chars, max_repeats=max_repeats) is not None
+
+
+def repetition_seen(text: str, *, min_chars: int, max_repeats: int) -> str | None:
+    """What shows a model stuck repeating itself, in one line ("the last 200 characters repeated
+    3 times"), or None: the last ``min_chars`` characters occur ``max_repeats`` times or more."""
     if max_repeats < 2 or len(text) < min_chars * max_repeats:
-        return False
+        return None
     tail = text[-min_chars:]
     if not tail.strip():
-        return False
-    return text.count(tail) >= max_repeats
+        return None
+    count = text.count(tail)
+    if count < max_repeats:
+        return None
+    return f"the last {min_chars} characters repeated {count} times"

@@ -7,15 +7,17 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .errors import JobNotFound
-from .models import JobStatus, Manifest
+from .job_status import STATUSES
+from .models import IncompleteReason, JobStatus, Manifest
 
 if TYPE_CHECKING:
     from .services import Services
 
 LIST_WORKERS = 8  # manifests read in parallel for one page of the listing
+STATUS_DESCRIPTION = "; ".join(f"{status}: {meaning.meaning}" for status, meaning in STATUSES.items())
 
 
 class Progress(BaseModel):
@@ -42,7 +44,7 @@ class JobView(BaseModel):
     """``GET /generations/{id}``, ``longform status``: readable while the job runs."""
 
     job_id: str
-    status: JobStatus
+    status: JobStatus = Field(description=STATUS_DESCRIPTION)
     model: str
     created_at: datetime
     started_at: datetime | None
@@ -51,6 +53,11 @@ class JobView(BaseModel):
     progress: Progress
     finish_reason: str | None = None
     stop_reason: str | None = None
+    # incomplete: which of longform's rules stopped the unfinished job, and what it saw (job_status.py)
+    incomplete_reason: IncompleteReason | None = Field(
+        default=None, description="status incomplete: which of longform's rules stopped the unfinished job"
+    )
+    stop_detail: str | None = Field(default=None, description="what stopped the job, in one line")
     error: str | None = None
     output_chars: int
     source: str | None = None  # e.g. "s3:requests/essay.json"
@@ -79,6 +86,8 @@ def job_view(manifest: Manifest) -> JobView:
         ),
         finish_reason=manifest.final_finish_reason,
         stop_reason=manifest.stop_reason,
+        incomplete_reason=manifest.incomplete_reason,
+        stop_detail=manifest.stop_detail if manifest.terminal else None,
         error=manifest.error,
         output_chars=manifest.answer_chars,
         source=manifest.source.describe() if manifest.source else None,
@@ -108,6 +117,9 @@ def get_job(job_id: str, services: Services, *, as_owner: str | None = None) -> 
     if not manifest.terminal:
         draft = services.store.get_draft(job_id, manifest.chunks)
         if draft is not None and draft.index == manifest.chunks:
+            if view.status == "queued":  # a draft implies a chunk attempt started
+                view.status = "running"
+                view.started_at = view.started_at or draft.started_at
             view.draft = DraftProgress(
                 chunk_index=draft.index,
                 tokens=draft.tokens,

@@ -28,7 +28,8 @@ from .providers import DEFAULT_API_KEY_ENV, EMULATOR_MODEL, Provider, ProviderOp
 
 PARTIAL_SUFFIX = ".partial"
 PARTIAL_VERSION = 2  # 2: lines keyed by their line number (1 keyed them by content: identical lines collided)
-DONE_STATUSES = {"succeeded", "context_exhausted", "failed"}  # a cancelled line runs again on resume
+# a cancelled line runs again on resume
+DONE_STATUSES = {"succeeded", "context_exhausted", "incomplete", "failed"}
 
 
 @dataclass
@@ -372,7 +373,7 @@ def _finish(
     model: str,
     ran: int,
 ) -> BatchRunSummary:
-    counts = {s: 0 for s in ("succeeded", "context_exhausted", "failed", "cancelled")}
+    counts = {s: 0 for s in ("succeeded", "context_exhausted", "incomplete", "failed", "cancelled")}
     tokens = {"prompt": 0, "output": 0, "cached": 0}
     cost: float | None = None
     chunks = 0
@@ -427,7 +428,8 @@ def print_summary(summary: BatchRunSummary, stream: TextIO) -> None:
         "",
         f"batch           {summary.batch_id or '(all lines from the checkpoint)'}: {summary.status}",
         f"lines           {summary.lines}: {c['succeeded']} succeeded, "
-        f"{c['context_exhausted']} context_exhausted, {c['failed']} failed, {c['cancelled']} cancelled"
+        f"{c['context_exhausted']} context_exhausted, {c['incomplete']} incomplete, {c['failed']} failed, "
+        f"{c['cancelled']} cancelled"
         + (f" ({summary.resumed_lines} from the checkpoint)" if summary.resumed_lines else ""),
         f"tokens          prompt {summary.tokens['prompt']:,}, output {summary.tokens['output']:,}, "
         f"cached {summary.tokens['cached']:,}; {summary.chunks:,} chunks",

@@ -85,6 +85,8 @@ class RunSummary:
     duration_seconds: float
     max_invocation_seconds: float
     error: str | None = None
+    incomplete_reason: str | None = None  # status "incomplete": which rule stopped it (job_status.py)
+    stop_detail: str | None = None
     draft_tokens: int = 0  # interrupted: tokens of the chunk in flight kept from its draft
     resume_command: str | None = None
     state_dir: str | None = None
@@ -95,18 +97,19 @@ class RunSummary:
 
     @property
     def cut_by_budget(self) -> bool:
-        return self.status == "succeeded" and self.stop_reason in BUDGET_STOPS
+        return self.status == "incomplete" and self.stop_reason in BUDGET_STOPS
 
     @property
     def exit_code(self) -> int:
-        """0 done, 3 stopped by a budget (the text is cut), 1 failed or cancelled, 130 interrupted."""
+        """0 done, 3 incomplete (the text is not finished), 1 failed or cancelled or its output not
+        written, 130 interrupted."""
+        from longform_core.job_status import EXIT_INTERRUPTED, exit_code
+
         if self.status == "interrupted":
-            return 130
+            return EXIT_INTERRUPTED
         if not self.output_written:
             return 1
-        if self.cut_by_budget:
-            return 3
-        return 0 if self.status in ("succeeded", "context_exhausted") else 1
+        return exit_code(self.status)
 
 
 class Interrupted(Exception):
@@ -392,6 +395,8 @@ def _finished(
         duration_seconds=round(time.monotonic() - started, 3),
         max_invocation_seconds=round(max((i.duration_seconds for i in cloud.invocations), default=0.0), 3),
         error=unwritten or (result.error if result else desc.get("cause") or desc.get("error")),
+        incomplete_reason=result.incomplete_reason if result else None,
+        stop_detail=result.stop_detail if result else None,
         state_dir=str(options.state_dir) if options.state_dir else None,
         output_written=unwritten is None
         and (result is not None or manifest is None or not manifest.terminal),
@@ -576,7 +581,10 @@ def describe_status(summary: RunSummary) -> str:
     if not summary.output_written:
         return f"{summary.status}, but its output was not written (see error)"
     if summary.cut_by_budget:
-        return f"cut: the {summary.stop_reason} budget was reached, the text is not finished"
+        return f"incomplete: the {summary.stop_reason} budget was reached, the text is not finished"
+    if summary.status == "incomplete":
+        detail = summary.stop_detail or "the text is not finished"
+        return f"incomplete ({summary.incomplete_reason}): {detail}"
     if summary.status == "context_exhausted":
         return "done: the context window is full"
     if summary.status == "succeeded":

@@ -55,7 +55,13 @@ def test_batch_json_contract_and_output(
     assert code == 0, captured.err
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["status"] == "completed"
-    assert summary["counts"] == {"succeeded": 3, "context_exhausted": 0, "failed": 0, "cancelled": 0}
+    assert summary["counts"] == {
+        "succeeded": 3,
+        "context_exhausted": 0,
+        "incomplete": 0,
+        "failed": 0,
+        "cancelled": 0,
+    }
     assert summary["max_concurrency"] == 2
     assert 1 <= summary["max_concurrency_seen"] <= 2
     assert summary["chunks"] == 6  # 300 tokens at 150 a request

@@ -189,8 +189,11 @@ def one_job(rate: int, chunk: int, answer_tokens: int, root: Path) -> PaceResult
         result.enter_to_first_text = round(first[0], 2) if first and first[0] is not None else None
         crashed(result, "run (SIGTERM)", run.returncode, err, (130,))
         if job_id is None:
-            result.problems.append("the job ended before the SIGTERM")
-            job_id = manifests(state)[0]["job_id"]
+            result.problems.append(f"the run ended before the SIGTERM: {err.strip()[-300:]}")
+            jobs = manifests(state)
+            if not jobs:
+                return result
+            job_id = jobs[0]["job_id"]
         resume = longform("resume", job_id, "--no-stream", *common)
         _, err_b = resume.communicate()
         result.resume_exit_code = resume.returncode

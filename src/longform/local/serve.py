@@ -32,7 +32,7 @@ def content_length_problem(value: str | None) -> tuple[int, str] | None:
     if value is None:
         return None
     text = value.strip()
-    if not text.isdigit():  # "abc", "-5", "1.5", "" (isdigit is False for a sign or a dot)
+    if not (text.isascii() and text.isdigit()):  # "abc", "-5", "1.5", "", "²" (a digit int() refuses)
         return 400, f"Content-Length {value!r} is not a byte count"
     if int(text) > MAX_BODY_BYTES:
         return 413, f"Request Too Long: the body may be at most {MAX_BODY_BYTES} bytes"

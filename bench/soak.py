@@ -10,7 +10,10 @@ request and per invocation: 429 storms (more than the in-process attempts), 5xx,
 random token counts (0 and the last included), stalls past the invocation's deadline, crashes of the
 chunk function before and after its commit, a duplicate attempt overlapping the real one, Lambda
 throttling (``Lambda.TooManyRequestsException``), cancels at random moments, duplicate submits and
-drop-folder deliveries delivered twice.
+drop-folder deliveries delivered twice; and the stream shapes of issue 15: an error reported inside
+the 200 reply (OpenRouter's, OpenAI's, finish_reason error/abort), fields of the wrong type,
+surrogate pairs split across events (every third job's answer has astral characters), a server that
+ignores max_tokens.
 
 For every job: it ends in a terminal status; its ``output.md`` equals the uncapped answer (an exact
 prefix of it for ``failed``/``cancelled``/``incomplete``); the manifest, ``result.json``, the API's
@@ -48,8 +51,16 @@ CHUNK = "GenerateChunkFunction"
 CHUNK_TIMEOUT = 3.0  # seconds: a stall past the deadline costs about this much
 DEADLINE_MARGIN = 1.0
 FAULTS = ("none", "429_storm", "5xx", "cut", "stall", "crash_before", "crash_after", "overlap", "throttle")
-# per chunk invocation; "none" most of the time
 WEIGHTS = (80, 3, 4, 5, 1, 3, 3, 3, 3)
+# the stream shapes of issue 15 (emulator faults of the same names)
+FAULTS += ("error_event", "malformed", "split_surrogates", "ignore_max_tokens")
+WEIGHTS += (3, 2, 2, 2)  # per chunk invocation; "none" most of the time
+ERROR_SHAPES = (
+    {"shape": "openrouter"},
+    {"shape": "openai"},
+    {"shape": "finish", "finish_reason": "error"},
+    {"shape": "finish", "finish_reason": "abort"},
+)
 
 
 class Throttled(Exception):
@@ -103,8 +114,10 @@ def plan_jobs(rng: random.Random, n: int) -> list[JobPlan]:
 
 
 def prompt_of(plan: JobPlan) -> str:
+    emoji = " [emulator emoji]" if plan.index % 3 == 0 else ""  # for the split_surrogates fault
     return (
-        f"Write about the keepers of light number {plan.index}. [emulator answer_tokens={plan.answer_tokens}]"
+        f"Write about the keepers of light number {plan.index}. "
+        f"[emulator answer_tokens={plan.answer_tokens}]{emoji}"
     )
 
 
@@ -130,6 +143,12 @@ def make_hook(
             emulator.inject({"type": "cut", "after_tokens": after})
         elif kind == "stall":
             emulator.inject({"type": "stall", "after_tokens": after, "seconds": CHUNK_TIMEOUT})
+        elif kind == "error_event":
+            with lock:
+                shape = rng.choice(ERROR_SHAPES)
+            emulator.inject({"type": "error_event", "after_tokens": after, **shape})
+        elif kind in ("malformed", "split_surrogates", "ignore_max_tokens"):
+            emulator.inject({"type": kind})
         elif kind == "crash_before":
             raise ConnectionResetError("the invocation died before the handler ran")
         elif kind == "throttle":

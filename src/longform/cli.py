@@ -509,6 +509,7 @@ def _serve_forever(cloud: Any, api: Any, provider: Any, args: argparse.Namespace
         cloud.resume(job_id)
     example = json.dumps({"prompt": "Write a 20,000-word story"})
     print(f"longform API on {api.url}/generations (local, no auth)")
+    print(f"  OpenAI-compatible on {api.url}/v1 (chat completions, models, files, batches)")
     print(f"  model {provider.model} on {provider.label}")
     resumed = f"; resumed {len(unfinished)} unfinished" if unfinished else ""
     resumed += f"; resumed {len(batches)} unfinished batch(es)" if batches else ""

@@ -76,7 +76,8 @@ class SigV4:
         headers = {
             k: v for k, v in request.headers.items() if k.lower() not in ("connection", "accept-encoding")
         }
-        aws = AWSRequest(method=request.method, url=str(request.url), data=request.content, headers=headers)
+        body = request.read()  # a streamed body too (the OpenAI SDK's multipart file upload)
+        aws = AWSRequest(method=request.method, url=str(request.url), data=body, headers=headers)
         SigV4Auth(self.credentials, "execute-api", self.region).add_auth(aws)
         for key, value in aws.headers.items():
             request.headers[key] = value

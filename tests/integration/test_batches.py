@@ -338,3 +338,73 @@ def test_batch_finished_is_published(make_cloud: CloudFactory, emulator: Emulato
         # a summary in place: run again, nothing is published twice
         finalize_batch(BatchOutputTaskInput(batch_id=batch.batch_id), services)
         assert len(published) == 1
+
+
+def test_a_batch_that_fails_in_split_reports_its_lines_failed_not_cancelled(
+    make_cloud: CloudFactory, emulator: EmulatorServer
+) -> None:
+    """A batch stored by a version that accepted a lone surrogate in a line (or any batch whose
+    SplitBatch fails): the batch ends failed, and its lines, which nobody cancelled, are failed
+    with the reason, not "cancelled before it started"."""
+    from longform_core.batch_models import BatchItem, BatchManifest
+    from longform_core.batch_request import content_digest
+
+    bad = openai_line(1, stop=["\ud800"])
+    data = ("\n".join(json.dumps(line) for line in [openai_line(0), bad]) + "\n").encode()
+    batch_id = "b-stored-before-the-check"
+    with batch_cloud(make_cloud, cap=2) as cloud:
+        store = batch_store(get_services())
+        items = [
+            BatchItem(job_id=line_job_id(batch_id, i), custom_id=f"company-{i}", line=i + 1) for i in range(2)
+        ]
+        store.put_input(batch_id, data)
+        store.put_items(batch_id, items)
+        manifest = BatchManifest(
+            batch_id=batch_id,
+            lines=2,
+            input_sha256=content_digest(data),
+            options_fingerprint="-",
+            max_concurrency=2,
+            execution_arn=local_batch.batch_execution_arn(cloud, batch_id),
+        )
+        store.put_batch(manifest, only_if_new=True)
+        cloud.sfn.start_execution(
+            stateMachineArn=cloud.batch_state_machine_arn,
+            name=batch_id,
+            input=json.dumps({"batch_id": batch_id}),
+        )
+        local_batch.wait(cloud, batch_id, timeout=120)
+        view = local_batch.view(cloud, batch_id)
+        assert view.status == "failed"
+        assert view.error is not None and "surrogate" in view.error
+        assert view.counts is not None and (view.counts.failed, view.counts.cancelled) == (2, 0)
+        out = local_batch.output_lines(cloud, batch_id)
+        assert [o["error"]["code"] for o in out] == ["failed", "failed"]
+        assert [o["longform"]["status"] for o in out] == ["failed", "failed"]
+        assert all("the batch failed before this line started" in o["error"]["message"] for o in out)
+        assert emulator.requests == []  # nothing ran
+
+
+def test_a_lone_surrogate_in_a_batch_is_a_400_and_an_error_file_never_a_500(make_cloud: CloudFactory) -> None:
+    """``custom_id: "\\ud800"`` was a 500 from POST /batches, and a surrogate in a line's ``stop``
+    was accepted and broke SplitBatch: both are validation problems naming the line and field."""
+    raw_id = (
+        b'{"custom_id": "\\ud800", "method": "POST", "url": "/v1/chat/completions", '
+        b'"body": {"messages": [{"role": "user", "content": "Write."}]}}\n'
+    )
+    bad_stop = jsonl([openai_line(0), openai_line(1, stop=["\ud800"])])
+    with batch_cloud(make_cloud, cap=2) as cloud:
+        status, body, _ = call(cloud, "POST", "/batches", body=raw_id)
+        assert status == 400, body
+        assert [p["field"] for p in body["problems"]] == ["line 1: custom_id"]
+        assert "surrogate" in body["problems"][0]["message"]
+        status, body, _ = call(cloud, "POST", "/batches", body=bad_stop)
+        assert status == 400, body
+        assert [p["field"] for p in body["problems"]] == ["line 2: body.stop[0]"]
+        (rejected,) = local_batch.drop(cloud, "surrogates", bad_stop)
+        assert rejected["action"] == "rejected"
+        error = json.loads(
+            cloud.s3.get_object(Bucket=BUCKET, Key="results/surrogates.error.json")["Body"].read()
+        )
+        assert [(p["line"], p["field"]) for p in error["lines"]] == [(2, "body.stop[0]")]
+        assert cloud.sfn.list_executions(stateMachineArn=cloud.batch_state_machine_arn)["executions"] == []

@@ -83,6 +83,25 @@ def test_run_bad_request_exits_2_naming_the_problems(
     assert {p["field"] for p in payload["problems"]} >= {"messages", "max_chunks", "colour"}
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [('{"prompt": "Write", "stop": ["\\ud800"]}', "stop[0]"), ('{"prompt": "Write \\udcff"}', "prompt")],
+    ids=["stop", "prompt"],
+)
+def test_run_a_lone_surrogate_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, field: str
+) -> None:
+    request = tmp_path / "surrogate.json"
+    request.write_text(body)
+    code = main(["run", "--request", str(request), "--json"])
+    captured = capsys.readouterr()
+    assert code == 2
+    payload = json.loads(captured.out.strip().splitlines()[-1])
+    assert payload["status"] == "invalid"
+    assert [p["field"] for p in payload["problems"]] == [field]
+    assert "surrogate" in captured.err
+
+
 def test_drop_command_runs_the_drop_folder_locally(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
 ) -> None:

@@ -150,11 +150,12 @@ def test_s3_requests_per_chunk_stay_constant(make_cloud: CloudFactory, emulator)
         # the draft a dead attempt may have left) and 3 PUTs, however long the job, but for the first
         # chunk that sends a prefill: it looks up the learned prefill style (styles/{digest}.json, a
         # GET) and, none being known, stores what it learned (a PUT). These chunks are too short for
-        # a draft checkpoint (5 s and 2,000 tokens by default): no draft PUT, no DELETE
-        assert counts == [6, 9] + [7] * 11, counts
+        # a draft checkpoint (5 s and 2,000 tokens by default): no draft PUT, no DELETE. The first
+        # attempt of all also marks the queued job running (one manifest PUT, once per job)
+        assert counts == [7, 9] + [7] * 11, counts
         assert per_chunk[1].count("GetObject") == 5 and per_chunk[1].count("PutObject") == 4
         assert per_chunk[5] == ["GetObject"] * 4 + ["PutObject"] * 3
-        assert per_chunk[0] == ["GetObject"] * 3 + ["PutObject"] * 3
+        assert per_chunk[0].count("GetObject") == 3 and per_chunk[0].count("PutObject") == 4
 
 
 def test_a_model_that_goes_silent_is_cut_at_the_deadline(make_cloud: CloudFactory, emulator) -> None:

@@ -59,6 +59,7 @@ def test_every_event_file_is_used() -> None:
         "api_delete_generation.json",
         "api_list_generations.json",
         "sweeper_execution_failed.json",
+        "api_key_authorizer_bearer.json",
         "sweeper_execution_aborted.json",
         "s3_batch_object_created.json",
         "batch_split.json",
@@ -298,3 +299,15 @@ def test_batch_events_submit_split_and_write_the_output(make_cloud: CloudFactory
         assert [g["response"]["body"]["choices"][0]["message"]["content"] for g in got] == [
             expected(r, emulator).answer for r in requests
         ]
+
+
+def test_api_key_authorizer_event_maps_a_bearer_token_to_the_usage_plans_key(
+    make_cloud: CloudFactory,
+) -> None:
+    with make_cloud() as cloud:
+        event = load("api_key_authorizer_bearer.json")
+        answer = invoke(cloud, "ApiKeyAuthorizerFunction", event)
+    assert answer["usageIdentifierKey"] == "example-api-key-0123456789"
+    assert answer["policyDocument"]["Statement"] == [
+        {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": event["methodArn"]}
+    ]

@@ -212,3 +212,39 @@ def test_a_reasoning_model_that_cannot_continue_its_thought_ends_no_progress(
         assert (result.status, result.stop_reason) == ("incomplete", "no_progress")
         assert result.incomplete_reason == "no_progress" and result.error is None
         assert output == ""
+
+
+def test_a_continuation_that_repeats_the_last_chunk_is_asked_again_once(
+    make_cloud: CloudFactory, emulator
+) -> None:
+    """Seen on transformers serve: asked to continue, the model wrote the previous chunk again word
+    for word; overlap removal dropped all of it and the job ended failed at 128 of 200 tokens. Now
+    the continue message is asked once more, differently, and the job goes on to the whole answer."""
+    emulator.configure(prefill_style="reject", continue_repeat="once", continue_overlap_chars=40)
+    request = {**REQUEST, "prefill_style": "continue_message"}
+    with make_cloud() as cloud:
+        result, output = run_clean(cloud, emulator, request)
+        assert output == expected(request, emulator).answer
+        later = [c for c in chunks_of(cloud, result) if c.prefill_style == "continue_message"]
+        assert later and all(c.prefill_ladder == ["continue_message:repeated"] for c in later)
+        assert all(c.discarded_completion_tokens > 0 for c in later)
+        repeated = [r for r in emulator.requests if r.get("repeated")]
+        assert len(repeated) == len(later)  # one repeat per seam, each asked again once
+
+
+def test_a_model_that_only_ever_repeats_stops_incomplete_with_its_text(
+    make_cloud: CloudFactory, emulator
+) -> None:
+    """Asked again and still repeating: the job stops, truthfully ``incomplete`` / ``no_progress``,
+    never ``failed``, and the text it had is kept."""
+    emulator.configure(prefill_style="reject", continue_repeat="always")
+    request = {**REQUEST, "prefill_style": "continue_message"}
+    with make_cloud() as cloud:
+        result, desc, output = run_job(cloud, request)
+        assert desc["status"] == "SUCCEEDED"
+        assert (result.status, result.incomplete_reason) == ("incomplete", "no_progress")
+        assert result.error is None
+        answer = expected(request, emulator).answer
+        assert output and answer.startswith(output)  # the first chunk's text, kept
+        last = chunks_of(cloud, result)[-1]
+        assert last.prefill_ladder == ["continue_message:repeated"] and last.text == ""

@@ -16,6 +16,7 @@ API_PATHS = [
     "/generations",
     "/generations/{job_id}",
     "/generations/{job_id}/output",
+    "/v1/{proxy+}",
 ]
 INTEGRATION_URI = (
     "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
@@ -50,6 +51,7 @@ def test_api_function_policies_are_least_privilege(template: dict[str, Any]) -> 
     assert actions == {
         "s3:GetObject",
         "s3:PutObject",
+        "s3:DeleteObject",  # only OpenAI's files (test_template.py)
         "s3:ListBucket",
         "states:StartExecution",
         "states:ListExecutions",
@@ -91,7 +93,10 @@ def test_every_method_of_the_api_needs_iam_or_an_api_key(api: dict[str, Any]) ->
         assert list(methods) == ["x-amazon-apigateway-any-method"], path
         method = methods["x-amazon-apigateway-any-method"]
         # never without security: SigV4 by default, the API key when ApiAuth=API_KEY
-        assert method["security"] == {"Fn::If": ["UseApiKeys", [{"ApiKey": []}], [{"SigV4": []}]]}, path
+        # (with API keys, the authorizer reads the key from x-api-key or Authorization: Bearer)
+        assert method["security"] == {
+            "Fn::If": ["UseApiKeys", [{"ApiKey": [], "ApiKeyOrBearer": []}], [{"SigV4": []}]]
+        }, path
         integration = method["x-amazon-apigateway-integration"]
         assert integration["type"] == "aws_proxy"
         assert integration["httpMethod"] == "POST"
@@ -99,7 +104,12 @@ def test_every_method_of_the_api_needs_iam_or_an_api_key(api: dict[str, Any]) ->
     schemes = body["components"]["securitySchemes"]
     assert schemes["SigV4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
     assert schemes["ApiKey"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
-    assert body["x-amazon-apigateway-api-key-source"] == "HEADER"
+    assert body["x-amazon-apigateway-api-key-source"] == {"Fn::If": ["UseApiKeys", "AUTHORIZER", "HEADER"]}
+    authorizer = schemes["ApiKeyOrBearer"]["x-amazon-apigateway-authorizer"]
+    assert schemes["ApiKeyOrBearer"]["x-amazon-apigateway-authtype"] == "custom"
+    assert authorizer["type"] == "request" and authorizer["authorizerResultTtlInSeconds"] == 0
+    assert "ApiKeyAuthorizerFunction.Arn" in authorizer["authorizerUri"]["Fn::Sub"]
+    assert body["x-amazon-apigateway-binary-media-types"] == ["multipart/form-data"]
     assert "Auth" not in api["Properties"]
 
 
@@ -167,7 +177,7 @@ def test_only_this_api_may_invoke_the_api_function(template: dict[str, Any]) -> 
                 f"${{GenerationsApi}}/*/*/{resource}*"
             },
         }
-        for resource in ("generations", "batches")
+        for resource in ("generations", "batches", "v1")
     ]
 
 

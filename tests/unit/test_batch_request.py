@@ -169,3 +169,28 @@ def test_hostile_lines_are_problems_not_crashes() -> None:
 
 def test_the_content_digest_is_of_the_bytes() -> None:
     assert content_digest(b"a") == content_digest(b"a") != content_digest(b"b")
+
+
+def test_lone_surrogates_are_problems_named_by_line_and_field() -> None:
+    """A lone UTF-16 surrogate (valid JSON, not encodable text) anywhere in a line is named."""
+    data = jsonl(
+        openai_line("ok"),
+        '{"custom_id": "\\ud800", "method": "POST", "url": "/v1/chat/completions", '
+        '"body": {"messages": [{"role": "user", "content": "Write."}]}}',
+        json.dumps(openai_line("stop", stop=["\ud800"])),
+        json.dumps(openai_line("parts", [{"type": "text", "text": "a\udfff"}])),
+        '{"custom_id": "plain", "prompt": "Write", "stop": "\\udbff"}',
+        '{"custom_id": "key", "method": "POST", "\\ud800": 1, "body": {"prompt": "Write"}}',
+    )
+    with pytest.raises(BatchInvalid) as caught:
+        parse_batch(data)
+    found = problems_of(caught.value)
+    assert (2, None, "custom_id") in found
+    assert (3, "stop", "body.stop[0]") in found
+    assert (4, "parts", "body.messages[0].content") in found
+    assert (5, "plain", "stop") in found
+    assert (6, "key", "\\ud800") in found
+    assert 1 not in [line for line, _, _ in found]
+    body = caught.value.to_dict()
+    json.dumps(body, ensure_ascii=False).encode()  # the error is text: it can be answered and stored
+    assert all("surrogate" in p["message"] for p in body["lines"])

@@ -623,10 +623,12 @@ def test_a_continuation_that_only_repeats_ends_no_progress(store: JobStore, make
     provider = ScriptedProvider(
         outcome(OPENING, "length"),
         outcome("climbed the tower every evening at dusk", "length"),  # all overlap
+        outcome("climbed the tower every evening at dusk", "length"),  # asked again: the same
     )
     services = make_services(provider, prefill_style="continue_message")
     job = start(store, {"prompt": "q"})
     assert run(services, job) == ["length", "no_progress"]
+    assert store.get_chunk(job, 1).prefill_ladder == ["continue_message:repeated"]
     assert finalize(FinalizeTaskInput(job_id=job), services).status == "incomplete"
     result = store.get_result(job)
     assert result is not None and result.incomplete_reason == "no_progress"

@@ -20,6 +20,7 @@ from longform_core.continuation import (
 )
 from longform_core.errors import ContextLimit
 from longform_core.models import CONTINUE_FINISHES, Manifest
+from longform_core.prefill import CONTINUE_INSTRUCTION, QUOTE_CHARS
 from longform_core.request import parse_request
 
 
@@ -373,3 +374,25 @@ def test_next_step_stop_wins_over_an_exhausted_budget() -> None:
         "stop",
         "stop",
     )
+
+
+def test_body_continue_message_quotes_the_end_of_the_answer() -> None:
+    """The last resort asks for a continuation quoting where the answer stops, so a model resumes
+    mid-sentence instead of starting a new one; asked again after a repeat, it says so."""
+    req = parse_request({"messages": CONVERSATION})
+    answer = "The keeper climbed the stairs. " * 10 + "At dusk the keeper lit the"
+    body = build_body(req, model="m/1", prefill=answer, max_tokens=500, prefill_style="continue_message")
+    assistant, user = body["messages"][-2:]
+    assert assistant == {"role": "assistant", "content": answer}
+    assert user["role"] == "user"
+    assert user["content"].startswith(CONTINUE_INSTRUCTION)
+    assert "At dusk the keeper lit the\n\n" in user["content"] and "mid-sentence" in user["content"]
+    quoted = user["content"].split("ends with:\n\n")[1].split("\n\n")[0]
+    assert quoted.startswith("…") and answer.endswith(quoted[1:]) and len(quoted) <= QUOTE_CHARS + 1
+    again = build_body(
+        req, model="m/1", prefill=answer, max_tokens=500, prefill_style="continue_message", ask_again=True
+    )
+    assert again["messages"][-1]["content"].startswith(
+        "Your last reply repeated text that is already written"
+    )
+    assert "At dusk the keeper lit the" in again["messages"][-1]["content"]

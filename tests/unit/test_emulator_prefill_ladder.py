@@ -408,3 +408,25 @@ def test_cli_prefill_flags() -> None:
         parser.parse_args(["--prefill-refusal", "openai"])
     with pytest.raises(ValueError, match="continue_overlap_chars"):
         cli.settings_from_args(parser.parse_args(["--continue-overlap-chars", "-2"]))
+
+
+@pytest.mark.parametrize("mode", ["once", "always"])
+def test_continue_repeat_sends_the_end_of_the_answer_again(
+    emu: EmulatorServer, client: httpx.Client, mode: str
+) -> None:
+    """As transformers serve's model did: asked to continue, it writes the previous stretch again,
+    word for word (its last max_tokens tokens); "once": asked again, it continues."""
+    emu.configure(continue_repeat=mode)
+    so_far = HEAD + rest_after(HEAD)[:200]
+    body = {"model": "m", "messages": continue_message(so_far), "max_tokens": 12}
+    first = post(client, body).json()["choices"][0]
+    assert so_far.endswith(first["message"]["content"]) and count_tokens(first["message"]["content"]) == 12
+    assert first["finish_reason"] == "length" and emu.requests[-1]["repeated"] is True
+    again = content_of(client, body)
+    if mode == "once":
+        assert again == rest_after(so_far)[: len(again)] and not so_far.endswith(again)
+    else:
+        assert again == first["message"]["content"]
+    emu.reset()  # forgets what it was asked
+    emu.configure(continue_repeat=mode)
+    assert post(client, body).json()["choices"][0]["message"]["content"] == first["message"]["content"]

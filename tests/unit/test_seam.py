@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from longform_core.preamble import may_be_preamble
 from longform_core.seam import (
     after_trimmed_prefill,
     clean_continuation,
@@ -11,6 +12,7 @@ from longform_core.seam import (
     repair_whitespace,
     strip_preamble,
     stuck_repeating,
+    undecided,
 )
 
 SO_FAR = "The keeper climbed the hundred steps of the tower every evening, and the keeper lit the lamp"
@@ -69,6 +71,10 @@ def test_the_longest_overlap_wins() -> None:
         (SO_FAR, " at dusk.", " at dusk.", ""),
         ("He climbed.", "Then he rested.", " Then he rested.", "inserted_space"),
         ("Value is 3.", "14 exactly", "14 exactly", ""),  # a number, not a sentence
+        ("Seen this way,", "the method", " the method", "inserted_space"),  # found by the cut points
+        ("It costs 1,", "000 francs", "000 francs", ""),  # a number
+        ("three things:", "light, lens", " light, lens", "inserted_space"),
+        ("in practice.", "## Part 1: Lamps", "\n\n## Part 1: Lamps", "inserted_paragraph"),
         # ambiguous: no evidence that "lighthouse" is a word here: the common case wins
         ("the light", "house stood", " house stood", "inserted_space"),
         ("in 19", "84 he", "84 he", ""),  # digits: a number cut in two
@@ -124,3 +130,66 @@ def test_stuck_repeating() -> None:
         passage * 3 + "and then something else entirely " * 8, min_chars=200, max_repeats=3
     )
     assert not stuck_repeating(passage * 5, min_chars=200, max_repeats=0)
+
+
+# ---- a continue-message reply cut short: held back while it may be a preamble or a repeat (item 6)
+
+PREAMBLES = [
+    "Sure, continuing where I left off:\n\n",
+    "Okay!\n\n",
+    "Here's the continuation of the essay...\n",
+    "Of course. Let me continue from where we stopped:\n",
+    "Continuing:\n\n",
+]
+
+
+@pytest.mark.parametrize("preamble", PREAMBLES)
+def test_every_cut_of_a_preamble_may_be_a_preamble(preamble: str) -> None:
+    assert strip_preamble(preamble + "The rest.")[1] == preamble  # the whole one is recognised
+    for cut in range(len(preamble) + 1):
+        assert may_be_preamble(preamble[:cut]), repr(preamble[:cut])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The keepers",
+        "Continuing the tradition, the",
+        "Sure thing",
+        "measure across",
+        "Sure, continuing where I left off:\n\nThe",
+    ],
+)
+def test_answer_text_is_not_a_cut_preamble(text: str) -> None:
+    assert not may_be_preamble(text)
+
+
+def test_undecided_fragments_are_a_cut_preamble_or_the_start_of_a_repeat() -> None:
+    so_far = "Each keeper kept a log, and the light was a measure across each strategy."
+    assert undecided(so_far, "Sure, continuing where I")
+    assert undecided(so_far, "Sure, continuing where I left off:\n\nmeasure across")  # a cut overlap
+    assert undecided(so_far, "strategy.")  # a whole overlap shorter than MIN_OVERLAP_CHARS
+    assert not undecided(so_far, "Sure, continuing where I left off:\n\nThe next keeper")
+    assert not undecided(so_far, "The next keeper")
+    assert not undecided("", "Sure")
+
+
+CODE_SO_FAR = "Here is the loader:\n\n```python\ndef load(path):\n    with open(path) as f:\n"
+
+
+def test_a_code_fence_open_at_the_seam_is_not_reopened() -> None:
+    seam = clean_continuation(CODE_SO_FAR, "```python\n        return f.read()\n```\n")
+    assert seam.text == "        return f.read()\n```\n"
+    assert seam.preamble == "```python\n"
+    # with a preamble before it
+    seam = clean_continuation(CODE_SO_FAR, "Sure, continuing:\n\n```python\n        return f.read()\n")
+    assert seam.text == "        return f.read()\n"
+
+
+def test_a_closing_fence_is_never_stripped() -> None:
+    seam = clean_continuation(CODE_SO_FAR + "        return f.read()\n", "```\n\nThat is all.")
+    assert seam.text == "```\n\nThat is all."
+    # no fence open at the seam: an opening fence is the answer's own
+    prose = "The loader comes next."
+    assert clean_continuation(prose, "\n\n```python\nx = 1\n```").text == "\n\n```python\nx = 1\n```"
+    assert clean_continuation(prose + "\n\n", "```python\nx = 1\n```").text == "```python\nx = 1\n```"

@@ -42,7 +42,7 @@ from .batch_models import (
     BatchTokens,
     line_job_id,
 )
-from .batch_output import encode_line, output_line
+from .batch_output import encode_line, not_started_status, output_line
 from .batch_request import MAX_PROBLEMS_LISTED, BatchInvalid, LineProblem, content_digest, parse_batch
 from .batch_store import BatchConflict, BatchKeys, BatchStore
 from .cancel import cancel_job
@@ -426,11 +426,12 @@ def _write_outputs(manifest: BatchManifest, items: list[BatchItem], services: Se
     cost: float | None = None
     chunks = 0
     writer = store.output_writer(manifest.batch_id)
+    batch_failed = manifest.status == "failed"
     try:
         for window in _windows(items, OUTPUT_WINDOW):
             read = _in_parallel(lambda item: _read_line(item, services), window)
             for item, (job, result, text, reasoning) in zip(window, read, strict=True):
-                counts.add(result.status if result else "cancelled")
+                counts.add(result.status if result else not_started_status(job, batch_failed))
                 if result is not None:
                     tokens.prompt += result.prompt_tokens_total
                     tokens.output += result.output_tokens
@@ -438,9 +439,15 @@ def _write_outputs(manifest: BatchManifest, items: list[BatchItem], services: Se
                     chunks += result.chunks
                     if result.estimated_cost_usd is not None:
                         cost = round((cost or 0.0) + result.estimated_cost_usd, 8)
-                writer.write(
-                    encode_line(output_line(item, result, text=text, reasoning=reasoning, manifest=job))
+                line = output_line(
+                    item,
+                    result,
+                    text=text,
+                    reasoning=reasoning,
+                    manifest=job,
+                    batch_error=(manifest.error or "failed") if batch_failed else None,
                 )
+                writer.write(encode_line(line))
         writer.close()
     except BaseException:
         writer.abort()

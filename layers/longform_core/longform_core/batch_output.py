@@ -28,10 +28,11 @@ from typing import Any
 
 from .batch_models import BatchItem
 from .job_status import STATUSES
-from .models import JobResult, Manifest
+from .models import JobResult, JobStatus, Manifest
 
 OPENAI_FINISH = {"stop": "stop", "content_filter": "content_filter", "tool_calls": "tool_calls"}
 NOT_STARTED = "cancelled before it started"
+NEVER_RAN = "the batch failed before this line started"
 
 
 def openai_finish_reason(result: JobResult) -> str:
@@ -86,24 +87,44 @@ def longform_fields(result: JobResult) -> dict[str, Any]:
     }
 
 
+def not_started_status(manifest: Manifest | None, batch_failed: bool) -> JobStatus:
+    """The status of a line whose job never ran: failed with its batch, else cancelled."""
+    if manifest is not None:
+        return manifest.status
+    return "failed" if batch_failed else "cancelled"
+
+
 def output_line(
-    item: BatchItem, result: JobResult | None, *, text: str, reasoning: str | None, manifest: Manifest | None
+    item: BatchItem,
+    result: JobResult | None,
+    *,
+    text: str,
+    reasoning: str | None,
+    manifest: Manifest | None,
+    batch_error: str | None = None,
 ) -> dict[str, Any]:
-    """The output line of one input line (``result`` None: the line's job never started)."""
+    """The output line of one input line (``result`` None: the line's job never started).
+
+    ``batch_error``: the batch failed (its SplitBatch, say) with this error, so a line that never
+    started failed with it: nobody cancelled it.
+    """
     if result is None:
+        failed = batch_error is not None
+        code = "failed" if failed else "cancelled"
+        message = f"{NEVER_RAN}: {batch_error}" if failed else NOT_STARTED
         return {
             "id": f"batch_req_{item.job_id}",
             "custom_id": item.custom_id,
             "response": None,
-            "error": {"code": "cancelled", "message": NOT_STARTED},
+            "error": {"code": code, "message": message},
             "longform": {
                 "job_id": item.job_id,
-                "status": manifest.status if manifest else "cancelled",
+                "status": not_started_status(manifest, failed),
                 "line": item.line,
                 "chunks": 0,
                 "output_tokens": 0,
                 "estimated_cost_usd": None,
-                "error": NOT_STARTED,
+                "error": message,
             },
         }
     created = int(result.finished_at.timestamp())

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import Problem, RequestInvalid
-from .request import GenerationRequest, parse_request
+from .request import NOT_TEXT, GenerationRequest, is_text, parse_request, text_problems
 
 CHAT_URLS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/openai/chat/completions"})
 OPENAI_KEYS = frozenset({"custom_id", "method", "url", "body"})
@@ -165,15 +165,21 @@ def parse_line(raw: bytes, n: int, *, defaults: dict[str, Any] | None = None) ->
     openai_shape = bool(set(data) & {"body", "method", "url"})
     problems: list[LineProblem] = []
     custom_id = data.get("custom_id")
-    shown_id = custom_id if isinstance(custom_id, str) else None
+    shown_id = custom_id if isinstance(custom_id, str) and is_text(custom_id) else None
     if custom_id is None and not openai_shape:
         custom_id = f"line-{n}"
     elif not isinstance(custom_id, str) or not custom_id.strip():
         problems.append(LineProblem(n, None, "custom_id", "required: a non-empty string"))
+    elif not is_text(custom_id):
+        problems.append(LineProblem(n, None, "custom_id", NOT_TEXT))
     elif len(custom_id) > CUSTOM_ID_MAX:
         problems.append(LineProblem(n, None, "custom_id", f"longer than {CUSTOM_ID_MAX} characters"))
 
     if openai_shape:
+        # the line's own fields that are not text (the body's are parse_request's to name)
+        outside = {k: v for k, v in data.items() if k not in ("custom_id", "body")}
+        problems.extend(LineProblem(n, shown_id, p.field, p.message) for p in text_problems(outside))
+        data = {k: v for k, v in data.items() if is_text(k)}
         prefix = "body."
         for key in sorted(set(data) - OPENAI_KEYS):
             problems.append(

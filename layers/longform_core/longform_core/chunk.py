@@ -59,6 +59,7 @@ from .seam import (
     clean_continuation,
     only_repeats,
     repetition_seen,
+    undecided,
 )
 from .services import MetricsSink, Services
 
@@ -152,6 +153,13 @@ def generate_chunk(
     committed = _commit(services, job, reply, metrics)
     if reply.drafts_written or draft is not None:
         store.delete_draft(task.job_id, committed.chunk_index)  # superseded by the commit
+    if reply.outcome.error is not None and committed.finish_reason in CONTINUE_FINISHES:
+        # the provider reported an error after this text: the text is committed, and the chunk
+        # fails like a 5xx (the workflow retries it, going on from the text; out of retries: failed)
+        raise ProviderUnavailable(
+            f"the provider reported an error mid-reply (the {len(reply.outcome.content)} characters "
+            f"before it are kept): {reply.outcome.error}"
+        )
     return committed
 
 
@@ -242,7 +250,7 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
     stream = request.stream if request.stream is not None else settings.provider_stream
     has_prefill = bool(job.prefill.text)
     choice = _choose_style(services, job, model)
-    rung, steps, discarded = choice.rung, list[str](), 0
+    rung, steps, discarded, ask_again = choice.rung, list[str](), 0, False
     while True:
         sent, trimmed = _sent_prefill(job, rung)
         body = build_body(
@@ -251,6 +259,7 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
             prefill=sent.text,
             max_tokens=max_tokens,
             prefill_style=rung.style,
+            ask_again=ask_again,
         )
         check_start = has_prefill and choice.ladder and rung.style != "continue_message"
         checkpoints = _checkpointer(services, job, rung, sent, trimmed, max_tokens, check_start=check_start)
@@ -300,11 +309,20 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
                 discarded += tokens or 0
                 rung = step
                 continue
+        if has_prefill and not ask_again and _only_repeated(job, rung, trimmed, outcome, echo):
+            # a continue-message reply that only repeated the answer: asked once more, differently
+            # (then the job goes on, or stops truthfully: no_progress)
+            if checkpoints is not None and checkpoints.written:
+                services.store.delete_draft(manifest.job_id, manifest.chunks)
+            steps.append(f"{rung.describe()}:{REPEATED}")
+            discarded += (outcome.usage.completion_tokens if outcome.usage else outcome.deltas) or 0
+            ask_again = True
+            continue
         break
     if echo.stripped:
         outcome = replace(outcome, content=echo.content, reasoning=echo.reasoning)
     if has_prefill:
-        _remember_style(services, job, model, choice, rung, steps)
+        _remember_style(services, job, model, choice, rung, [s for s in steps if not s.endswith(REPEATED)])
     duration_ms = int((services.clock() - started) * 1000)
     no_new_tokens = outcome.usage is None or not outcome.usage.completion_tokens
     finish = chunk_finish(outcome.finish_reason, outcome.ended_by)
@@ -330,6 +348,26 @@ def _ask(services: Services, job: _Job, budget: Budget, remaining_ms: Callable[[
         sent_prefill=has_prefill,
         drafts_written=checkpoints.written if checkpoints is not None else 0,
     )
+
+
+REPEATED = "repeated"  # a prefill_ladder entry: the continue message was asked again after a repeat
+
+
+def _only_repeated(job: _Job, rung: Rung, trimmed: str, outcome: StreamOutcome, echo: EchoResult) -> bool:
+    """A whole continue-message reply (stop or length) that adds nothing to the answer: all of it
+    a preamble, an overlap or text the answer already holds."""
+    finish = chunk_finish(outcome.finish_reason, outcome.ended_by)
+    if rung.style != "continue_message" or finish not in ("stop", "length") or not echo.content.strip():
+        return False
+    filed = _file_reply(job, rung, trimmed, echo.content, echo.reasoning, sent_prefill=True, final=True)
+    return not filed.answer.strip() or only_repeats(job.answer_so_far, filed.answer, minimum=MIN_REPEAT_CHARS)
+
+
+def _repeated_again(job: _Job, reply: _Reply, filed: _Filed) -> bool:
+    """A continue message asked again after a repeat (``REPEATED``) that still adds nothing."""
+    if not any(step.endswith(REPEATED) for step in reply.steps):
+        return False
+    return not filed.answer.strip() or only_repeats(job.answer_so_far, filed.answer, minimum=MIN_REPEAT_CHARS)
 
 
 def _strip_echo(
@@ -531,7 +569,9 @@ def _file_reply(
         final=final,
     )
     new_answer, new_reasoning, seam = text.answer, text.reasoning, SeamResult(text.answer)
-    if fresh_turn and job.answer_so_far:
+    if fresh_turn and job.answer_so_far and not final and undecided(job.answer_so_far, new_answer):
+        seam = SeamResult("", held=new_answer)  # cut short: the next reply decides (seam.undecided)
+    elif fresh_turn and job.answer_so_far:
         seam = clean_continuation(job.answer_so_far, new_answer)
     elif trimmed and manifest.reasoning_phase == "reasoning" and new_reasoning:
         fixed = after_trimmed_prefill(trimmed, new_reasoning)
@@ -625,6 +665,8 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
         final=finish not in CONTINUE_FINISHES,
     )
     text, new_reasoning, seam = filed.text, filed.reasoning, filed.seam
+    if finish == "stop" and fresh_turn and _repeated_again(job, reply, filed):
+        finish = "length"  # asked twice and it only repeated the answer: no end the model reached
     tokens = (outcome.usage.completion_tokens if outcome.usage else 0) or outcome.deltas
     guarded = _loop_guards(
         settings, job, filed, finish, fresh_turn=fresh_turn, tokens=tokens, raw_chars=len(outcome.content)
@@ -662,9 +704,11 @@ def _commit(services: Services, job: _Job, reply: _Reply, metrics: MetricsSink |
         seam_overlap_chars=seam.overlap_chars,
         seam_preamble=seam.preamble,
         seam_whitespace=seam.whitespace,
+        seam_held=seam.held,
         repeat_dropped_chars=repeat_dropped,
         draft_checkpoints=reply.drafts_written,
         from_draft=reply.from_draft,
+        lone_surrogates=outcome.lone_surrogates,
         base_etag=job.etag,
         format_after=text.reasoning_format,
         phase_after=text.phase,

@@ -18,7 +18,7 @@ from typing import Any
 from .config import Settings
 from .errors import ContextLimit
 from .models import CONTINUE_FINISHES, FinishReason, Manifest, StopReason
-from .prefill import CONTINUE_INSTRUCTION, ConcreteStyle
+from .prefill import ConcreteStyle, continue_instruction
 from .request import GenerationRequest
 
 STOP_FINISHES = frozenset({"stop", "eos", "end_turn", "stop_sequence"})
@@ -108,17 +108,19 @@ def build_body(
     prefill: str,
     max_tokens: int,
     prefill_style: ConcreteStyle,
+    ask_again: bool = False,
 ) -> dict[str, Any]:
     """The chat-completions body for the next chunk.
 
     ``continue_message``: ``prefill`` is the answer so far (never reasoning), sent as a finished
-    assistant turn followed by a user turn asking to continue.
+    assistant turn followed by a user turn asking to continue and quoting the answer's end
+    (``ask_again``: worded for a model whose last reply only repeated the answer).
     """
     messages: list[dict[str, Any]] = [m.to_wire() for m in request.conversation()]
     body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
     if prefill and prefill_style == "continue_message":
         messages.append({"role": "assistant", "content": prefill})
-        messages.append({"role": "user", "content": CONTINUE_INSTRUCTION})
+        messages.append({"role": "user", "content": continue_instruction(prefill, again=ask_again)})
     elif prefill:
         message: dict[str, Any] = {"role": "assistant", "content": prefill}
         if prefill_style == "prefix":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .sse import replace_lone_surrogates
+
 
 class LongformError(Exception):
     """Base class of every error longform raises on purpose."""
@@ -82,6 +84,9 @@ ERROR_TEXT_MAX = 4000
 
 
 def bounded(text: str, limit: int = ERROR_TEXT_MAX) -> str:
+    """``text`` cut to ``limit`` characters, and storable: a provider's message may carry a lone
+    surrogate (a JSON ``\\ud800`` escape), which no UTF-8 writer accepts; it becomes U+FFFD."""
+    text = replace_lone_surrogates(text)[0]
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text) - limit} more characters)"

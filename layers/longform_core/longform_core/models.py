@@ -112,11 +112,15 @@ class ChunkRecord(BaseModel):
     seam_overlap_chars: int = 0
     seam_preamble: str = ""
     seam_whitespace: str = ""
+    seam_held: str = ""  # a cut continue-message reply not committed: maybe a preamble or a repeat
     repeat_dropped_chars: int = 0
     # draft checkpoints (draft.py): how many this chunk saved while streaming, and whether it is the
     # draft of an attempt that died, committed by the next attempt (finish "interrupted")
     draft_checkpoints: int = 0
     from_draft: bool = False
+    # lone UTF-16 surrogates the provider sent (a pair split by a proxy is joined, not counted),
+    # each stored as U+FFFD (sse.replace_lone_surrogates)
+    lone_surrogates: int = 0
     # the chunk in flight when the job was cancelled: its last draft checkpoint, kept by the cancel
     # (the reply was not finished; finish "interrupted")
     cancelled_draft: bool = False

@@ -40,6 +40,30 @@ StepReason = Literal["refused", "trailing_whitespace", "ignored"]
 CONTINUE_INSTRUCTION = (
     "Continue exactly where you stopped, without repeating anything and without any preamble."
 )
+# asked again after a continuation that only repeated the answer (once per chunk, then the job stops)
+CONTINUE_AGAIN_INSTRUCTION = (
+    "Your last reply repeated text that is already written. Do not repeat any of it: write only the "
+    "text that comes next, without any preamble."
+)
+QUOTE_CHARS = 160  # the end of the answer quoted in the continue message
+
+
+def continue_instruction(answer: str, *, again: bool = False) -> str:
+    """The user turn of the continue-message rung: the instruction, and the end of the answer
+    quoted so the model resumes mid-sentence (``again``: the wording after a reply that only
+    repeated the answer)."""
+    head = CONTINUE_AGAIN_INSTRUCTION if again else CONTINUE_INSTRUCTION
+    tail = answer[-QUOTE_CHARS:]
+    if len(answer) > QUOTE_CHARS and " " in tail:
+        tail = "…" + tail[tail.index(" ") + 1 :]
+    if not tail.strip():
+        return head
+    return (
+        f"{head} The text so far ends with:\n\n{tail}\n\n"
+        "Continue from the very next word (mid-sentence if it ends mid-sentence)."
+    )
+
+
 # a reply starts over when it begins with the answer's first OPENING_CHARS characters (or all of
 # them when the answer is shorter, but never fewer than MIN_OPENING_CHARS: below that a model may
 # really begin a continuation with the same words)

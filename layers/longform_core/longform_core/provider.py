@@ -26,8 +26,8 @@ from typing import Any, Literal
 import httpx
 
 from .draft import StreamProgress
-from .errors import ProviderError, ProviderRateLimited, ProviderUnavailable
-from .provider_errors import classify_error
+from .errors import ProviderError, ProviderRateLimited, ProviderUnavailable, bounded
+from .provider_errors import classify_error, error_message
 from .retry import RetryPolicy, parse_retry_after
 from .sse import StreamAccumulator, Usage, iter_sse_data
 
@@ -39,6 +39,27 @@ EndedBy = Literal["finished", "deadline", "interrupted"]
 # below this many seconds to the deadline a new request isn't worth starting
 MIN_SECONDS_FOR_A_REQUEST = 2.0
 ENDED_WITHOUT_FINISH = "stream ended without finish_reason or [DONE]"
+# a server that ignores max_tokens: the reply is read up to max_tokens plus this margin (new deltas,
+# about one token each, counted past any echo of the prefill), then the client stops reading
+OVERRUN_MARGIN_TOKENS = 8
+OVERRUN_MARGIN_RATIO = 0.05
+
+
+def read_limit(payload: dict[str, Any]) -> int | None:
+    """New deltas at which a reply is no longer read (None: the request set no max_tokens)."""
+    asked = payload.get("max_tokens", payload.get("max_completion_tokens"))
+    if not isinstance(asked, int) or isinstance(asked, bool) or asked < 1:
+        return None
+    return asked + OVERRUN_MARGIN_TOKENS + int(asked * OVERRUN_MARGIN_RATIO)
+
+
+def sent_prefill(payload: dict[str, Any]) -> str:
+    """The text of a trailing assistant message (what a server may echo), else ""."""
+    messages = payload.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if isinstance(last, dict) and last.get("role") == "assistant" and isinstance(last.get("content"), str):
+        return str(last["content"])
+    return ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +78,10 @@ class StreamOutcome:
     detail: str | None = None
     first_delta: str | None = None  # the first content delta of a stream (echo evidence)
     streamed: bool = True
+    # the provider reported an error after this text (an error event mid-stream, finish_reason
+    # "error"): the text is kept (committed) and the chunk then fails like a 5xx (chunk.py)
+    error: str | None = None
+    lone_surrogates: int = 0  # replaced by U+FFFD (sse.replace_lone_surrogates)
 
     @property
     def has_text(self) -> bool:
@@ -255,23 +280,28 @@ class ProviderClient:
         acc = StreamAccumulator()
         if isinstance(obj, dict):
             acc.feed(obj)
-        if acc.error is not None:
-            code = str(acc.error.get("code", ""))
-            raise classify_error(int(code) if code.isdigit() else 503, {"error": acc.error})
-        if acc.finish_reason is None and not (acc.content or acc.reasoning):
+        if acc.error is not None and not acc.has_text:
+            raise _stream_error(acc.error)
+        if acc.finish_reason is None and not acc.has_text:
             raise ProviderUnavailable("the provider answered without a choice")
         return StreamOutcome(
             content=acc.text,
             reasoning=acc.reasoning_text,
             finish_reason=acc.finish_reason,
-            ended_by="finished" if acc.finish_reason is not None else "interrupted",
+            ended_by="finished" if acc.finish_reason is not None and acc.error is None else "interrupted",
             usage=acc.usage,
             deltas=acc.deltas,
             model=acc.model,
             attempts=attempt,
             ttft_seconds=self._clock() - started,
-            detail=None if acc.finish_reason is not None else "the answer has no finish_reason",
+            detail=_error_detail(acc.error)
+            if acc.error is not None
+            else None
+            if acc.finish_reason is not None
+            else "the answer has no finish_reason",
             streamed=False,
+            error=bounded(error_message({"error": acc.error})) if acc.error is not None else None,
+            lone_surrogates=acc.lone_surrogates,
         )
 
     def _stream_once(
@@ -283,7 +313,8 @@ class ProviderClient:
         on_progress: ProgressCallback | None = None,
     ) -> StreamOutcome:
         started, timeout = self._timeout(deadline)
-        acc = StreamAccumulator()
+        acc = StreamAccumulator(prefill=sent_prefill(payload))
+        limit = read_limit(payload)
         ttft: float | None = None
         ended_by: EndedBy = "finished"
         detail: str | None = None
@@ -330,7 +361,15 @@ class ProviderClient:
                                     )
                                 )
                         if acc.error is not None:
-                            ended_by, detail = "interrupted", f"error event in stream: {acc.error}"
+                            ended_by, detail = "interrupted", _error_detail(acc.error)
+                            break
+                        if limit is not None and acc.new_deltas >= limit and acc.finish_reason is None:
+                            # the server ignores max_tokens: stop reading, as if it had not
+                            acc.finish_reason, ended_by = "length", "finished"
+                            detail = (
+                                f"the server ignored max_tokens ({payload.get('max_tokens')}): "
+                                f"stopped reading after {acc.new_deltas} new deltas"
+                            )
                             break
                         if acc.done:
                             break
@@ -369,10 +408,9 @@ class ProviderClient:
         if ended_by == "finished" and acc.finish_reason is None:
             # [DONE] without a finish reason: treat as a cut so the job continues rather than stops
             ended_by, detail = "interrupted", "stream ended without a finish_reason"
-        if ended_by != "finished" and not (acc.content or acc.reasoning):
+        if ended_by != "finished" and not acc.has_text:
             if acc.error is not None:
-                code = str(acc.error.get("code", ""))
-                raise classify_error(int(code) if code.isdigit() else 503, {"error": acc.error})
+                raise _stream_error(acc.error)
             if ended_by == "deadline":
                 raise ProviderUnavailable("no text arrived before the invocation deadline")
             raise ProviderUnavailable(f"stream produced no text: {detail}")
@@ -394,7 +432,20 @@ class ProviderClient:
             ttft_seconds=ttft,
             detail=detail,
             first_delta=acc.first_content,
+            error=bounded(error_message({"error": acc.error})) if acc.error is not None else None,
+            lone_surrogates=acc.lone_surrogates,
         )
+
+
+def _stream_error(error: dict[str, Any]) -> ProviderError:
+    """The typed error of an error reported inside a 200 reply with no text: classified by its
+    ``code`` when that is an HTTP status, else an outage (retried like a 5xx)."""
+    code = str(error.get("code", ""))
+    return classify_error(int(code) if code.isdigit() and len(code) == 3 else 503, {"error": error})
+
+
+def _error_detail(error: dict[str, Any]) -> str:
+    return f"error event in stream: {bounded(error_message({'error': error}), 500)}"
 
 
 __all__ = ["ProviderClient", "ProviderRateLimited", "StreamOutcome"]

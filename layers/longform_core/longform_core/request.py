@@ -82,6 +82,8 @@ class GenerationRequest(BaseModel):
     def _stop_not_empty(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and any(s == "" for s in value):
             raise ValueError("stop sequences must not be empty strings")
+        if value is not None and any(not is_text(s) for s in value):
+            raise ValueError(NOT_TEXT)
         return value
 
     # ---- derived views --------------------------------------------------------------------------
@@ -111,13 +113,54 @@ class GenerationRequest(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+NOT_TEXT = (
+    "not valid text: it holds a lone UTF-16 surrogate (send UTF-8 text; escape pairs in JSON as a pair)"
+)
+
+
+def is_text(value: str) -> bool:
+    """Can ``value`` be stored and sent as UTF-8? (A lone surrogate such as ``"\\ud800"``, which JSON
+    can spell and Python decodes, cannot: every write of it would fail.)"""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(value: str) -> str:
+    """``value`` safe to put in an error body: a lone surrogate spelled as its escape."""
+    return value if is_text(value) else value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def text_problems(data: Any, field: str = "") -> list[Problem]:
+    """Every string (value or key) in ``data`` that is not encodable text, named by its path."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, str]] = [(data, field)]
+    while stack:  # iterative: a hostile body may be nested deeper than the recursion limit
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if not is_text(value):
+                problems.append(Problem(path or "(body)", NOT_TEXT))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = shown(str(key))
+                if isinstance(key, str) and not is_text(key):
+                    problems.append(Problem(f"{path}.{name}" if path else name, f"field name {NOT_TEXT}"))
+                stack.append((item, f"{path}.{name}" if path else name))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+    return sorted(problems, key=lambda p: p.field)
+
+
 def _loc_to_field(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            name = shown(str(part))
+            out += f".{name}" if out else name
     return out or "(body)"
 
 
@@ -198,16 +241,24 @@ def _parse_request(data: Any) -> GenerationRequest:
             raise RequestInvalid([Problem("(body)", f"not valid JSON: {message}")]) from exc
     if not isinstance(data, dict):
         raise RequestInvalid([Problem("(body)", f"expected a JSON object, got {type(data).__name__}")])
-    problems = _cross_field_problems(data)
+    not_text = text_problems(data)
+    problems = not_text + _cross_field_problems(data)
+    named = {p.field for p in not_text}
     try:
         request = GenerationRequest.model_validate(data)
     except ValidationError as exc:
-        problems = _pydantic_problems(exc) + problems
+        # a field that is not text is named once, in words that say why
+        problems = [p for p in _pydantic_problems(exc) if not _said(p, named)] + problems
         request = None
     if problems:
         raise RequestInvalid(_dedupe(problems))
     assert request is not None
     return request
+
+
+def _said(problem: Problem, named: set[str]) -> bool:
+    """Pydantic's own words for a string that is not text (already named, with the reason)."""
+    return problem.message.endswith(NOT_TEXT) or "unicode string" in problem.message or problem.field in named
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .preamble import may_be_preamble
+
 MIN_OVERLAP_CHARS = 20
 MAX_OVERLAP_CHARS = 8_000
 MAX_PREAMBLE_CHARS = 120
@@ -49,6 +51,9 @@ _ACK_ONLY_LINE = re.compile(
     r"\A\s*(?:sure|okay|ok|certainly|of course|alright|absolutely)[!.]?[ \t]*\r?\n(?:\r?\n)*", re.IGNORECASE
 )
 _WORD_END = re.compile(r"(\w+)\Z")
+_HEADING = re.compile(r"#{1,6} \S")
+_FENCE_LINE = re.compile(r"^ {0,3}(?:```|~~~)", re.MULTILINE)
+_OPENING_FENCE = re.compile(r"\A[ \t]*(?:```|~~~)[ \t]*[\w+#.-]+[^\n`]*\r?\n")
 _WORD_START = re.compile(r"\A(\w+)")
 
 
@@ -59,7 +64,8 @@ class SeamResult:
     text: str
     overlap_chars: int = 0
     preamble: str = ""
-    whitespace: str = ""  # "", "inserted_space", "dropped_leading"
+    whitespace: str = ""  # "", "inserted_space", "inserted_paragraph", "dropped_leading"
+    held: str = ""  # a cut reply not committed: it may still be a preamble or a repeat (undecided)
 
 
 def after_trimmed_prefill(trimmed: str, new: str) -> SeamResult:
@@ -100,7 +106,9 @@ def repair_whitespace(so_far: str, new: str) -> tuple[str, str]:
 
     - both sides whitespace: the continuation's leading whitespace is dropped (no doubled blank
       lines at the seam);
-    - a sentence end glued to a letter ("end.The"): a space is inserted;
+    - a Markdown heading glued to the text ("end.## Part 2"): the blank line before it is put back;
+    - a sentence end glued to a capital ("end.The"), or a comma, colon or semicolon glued to a
+      letter ("way,the"): a space is inserted (not after "3." or "1," before digits: a number);
     - two words glued ("lampat"): a fresh turn almost never begins with a space, and the chunk
       before it was cut at a token boundary, most often a word's end, so a space is inserted,
       unless the glued word occurs as a whole word in the text so far (a word cut in two:
@@ -110,11 +118,14 @@ def repair_whitespace(so_far: str, new: str) -> tuple[str, str]:
     if not so_far or not new:
         return new, ""
     if so_far[-1].isspace():
-        body = new.lstrip()
+        # inside a code block a line's indentation is code: only blank lines are dropped there
+        body = new.lstrip("\r\n") if so_far[-1] == "\n" and fence_open(so_far) else new.lstrip()
         return (body, "dropped_leading") if body != new and body else (new, "")
     if new[0].isspace():
         return new, ""
-    if so_far[-1] in ".!?;:," and new[0].isalpha() and new[0].isupper():
+    if _HEADING.match(new):
+        return "\n\n" + new, "inserted_paragraph"  # a heading begins a line: its blank line was dropped
+    if so_far[-1] in ".!?;:," and new[0].isalpha() and (new[0].isupper() or so_far[-1] in ";:,"):
         return " " + new, "inserted_space"
     end, start = _WORD_END.search(so_far), _WORD_START.match(new)
     if end is None or start is None:
@@ -127,15 +138,58 @@ def repair_whitespace(so_far: str, new: str) -> tuple[str, str]:
     return new, ""
 
 
+def fence_open(text: str) -> bool:
+    """Does ``text`` end inside a fenced code block (an odd number of fence lines)?"""
+    return len(_FENCE_LINE.findall(text)) % 2 == 1
+
+
+def strip_reopened_fence(so_far: str, new: str) -> tuple[str, str]:
+    """(the continuation without a redundant opening fence, the fence removed or '').
+
+    A fresh turn asked to continue inside a code block often opens the block again
+    ("```python\n"): with a fence open at the seam that line is dropped. Only an *opening* fence
+    (with an info string) is: a bare fence may be the one closing the block, and is kept.
+    """
+    if not fence_open(so_far):
+        return new, ""
+    m = _OPENING_FENCE.match(new)
+    if m is None or m.end() >= len(new):
+        return new, ""
+    return new[m.end() :], m.group(0)
+
+
 def clean_continuation(so_far: str, new: str) -> SeamResult:
-    """A continue-message reply made to follow ``so_far``: preamble, overlap, whitespace."""
+    """A continue-message reply made to follow ``so_far``: preamble (and a code fence reopened at
+    the seam, recorded with it), overlap, whitespace."""
     if not so_far or not new:
         return SeamResult(new)
     text, preamble = strip_preamble(new)
+    text, fence = strip_reopened_fence(so_far, text)
+    preamble += fence
     overlap = longest_overlap(so_far, text)
     text = text[overlap:]
     text, whitespace = repair_whitespace(so_far, text)
     return SeamResult(text, overlap_chars=overlap, preamble=preamble, whitespace=whitespace)
+
+
+def undecided(so_far: str, new: str) -> bool:
+    """A continue-message reply *cut short* (a broken stream, a draft of a crashed attempt) that may
+    still be the server's preamble or a repeat of the answer's end: committing it could paste
+    ``"Sure, continuing where I"`` or a doubled phrase into the answer, and only the rest of the
+    reply would tell. Such a fragment is held back; the next request (built from the answer without
+    it) gets a whole reply, which :func:`clean_continuation` decides.
+
+    Undecided: the start of a preamble (``preamble.may_be_preamble``), or, after a whole preamble,
+    text the end of the answer holds (the start of a repeated overlap: it could not yet be matched
+    against the answer's end, or is shorter than :data:`MIN_OVERLAP_CHARS`).
+    """
+    if not so_far or not new:
+        return False
+    if may_be_preamble(new):
+        return True
+    text, _ = strip_preamble(new)
+    body = text.lstrip()
+    return bool(body) and body in so_far[-MAX_OVERLAP_CHARS:]
 
 
 def only_repeats(so_far: str, new: str, *, minimum: int = MIN_REPEAT_CHARS) -> bool:

@@ -57,6 +57,11 @@ ReasoningMode = Literal["auto", "none", "field", "inline"]
 _ANSWER_DIRECTIVE = re.compile(r"\[emulator\s+answer_tokens\s*=\s*(\d+)\s*\]", re.IGNORECASE)
 _REASONING_DIRECTIVE = re.compile(r"\[emulator\s+reasoning_tokens\s*=\s*(\d+)\s*\]", re.IGNORECASE)
 _ANY_DIRECTIVE = re.compile(r"\[emulator\b[^\]]*\]", re.IGNORECASE)
+# "[emulator emoji]": the answer carries astral characters (outside the BMP: two UTF-16 code units
+# each), for the split-surrogate fault ("split_surrogates")
+_EMOJI_DIRECTIVE = re.compile(r"\[emulator\s+emoji\s*\]", re.IGNORECASE)
+EMOJI = ("\U0001f30a", "\U0001f3ee", "\U0001f6a2", "\U0001f600")
+EMOJI_EVERY = 7
 _LENGTH_PHRASE = re.compile(r"(\d[\d,]*)[- ](?:word|token)s?", re.IGNORECASE)
 
 
@@ -281,16 +286,24 @@ def canonical_output(
     digest = hashlib.sha256(key.encode("ascii")).hexdigest()
     last_user = next((m for m in reversed(normalized) if m[0] == "user"), None)
     topic_source = _ANY_DIRECTIVE.sub(" ", last_user[1] if last_user else _conversation_text(conversation))
-    return _generate(digest, topic_source, n_answer, n_reasoning if style != "none" else 0, style)
+    emoji = bool(_EMOJI_DIRECTIVE.search(_conversation_text(conversation)))
+    return _generate(digest, topic_source, n_answer, n_reasoning if style != "none" else 0, style, emoji)
 
 
 @functools.lru_cache(maxsize=24)
-def _generate(digest: str, topic_source: str, n_answer: int, n_reasoning: int, style: Style) -> Canonical:
+def _generate(
+    digest: str, topic_source: str, n_answer: int, n_reasoning: int, style: Style, emoji: bool = False
+) -> Canonical:
     base = int(digest[:32], 16)
     topics = textgen.topic_words(topic_source)
     answer_rng = random.Random(base)
     title = textgen.title_words(topic_source, lambda: answer_rng.choice(textgen.NOUNS))
     answer = textgen.answer_pieces(answer_rng, n_answer, title, topics)
+    if emoji:  # one token in EMOJI_EVERY ends with an astral character (still one token)
+        answer = [
+            p + EMOJI[i // EMOJI_EVERY % len(EMOJI)] if i % EMOJI_EVERY == EMOJI_EVERY - 1 else p
+            for i, p in enumerate(answer)
+        ]
     reasoning = textgen.reasoning_pieces(random.Random(base ^ 0x5EA5_0A1E), n_reasoning, topics)
     return Canonical(
         reasoning="".join(reasoning),

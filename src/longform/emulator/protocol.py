@@ -7,6 +7,7 @@ echoed prefill, usage, finish reason, the fault to apply) or an ``ErrorReply`` (
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -30,6 +31,7 @@ from longform.emulator.model import (
     message_text,
     plan_continuation,
     prompt_tokens,
+    tokenize,
 )
 from longform.emulator.prefill import (
     Delta,
@@ -52,6 +54,8 @@ __all__ = ["CachedTokens", "Delta", "Echo", "Emission", "ReplyPlan", "log_entry"
 
 CachedTokens = Callable[[str, str, int], int]
 """(conversation key, prefill, prompt tokens) -> cached prompt tokens; remembers the request."""
+FirstAsk = Callable[[str], bool]
+"""(a key) -> whether this is the first time it is seen (and remembers it)."""
 
 
 # --------------------------------------------------------------------------- what is emitted
@@ -158,13 +162,14 @@ def plan_reply(
     fault: Fault | None,
     cached_tokens: CachedTokens,
     log: MutableMapping[str, Any],
+    first_ask: FirstAsk | None = None,
 ) -> ReplyPlan | ErrorReply:
     """Validate a chat request body and plan the reply, or the error to answer with.
 
     ``log`` (the request's log entry) gets the fields learnt on the way, also when the
     request is rejected."""
     try:
-        return _plan(raw, settings, fault, cached_tokens, log)
+        return _plan(raw, settings, fault, cached_tokens, log, first_ask)
     except Rejected as rejected:
         return rejected.reply
 
@@ -175,6 +180,7 @@ def _plan(
     fault: Fault | None,
     cached_tokens: CachedTokens,
     log: MutableMapping[str, Any],
+    first_ask: FirstAsk | None = None,
 ) -> ReplyPlan:
     request = _parse(raw)
     messages = request.messages
@@ -185,12 +191,15 @@ def _plan(
     log.update(trailing.log_fields())
     prompt = prompt_tokens(messages)
     log["prompt_tokens"] = prompt
-    limit, silent = _limit(request, prompt, settings)
+    ignore = settings.ignore_max_tokens or (fault is not None and fault["type"] == "ignore_max_tokens")
+    limit, silent = _limit(
+        dataclasses.replace(request, max_tokens=None) if ignore else request, prompt, settings
+    )
     log["effective_max_tokens"] = limit
     canonical = canonical_output(
         trailing.conversation, model=request.model, seed=request.seed, settings=settings
     )
-    emission = _emit(canonical, trailing, limit, request.stops, settings, log)
+    emission = _emit(canonical, trailing, limit, request.stops, settings, log, first_ask)
     echo = Echo()
     if trailing.continued and trailing.prefill and settings.echo_prefill != "off":
         echo = echo_of(trailing.prefill, canonical.style)
@@ -270,12 +279,23 @@ def _emit(
     stops: Sequence[str],
     settings: EmulatorSettings,
     log: MutableMapping[str, Any],
+    first_ask: FirstAsk | None = None,
 ) -> Emission:
     """What is sent after the answer so far (the continuation plan's mode logged)."""
     plan = plan_continuation(canonical, trailing.answer_so_far)
     log["plan"] = plan.mode
     if trailing.so_far is None:
         return _select(plan.reasoning, plan.content, limit, stops)
+    repeat = settings.continue_repeat
+    key = hashlib.sha256(trailing.so_far.encode("utf-8", "surrogatepass")).hexdigest()
+    if repeat == "always" or (repeat == "once" and first_ask is not None and first_ask(key)):
+        # the model repeats the end of the answer (its previous chunk) instead of continuing it
+        log["repeated"] = True
+        said = tokenize(trailing.so_far)
+        emission = _select((), said[-limit:], limit, stops)
+        if len(said) > limit and emission.finish_reason == "stop" and len(emission.content) == limit:
+            emission = dataclasses.replace(emission, finish_reason="length")  # it used its whole budget
+        return emission
     reply = continue_reply(plan, trailing.so_far, settings)
     log.update(overlap_chars=reply.overlap_chars, preamble_chars=reply.preamble_chars)
     return _select(reply.reasoning, reply.content, limit, stops)

@@ -72,6 +72,7 @@ class EmulatorServer:
         self._faults: deque[Fault] = deque()
         self._log: list[dict[str, Any]] = []
         self._prefix_cache = PrefixCache()
+        self._asked: set[str] = set()  # answers so far seen in a continue message (continue_repeat)
         self._in_flight = 0
         self._max_in_flight = 0
         self._connections: set[socket.socket] = set()
@@ -154,7 +155,10 @@ class EmulatorServer:
             return dataclasses.replace(self._settings)
 
     def inject(self, *faults: Mapping[str, Any]) -> None:
-        """Queue faults; each is consumed by the next chat request (FIFO)."""
+        """Queue faults; each is consumed by the next chat request (FIFO). A fault with ``match``
+        is for the requests whose body holds that text only (other requests pass it by), and
+        with ``skip`` it lets that many of them through first: a test can aim a fault at the
+        nth request of one job among many running at once."""
         checked = [check_fault(f) for f in faults]
         with self._lock:
             self._faults.extend(checked)
@@ -171,6 +175,7 @@ class EmulatorServer:
             self._faults.clear()
             self._log.clear()
             self._prefix_cache.clear()
+            self._asked.clear()
             self._max_in_flight = self._in_flight
 
     @property
@@ -208,9 +213,26 @@ class EmulatorServer:
         with self._lock:
             self._in_flight -= 1
 
-    def _pop_fault(self) -> Fault | None:
+    def _first_ask(self, key: str) -> bool:
         with self._lock:
-            return self._faults.popleft() if self._faults else None
+            if key in self._asked:
+                return False
+            self._asked.add(key)
+            return True
+
+    def _pop_fault(self, body: str = "") -> Fault | None:
+        """The fault for a request with this body: the first queued one aimed at it (or at any)."""
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                match = fault.get("match")
+                if match is not None and match not in body:
+                    continue
+                if fault.get("skip", 0) > 0:
+                    fault["skip"] -= 1
+                    return None
+                del self._faults[index]
+                return fault
+            return None
 
     def _record(self, entry: dict[str, Any]) -> None:
         with self._lock:
@@ -379,12 +401,15 @@ class _Handler(BaseHTTPRequestHandler):
         error = auth_error(settings, self.headers.get("Authorization", ""))
         if error is not None:
             return error
-        fault = self.emulator._pop_fault()
+        fault = self.emulator._pop_fault(raw.decode("utf-8", "replace"))
         self._entry["fault"] = fault
         error = fault_error(fault)
         if error is not None:
             return error
-        return plan_reply(raw, settings, fault, self.emulator._prefix_cache.cached_tokens, self._entry)
+        emulator = self.emulator
+        return plan_reply(
+            raw, settings, fault, emulator._prefix_cache.cached_tokens, self._entry, emulator._first_ask
+        )
 
     def record(self, status: int = 200, **fields: Any) -> None:
         """Set the status (and ``fields``) of this request's log entry; logs it the first time."""

@@ -32,8 +32,37 @@ UsageChunkMode = Literal["last", "separate"]
 PrefillStyle = Literal["assistant", "vllm", "prefix", "none", "reject"]
 PrefillRefusal = Literal["anthropic", "llamacpp_thinking", "gateway"]
 EchoPrefillMode = Literal["off", "merged", "split"]
+ContinueRepeatMode = Literal["off", "once", "always"]
 
-FAULT_TYPES = ("status", "cut", "slow", "stall")
+FAULT_TYPES = (
+    "status",
+    "cut",
+    "slow",
+    "stall",
+    "error_event",
+    "malformed",
+    "split_surrogates",
+    "ignore_max_tokens",
+)
+"""What a fault does (one request each):
+
+- "status": answer HTTP ``status`` (``retry_after``, ``message`` optional);
+- "cut" / "stall": drop the connection / pause ``seconds`` after ``after_tokens`` tokens;
+- "slow": ``token_delay`` seconds per token;
+- "error_event": after ``after_tokens`` tokens, report an error inside the 200 reply and end it:
+  ``shape`` "openrouter" (an ``error`` object beside ``choices[0].finish_reason`` "error", or
+  the fault's ``finish_reason``), "openai" (one ``data: {"error": ...}`` line), "finish" (only
+  ``finish_reason`` "error"/"abort"); not streamed: OpenRouter's choice with ``error``;
+- "malformed": fields a lenient client must read as missing (``fields``, default all):
+  "usage" (``prompt_tokens: "n/a"``, ``completion_tokens`` as a string,
+  ``prompt_tokens_details: [1]``, ``estimated_cost: "free"``), "model" (``model: 123``),
+  "delta" (an extra event whose ``delta`` is a string);
+- "split_surrogates": every astral character of the streamed text is sent as two events (its
+  UTF-16 high surrogate, then its low one, as a JavaScript proxy slicing code units does);
+- "ignore_max_tokens": the request's ``max_tokens`` is ignored (as the setting, for one request).
+"""
+ERROR_SHAPES = ("openrouter", "openai", "finish")
+MALFORMED_FIELDS = ("usage", "model", "delta")
 Fault = dict[str, Any]
 """An injected fault, as ``check_fault`` returns it."""
 ECHO_PIECE_CHARS = 7
@@ -104,6 +133,14 @@ class EmulatorSettings:
     continue_drop_seam_space: bool = False
     """A "continue message" conversation: the whitespace the true continuation starts with
     (spaces, newlines) is not sent."""
+    continue_repeat: ContinueRepeatMode = "off"
+    """A "continue message" conversation: the reply repeats the end of the answer so far word
+    for word (its last ``max_tokens`` tokens: the previous chunk, as transformers serve's model
+    did) instead of continuing it: "once" the first time a given answer so far is sent (asked
+    again, it continues), "always" every time, "off" never."""
+    ignore_max_tokens: bool = False
+    """Generate up to the cap (and the context) whatever ``max_tokens`` the request asks for, as a
+    server that ignores it does (usage then reports what was generated)."""
     echo_prefill: EchoPrefillMode = "off"
     """Send a continued prefill back at the start of the reply (as llama.cpp's llama-server):
     "merged" (streamed: with the first new delta), "split" (streamed: in deltas of at most
@@ -156,7 +193,12 @@ def _check_setting(name: str, value: Any) -> None:
     elif name == "continue_preamble":
         if not isinstance(value, str):
             raise ValueError("continue_preamble must be a string")
-    elif name in ("reject_trailing_whitespace_prefill", "continue_drop_seam_space", "verbose"):
+    elif name in (
+        "reject_trailing_whitespace_prefill",
+        "continue_drop_seam_space",
+        "verbose",
+        "ignore_max_tokens",
+    ):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false")
     else:
@@ -184,10 +226,25 @@ def check_fault(fault: Any) -> Fault:
         raise ValueError("a status fault needs an integer 'status' between 400 and 599")
     if "retry_after" in fault and not is_number(fault["retry_after"]):
         raise ValueError("'retry_after' must be a number of seconds")
-    if kind in ("cut", "stall") and (not is_int(fault.get("after_tokens")) or fault["after_tokens"] < 0):
+    if kind == "error_event" and fault.get("shape", "openrouter") not in ERROR_SHAPES:
+        raise ValueError(f"an error_event fault's 'shape' must be one of {', '.join(ERROR_SHAPES)}")
+    if kind == "error_event" and not isinstance(fault.get("finish_reason", "error"), str):
+        raise ValueError("an error_event fault's 'finish_reason' must be a string")
+    fields = fault.get("fields", list(MALFORMED_FIELDS))
+    if kind == "malformed" and (
+        not isinstance(fields, list) or not fields or any(f not in MALFORMED_FIELDS for f in fields)
+    ):
+        raise ValueError(f"a malformed fault's 'fields' must be a list of {', '.join(MALFORMED_FIELDS)}")
+    if kind in ("cut", "stall", "error_event") and (
+        not is_int(fault.get("after_tokens")) or fault["after_tokens"] < 0
+    ):
         raise ValueError(f"a {kind} fault needs an integer 'after_tokens' >= 0")
     if kind == "stall" and (not is_number(fault.get("seconds")) or fault["seconds"] < 0):
         raise ValueError("a stall fault needs a number 'seconds' >= 0")
     if kind == "slow" and (not is_number(fault.get("token_delay")) or fault["token_delay"] < 0):
         raise ValueError("a slow fault needs a number 'token_delay' >= 0")
+    if "match" in fault and (not isinstance(fault["match"], str) or not fault["match"]):
+        raise ValueError("'match' must be a non-empty string (text the request's body holds)")
+    if "skip" in fault and (not is_int(fault["skip"]) or fault["skip"] < 0):
+        raise ValueError("'skip' must be an integer >= 0 (matching requests let through first)")
     return dict(fault)

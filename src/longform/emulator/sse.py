@@ -3,12 +3,16 @@
 The stream is a role chunk, one chunk per delta (SSE ``: keep-alive`` comments every
 ``keepalive_every`` tokens), a final chunk with the finish reason and usage (or usage in a
 separate chunk), then ``data: [DONE]``. The plan's fault is applied while sending: "cut"
-drops the connection, "stall" pauses, "slow" sets the per-token delay (in the plan).
+drops the connection, "stall" pauses, "slow" sets the per-token delay (in the plan),
+"error_event" reports an error inside the reply and ends it, "malformed" sends fields of the
+wrong type, "split_surrogates" sends each astral character as two events (see
+``settings.FAULT_TYPES``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -45,6 +49,36 @@ class Channel(Protocol):
         """Drop the connection abruptly."""
 
 
+# the documented mid-stream error shapes: OpenRouter's unified error event
+# (https://openrouter.ai/docs/api/reference/streaming#handling-errors-during-streaming) and OpenAI's
+# one ``data: {"error": ...}`` line before it closes the stream
+OPENROUTER_ERROR = {"code": "server_error", "message": "Provider disconnected unexpectedly"}
+OPENAI_ERROR = {
+    "message": "The server had an error while processing your request. Sorry about that!",
+    "type": "server_error",
+}
+_MALFORMED_USAGE = {
+    "prompt_tokens": "n/a",
+    "prompt_tokens_details": [1],
+    "estimated_cost": "free",
+}
+
+
+def _kind(plan: ReplyPlan) -> str | None:
+    return plan.fault["type"] if plan.fault else None
+
+
+def _malformed(plan: ReplyPlan, name: str) -> bool:
+    fault = plan.fault
+    return fault is not None and fault["type"] == "malformed" and name in fault.get("fields", (name,))
+
+
+def _usage(plan: ReplyPlan) -> dict[str, Any]:
+    if not _malformed(plan, "usage"):
+        return plan.usage
+    return {**plan.usage, **_MALFORMED_USAGE, "completion_tokens": str(plan.usage["completion_tokens"])}
+
+
 def send_json_reply(plan: ReplyPlan, channel: Channel) -> None:
     """The non-streamed reply: one ``chat.completion`` body after the whole generation time."""
     emission, fault = plan.emission, plan.fault
@@ -58,19 +92,36 @@ def send_json_reply(plan: ReplyPlan, channel: Channel) -> None:
         channel.cut()
         return
     echo = plan.echo
-    message: dict[str, Any] = {"role": "assistant", "content": echo.content + "".join(emission.content)}
+    content, finish = emission.content, emission.finish_reason
+    choice: dict[str, Any] = {"index": 0}
+    if fault is not None and fault["type"] == "error_event":  # OpenRouter's in-band error
+        content = content[: max(0, int(fault["after_tokens"]) - len(emission.reasoning))]
+        finish = str(fault.get("finish_reason", "error"))
+        choice["error"] = {"code": 502, "message": OPENROUTER_ERROR["message"]}
+    message: dict[str, Any] = {"role": "assistant", "content": echo.content + "".join(content)}
     if plan.style == "field":
         message["reasoning_content"] = echo.reasoning + "".join(emission.reasoning) or None
+    choice.update(message=message, finish_reason=finish)
     payload = {
         "id": plan.response_id,
         "object": "chat.completion",
         "created": plan.created,
-        "model": plan.model,
-        "choices": [{"index": 0, "message": message, "finish_reason": emission.finish_reason}],
-        "usage": plan.usage,
+        "model": 123 if _malformed(plan, "model") else plan.model,
+        "choices": [choice],
+        "usage": _usage(plan),
     }
     channel.record()
     channel.send_json(200, payload)
+
+
+_BETWEEN_SURROGATES = re.compile(r"(?<=\\ud[89ab][0-9a-f]{2})(?=\\ud[c-f][0-9a-f]{2})")
+
+
+def _split_at_surrogates(piece: str) -> list[bytes]:
+    """``piece`` as JSON string literals (ASCII escapes) cut between the two UTF-16 code units of
+    each astral character: ``"word\\ud83c"``, then ``"\\udf0a"``."""
+    body = json.dumps(piece)[1:-1]  # ensure_ascii: an astral character is \\uXXXX\\uXXXX
+    return [b'"' + part.encode() + b'"' for part in _BETWEEN_SURROGATES.split(body)]
 
 
 def send_stream(plan: ReplyPlan, channel: Channel) -> None:
@@ -78,6 +129,10 @@ def send_stream(plan: ReplyPlan, channel: Channel) -> None:
     channel.send_headers(200, STREAM_HEADERS)
     out = _Writer(plan, channel)
     out.add(out.chunk({"role": "assistant", "content": ""}))
+    if _malformed(plan, "delta"):  # one event whose delta is a string: read as no delta
+        out.add(
+            b"data: " + out.head + b',"choices":[{"index":0,"delta":"garbage","finish_reason":null}]}\n\n'
+        )
     before, pieces = plan.deltas()
     for field_name, piece in before:
         out.add(out.delta(field_name, piece))
@@ -95,8 +150,9 @@ class _Writer:
             "id": plan.response_id,
             "object": "chat.completion.chunk",
             "created": plan.created,
-            "model": plan.model,
+            "model": 123 if _malformed(plan, "model") else plan.model,
         }
+        self.split = _kind(plan) == "split_surrogates"
         self.head = json.dumps(identity, ensure_ascii=False, separators=(",", ":"))[:-1].encode()
         # the per-token chunks differ only in the piece: format them without a json.dumps per dict
         self.openers = {
@@ -113,11 +169,25 @@ class _Writer:
         )
 
     def delta(self, field_name: str, piece: str) -> bytes:
+        if self.split and any(ord(ch) > 0xFFFF for ch in piece):
+            return b"".join(
+                self.openers[field_name] + literal + b'},"finish_reason":null}]}\n\n'
+                for literal in _split_at_surrogates(piece)
+            )
         return (
             self.openers[field_name]
             + json.dumps(piece, ensure_ascii=False).encode()
             + b'},"finish_reason":null}]}\n\n'
         )
+
+    def error_event(self, fault: Mapping[str, Any]) -> bytes:
+        """The fault's mid-stream error, in the shape it names."""
+        shape = fault.get("shape", "openrouter")
+        finish = str(fault.get("finish_reason", "error"))
+        if shape == "openai":
+            return b"data: " + json.dumps({"error": OPENAI_ERROR}).encode() + b"\n\n"
+        extra = "" if shape == "finish" else ',"error":' + json.dumps(OPENROUTER_ERROR)
+        return self.chunk({"content": ""}, finish, extra)
 
     def add(self, data: bytes) -> None:
         self.buffer.append(data)
@@ -138,7 +208,7 @@ def _send_pieces(plan: ReplyPlan, pieces: Sequence[Delta], out: _Writer) -> bool
     at ``after_tokens``; False when the connection was cut."""
     fault = plan.fault
     kind = fault["type"] if fault else None
-    after = int(fault["after_tokens"]) if fault and kind in ("cut", "stall") else -1
+    after = int(fault["after_tokens"]) if fault and kind in ("cut", "stall", "error_event") else -1
     every, delay = plan.keepalive_every, plan.delay
     for index, (field_name, piece) in enumerate(pieces):
         if index == after:
@@ -146,6 +216,9 @@ def _send_pieces(plan: ReplyPlan, pieces: Sequence[Delta], out: _Writer) -> bool
             if kind == "cut":
                 out.channel.record(finish_reason=None, completion_tokens=index)
                 out.channel.cut()
+                return False
+            if kind == "error_event" and fault is not None:
+                _end_with_error(out, fault, index)
                 return False
             time.sleep(float(fault["seconds"]) if fault else 0.0)
         if delay > 0:
@@ -169,6 +242,9 @@ def _finish(plan: ReplyPlan, sent: int, out: _Writer) -> None:
         channel.record(finish_reason=None)
         channel.cut()
         return
+    if kind == "error_event" and fault is not None:  # instead of the final chunk
+        _end_with_error(out, fault, sent)
+        return
     if fault is not None and kind == "stall" and int(fault["after_tokens"]) >= sent:
         out.flush()
         time.sleep(float(fault["seconds"]))
@@ -177,7 +253,7 @@ def _finish(plan: ReplyPlan, sent: int, out: _Writer) -> None:
         out.flush()
         out.end()
         return
-    usage_json = json.dumps(plan.usage, separators=(",", ":"))
+    usage_json = json.dumps(_usage(plan), separators=(",", ":"))
     if plan.usage_chunk == "last":
         out.add(out.chunk({}, plan.finish_reason, ',"usage":' + usage_json))
     else:
@@ -186,5 +262,13 @@ def _finish(plan: ReplyPlan, sent: int, out: _Writer) -> None:
             out.add(b"data: " + out.head + b',"choices":[],"usage":' + usage_json.encode() + b"}\n\n")
     channel.record()
     out.add(b"data: [DONE]\n\n")
+    out.flush()
+    out.end()
+
+
+def _end_with_error(out: _Writer, fault: Mapping[str, Any], sent: int) -> None:
+    """The error event after ``sent`` tokens, then a clean end of the body (no [DONE])."""
+    out.add(out.error_event(fault))
+    out.channel.record(finish_reason="error", completion_tokens=sent)
     out.flush()
     out.end()

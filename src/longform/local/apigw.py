@@ -20,6 +20,13 @@ RESOURCES = (
     (re.compile(r"^/generations$"), "/generations"),
     (re.compile(r"^/batches/(?P<batch_id>[^/]+)$"), "/batches/{batch_id}"),
     (re.compile(r"^/batches$"), "/batches"),
+    (re.compile(r"^/v1/models$"), "/v1/models"),
+    (re.compile(r"^/v1/files/(?P<file_id>[^/]+)/content$"), "/v1/files/{file_id}/content"),
+    (re.compile(r"^/v1/files/(?P<file_id>[^/]+)$"), "/v1/files/{file_id}"),
+    (re.compile(r"^/v1/files$"), "/v1/files"),
+    (re.compile(r"^/v1/batches/(?P<batch_id>[^/]+)/cancel$"), "/v1/batches/{batch_id}/cancel"),
+    (re.compile(r"^/v1/batches/(?P<batch_id>[^/]+)$"), "/v1/batches/{batch_id}"),
+    (re.compile(r"^/v1/batches$"), "/v1/batches"),
 )
 TEST_IDENTITY = {
     "sourceIp": "203.0.113.10",

@@ -9,6 +9,7 @@ nothing of the handler runs after it and Lambda reports ``Runtime.ExitError``.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,9 +32,12 @@ class Kills:
 
 
 @contextlib.contextmanager
-def kill_mid_stream(after_tokens: int, *, times: int = 1, from_stream: int = 1) -> Iterator[Kills]:
+def kill_mid_stream(
+    after_tokens: int, *, times: int = 1, from_stream: int = 1, match: str | None = None
+) -> Iterator[Kills]:
     """Kill the next ``times`` chunk invocations that stream ``after_tokens`` tokens, counting from
-    the ``from_stream``-th request to the provider (1: the first)."""
+    the ``from_stream``-th request to the provider (1: the first); with ``match``, only requests
+    whose messages hold that text count (one job among many running at once)."""
     from longform_core.provider import ProviderClient
 
     kills = Kills()
@@ -42,6 +46,8 @@ def kill_mid_stream(after_tokens: int, *, times: int = 1, from_stream: int = 1) 
 
     def chat(self: ProviderClient, body: dict[str, Any], **kwargs: Any) -> Any:
         on_progress = kwargs.pop("on_progress", None)
+        if match is not None and match not in json.dumps(body.get("messages"), ensure_ascii=False):
+            return real_chat(self, body, on_progress=on_progress, **kwargs)
         with kills._lock:
             streams[0] += 1
             armed = streams[0] >= from_stream

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .apigw import api_event
 from .cloud import LocalCloud
+from .openai_chat import ChatCompletions
 
 API_FUNCTION = "ApiFunction"
 STAGE = "local"
@@ -37,6 +38,9 @@ def content_length_problem(value: str | None) -> tuple[int, str] | None:
     if int(text) > MAX_BODY_BYTES:
         return 413, f"Request Too Long: the body may be at most {MAX_BODY_BYTES} bytes"
     return None
+
+
+CHAT_COMPLETIONS = "/v1/chat/completions"  # served here, not by the function: it streams, and waits
 
 
 def proxy_event(method: str, target: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -67,6 +71,11 @@ class LocalApi:
 
     def __init__(self, cloud: LocalCloud, *, host: str = "127.0.0.1", port: int = 8787):
         self.cloud = cloud
+        # one request at a time in the function, as in one Lambda container: the resolver keeps the
+        # current event in module state, and concurrent requests (a stream polling while another
+        # client submits) would read each other's
+        self._function_lock = threading.Lock()
+        self.chat = ChatCompletions(self.invoke)
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -83,6 +92,9 @@ class LocalApi:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if self.command == "POST" and urlsplit(self.path).path.rstrip("/") == CHAT_COMPLETIONS:
+                    api.chat.handle(self, headers, body)
+                    return
                 self._answer(*api.invoke(self.command, self.path, headers, body))
 
             def _answer(self, status: int, out_headers: dict[str, str], out_body: bytes) -> None:
@@ -122,7 +134,8 @@ class LocalApi:
     ) -> tuple[int, dict[str, str], bytes]:
         event = proxy_event(method, target, headers, body)
         try:
-            result = self.cloud.invoke(API_FUNCTION, event)
+            with self._function_lock:
+                result = self.cloud.invoke(API_FUNCTION, event)
         except Exception as exc:  # the real integration answers 502 for a crashed function
             payload = json.dumps({"message": "Internal server error", "error": type(exc).__name__}).encode()
             return 502, {"Content-Type": "application/json"}, payload

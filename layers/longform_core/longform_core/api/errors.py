@@ -7,6 +7,7 @@ request validation error and, for no matching route, ``NotFoundError`` (answered
 when the path is known, else 404). Anything else is a 500 without a stack trace.
 """
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,9 +32,12 @@ from ..errors import (
     RequestInvalid,
 )
 from ..models import JobStatus
+from ..openai.errors import from_longform
+from ..openai.files import FileNotFound
 from .schemas import JSON, ErrorBody, ProblemModel
 
 logger = Logger(child=True)
+OPENAI_PREFIX = "/v1/"
 
 # the routes, for 405 (a known path with another method) versus 404 (no such path)
 ROUTE_METHODS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
@@ -42,6 +46,13 @@ ROUTE_METHODS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
     (re.compile(r"^/generations/[^/]+/output/?$"), frozenset({"GET"})),
     (re.compile(r"^/batches/?$"), frozenset({"GET", "POST"})),
     (re.compile(r"^/batches/[^/]+/?$"), frozenset({"GET", "DELETE"})),
+    (re.compile(r"^/v1/models/?$"), frozenset({"GET"})),
+    (re.compile(r"^/v1/files/?$"), frozenset({"GET", "POST"})),
+    (re.compile(r"^/v1/files/[^/]+/?$"), frozenset({"GET", "DELETE"})),
+    (re.compile(r"^/v1/files/[^/]+/content/?$"), frozenset({"GET"})),
+    (re.compile(r"^/v1/batches/?$"), frozenset({"GET", "POST"})),
+    (re.compile(r"^/v1/batches/[^/]+/?$"), frozenset({"GET"})),
+    (re.compile(r"^/v1/batches/[^/]+/cancel/?$"), frozenset({"POST"})),
 )
 
 
@@ -151,6 +162,10 @@ def _batch_not_found(exc: BatchNotFound, event: APIGatewayProxyEvent) -> ErrorBo
     return _body("BatchNotFound", str(exc), ("batch_id", "no such batch"), batch_id=batch_id)
 
 
+def _file_not_found(exc: FileNotFound, _: APIGatewayProxyEvent) -> ErrorBody:
+    return _body("FileNotFound", str(exc), ("file_id", "no such file"))
+
+
 def _batch_already_finished(exc: BatchAlreadyFinished, _: APIGatewayProxyEvent) -> ErrorBody:
     return _body(
         "BatchAlreadyFinished", str(exc), ("batch_id", f"already {exc.status}"), batch_id=exc.batch_id
@@ -205,6 +220,7 @@ ERRORS: dict[type[Exception], ErrorRule[Any]] = {
     PayloadTooLarge: ErrorRule(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _payload_too_large),
     BatchInvalid: ErrorRule(HTTPStatus.BAD_REQUEST, _batch_invalid),
     BatchNotFound: ErrorRule(HTTPStatus.NOT_FOUND, _batch_not_found),
+    FileNotFound: ErrorRule(HTTPStatus.NOT_FOUND, _file_not_found),
     BatchAlreadyFinished: ErrorRule(HTTPStatus.CONFLICT, _batch_already_finished),
     Exception: ErrorRule(HTTPStatus.INTERNAL_SERVER_ERROR, _internal_error),
 }
@@ -229,9 +245,19 @@ def error_response(exc: Exception, event: APIGatewayProxyEvent) -> Response[str]
     rule = next(ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS)
     if rule.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
         logger.exception("unhandled error")
+    body = rule.body(exc, event)
+    if event.path.startswith(OPENAI_PREFIX):  # the OpenAI-compatible routes answer in OpenAI's shape
+        return Response(
+            status_code=rule.status.value,
+            content_type=JSON,
+            body=json.dumps(
+                from_longform(rule.status.value, body.model_dump(mode="json", exclude_none=True))
+            ),
+            headers=rule.headers(exc) if rule.headers else None,
+        )
     return Response(
         status_code=rule.status.value,
         content_type=JSON,
-        body=rule.body(exc, event).model_dump_json(exclude_none=True),
+        body=body.model_dump_json(exclude_none=True),
         headers=rule.headers(exc) if rule.headers else None,
     )

@@ -11,12 +11,16 @@ from ..request import GenerationRequest
 from ..services import MetricsSink, Services
 from .batch_routes import BatchReference, batch_router
 from .errors import error_response
+from .openai_batch_routes import openai_batch_router
+from .openai_routes import openai_router
 from .routes import router
 from .schemas import JSON
 
 app = APIGatewayRestResolver(enable_validation=True)
 app.include_router(router)
 app.include_router(batch_router)
+app.include_router(openai_router)
+app.include_router(openai_batch_router)
 
 
 def _on_error(exc: Exception) -> Response[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ def add_batch_command(sub: argparse._SubParsersAction[Any]) -> None:
     batch.add_argument("--emulator", action="store_true", help="the built-in emulator, whatever else is set")
     batch.add_argument("--base-url", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     batch.add_argument(
-        "--api-key-env", default="DEEPINFRA_API_KEY", help="environment variable holding the API key"
+        "--api-key-env",
+        help="the environment variable holding the API key for --base-url (default: none for another "
+        "server; DEEPINFRA_API_KEY, sent only to DeepInfra)",
     )
     batch.add_argument("--model", help="the model of every line that names none")
     batch.add_argument(
@@ -50,6 +53,11 @@ def add_batch_command(sub: argparse._SubParsersAction[Any]) -> None:
     )
     batch.add_argument("--context-length", type=int, help="the model's context length, when known")
     batch.add_argument("--emulator-token-delay", type=float, help="emulator: seconds per token (slow model)")
+    batch.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="keep the lines' jobs in DIR (longform list --state-dir DIR shows them; default: in memory)",
+    )
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.add_argument("--verbose", action="store_true", help="show the handlers' INFO logs on stderr")
     batch.set_defaults(func=cmd_batch)
@@ -59,9 +67,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     from longform_core.errors import RequestInvalid
 
+    from longform.cli import UsageError, check_base_url
     from longform.local.batch_runner import BatchRunOptions, print_summary, run_batch
     from longform.local.providers import ProviderChoiceError
+    from longform.local.state import StateDirBusy
 
+    try:
+        check_base_url(args.base_url)
+    except UsageError as exc:
+        sys.stderr.write(f"longform: {exc}\n")
+        return INVALID_EXIT
     path = Path(args.file)
     if not path.is_file():
         sys.stderr.write(f"longform: no such file: {path}\n")
@@ -80,10 +95,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         verbose=args.verbose,
         progress=not args.quiet,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
     )
     if args.max_concurrency is not None and args.max_concurrency < 1:
         sys.stderr.write("longform: --max-concurrency must be at least 1\n")
         return INVALID_EXIT
+    restore_signals = None
+    if threading.current_thread() is threading.main_thread():
+        from longform.local.stopping import raise_on_signals
+
+        # a stop ends the process in time; the lines that ended are in the checkpoint already
+        restore_signals = raise_on_signals(INTERRUPTED_EXIT)
     try:
         summary = run_batch(options)
     except RequestInvalid as exc:
@@ -98,9 +120,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except ProviderChoiceError as exc:
         sys.stderr.write(f"longform: {exc}\n")
         return exc.exit_code
+    except StateDirBusy as exc:
+        sys.stderr.write(f"longform: {exc}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("longform: stopped; run the same command again to resume\n")
         return INTERRUPTED_EXIT
+    finally:
+        if restore_signals is not None:
+            restore_signals()
     print_summary(summary, sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(summary.to_json(), default=str))

@@ -84,6 +84,26 @@ def _request_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "stream": False if getattr(args, "provider_stream", None) is False else None,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
+    return with_system_prompt(data, args)
+
+
+def with_system_prompt(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``--system TEXT`` / ``--system-file F``: the request as messages, the system prompt first."""
+    text, file = getattr(args, "system", None), getattr(args, "system_file", None)
+    if text is None and file is None:
+        return data
+    system = text if text is not None else _read_text_arg(str(file), "--system-file")
+    if "prompt" in data and "messages" not in data:
+        data = dict(data)
+        prompt = data.pop("prompt")
+        data["messages"] = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+        return data
+    messages = data.get("messages")
+    if isinstance(messages, list) and any(
+        isinstance(m, dict) and m.get("role") == "system" for m in messages
+    ):
+        raise UsageError("--system: the request already has a system message; give one or the other")
+    data["messages"] = [{"role": "system", "content": system}, *(messages or [])]
     return data
 
 
@@ -99,9 +119,16 @@ def _print_invalid(exc: Any, as_json: bool) -> int:
 # ---- local jobs ----------------------------------------------------------------------------------
 
 
+def check_base_url(url: str | None) -> None:
+    """A --base-url without a scheme (``localhost:8080``) is named with the fix, before anything starts."""
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url {url}: add http:// (e.g. --base-url http://{url.split('://')[-1]})")
+
+
 def _provider_options(args: argparse.Namespace) -> Any:
     from longform.local.providers import ProviderOptions
 
+    check_base_url(args.base_url)
     emulator: dict[str, Any] = {}
     if getattr(args, "emulator_token_delay", None):
         emulator["token_delay"] = args.emulator_token_delay
@@ -207,8 +234,11 @@ def _handle_interrupts(args: argparse.Namespace, options: Any) -> None:
     text is in its draft; nothing half-done is committed). A second Ctrl-C exits at once."""
 
     def first(signum: int, frame: Any) -> None:
+        from longform.local.stopping import arm_exit
+
         signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
         signal.signal(signal.SIGTERM, lambda *_: os._exit(EXIT_INTERRUPTED))
+        arm_exit(EXIT_INTERRUPTED)  # whatever the summary's reads meet, the process ends in time
         options.stop.set()
 
     def exit_now(summary: Any) -> None:
@@ -225,6 +255,8 @@ def _handle_interrupts(args: argparse.Namespace, options: Any) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from longform.local.runner import run
 
+    if args.out is None and not (args.json or args.quiet) and not sys.stdout.isatty():
+        args.out = "-"  # `longform run ... > answer.md`: the answer on stdout (as llm), the rest on stderr
     options = _run_options(args, _request_from_args(args))
     return _with_interrupts(args, options, lambda: run(options))
 
@@ -409,9 +441,6 @@ def _same_provider(record: dict[str, Any] | None, provider: Any) -> bool:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import time
-
-    from longform.local import batch as local_batch
     from longform.local.aws import quiet_moto_logs
     from longform.local.cloud import CloudConfig, LocalCloud
     from longform.local.providers import ProviderChoiceError, choose_provider
@@ -421,6 +450,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not _port_free(args.host, args.port):
         return _fail(f"port {args.port} on {args.host} is in use (another longform serve?); pass --port N")
+    if threading.current_thread() is threading.main_thread():
+        from longform.local.stopping import raise_on_signals
+
+        raise_on_signals(EXIT_OK)  # from the start: a stop while resuming jobs is a stop too
     try:
         with choose_provider(_provider_options(args)) as provider, quiet_moto_logs():
             config = CloudConfig(
@@ -440,50 +473,68 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                     api = LocalApi(cloud, host=args.host, port=args.port).start()
                 except OSError as exc:
                     return _fail(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
-                unfinished: list[str] = []
-                elsewhere: list[str] = []
-                batches = local_batch.unfinished_batches(cloud)
-                for batch_id in batches:  # as batches: their cap holds, their output is written
-                    local_batch.resume_batch(cloud, batch_id)
-                for job_id in cloud.unfinished_jobs():
-                    if cloud.store_dir.leases.holder(job_id) or job_id.startswith(
-                        tuple(f"{b}-" for b in batches)
-                    ):
-                        continue  # another live process runs it, or its batch does
-                    record = cloud.state.load_run(job_id) if cloud.state else None
-                    (unfinished if _same_provider(record, provider) else elsewhere).append(job_id)
-                for job_id in unfinished:
-                    cloud.resume(job_id)
-                if threading.current_thread() is threading.main_thread():
-                    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
-                    signal.signal(signal.SIGINT, signal.default_int_handler)
-                example = json.dumps({"prompt": "Write a 20,000-word story"})
-                print(f"longform API on {api.url}/generations (local, no auth)")
-                print(f"  OpenAI-compatible on {api.url}/v1 (chat completions, models, files, batches)")
-                print(f"  model {provider.model} on {provider.label}")
-                print(
-                    f"  jobs kept in {args.state_dir}"
-                    + (f"; resumed {len(unfinished)} unfinished" if unfinished else "")
-                    + (f"; resumed {len(batches)} unfinished batch(es)" if batches else "")
-                )
-                for job_id in elsewhere:
-                    print(f"  not resumed (started by longform run on another provider): {job_id}")
-                print(f"  try: curl -s -X POST {api.url}/generations -d '{example}'")
-                sys.stdout.flush()
+                except KeyboardInterrupt:  # here, not after LocalCloud's exit: it waits for executions
+                    _serve_stopped(_state_dir(args))
                 try:
-                    while True:
-                        time.sleep(3600)
+                    _serve_forever(cloud, api, provider, args)
                 except KeyboardInterrupt:
-                    running = len(cloud.unfinished_jobs())
-                    note = f"; {running} unfinished job(s) resume at the next start" if running else ""
-                    print(f"\nlongform serve stopped{note}")
-                    sys.stdout.flush()
-                    os._exit(EXIT_OK)  # running executions are abandoned: their state is on disk
+                    _serve_stopped(_state_dir(args))
+    except KeyboardInterrupt:
+        _serve_stopped(_state_dir(args))
     except ProviderChoiceError as exc:
         return _fail(str(exc), exc.exit_code)
     except StateDirBusy as exc:
         return _fail(str(exc))
     return EXIT_OK
+
+
+def _serve_forever(cloud: Any, api: Any, provider: Any, args: argparse.Namespace) -> NoReturn:
+    """Resume the unfinished batches and jobs of this provider, say where the API is, and serve
+    until a signal."""
+    import time
+
+    from longform.local import batch as local_batch
+
+    unfinished: list[str] = []
+    elsewhere: list[str] = []
+    batches = local_batch.unfinished_batches(cloud)
+    for batch_id in batches:  # as batches: their cap holds, their output is written
+        local_batch.resume_batch(cloud, batch_id)
+    for job_id in cloud.unfinished_jobs():
+        if cloud.store_dir.leases.holder(job_id) or job_id.startswith(tuple(f"{b}-" for b in batches)):
+            continue  # another live process runs it, or its batch does
+        record = cloud.state.load_run(job_id) if cloud.state else None
+        (unfinished if _same_provider(record, provider) else elsewhere).append(job_id)
+    for job_id in unfinished:
+        cloud.resume(job_id)
+    example = json.dumps({"prompt": "Write a 20,000-word story"})
+    print(f"longform API on {api.url}/generations (local, no auth)")
+    print(f"  OpenAI-compatible on {api.url}/v1 (chat completions, models, files, batches)")
+    print(f"  model {provider.model} on {provider.label}")
+    resumed = f"; resumed {len(unfinished)} unfinished" if unfinished else ""
+    resumed += f"; resumed {len(batches)} unfinished batch(es)" if batches else ""
+    print(f"  jobs kept in {args.state_dir}{resumed}")
+    for job_id in elsewhere:
+        print(f"  not resumed (started by longform run on another provider): {job_id}")
+    print(f"  try: curl -s -X POST {api.url}/generations -d '{example}'")
+    sys.stdout.flush()
+    while True:
+        time.sleep(3600)
+
+
+def _serve_stopped(state_dir: Path) -> NoReturn:
+    """serve's stop: the unfinished jobs counted on disk (not through moto, whose listing can fail
+    while executions write), one line, and the process ends (executions abandoned: their state is
+    on disk, and the next start resumes them)."""
+    from longform.local.stopping import exit_now, write_line
+
+    try:
+        running = sum(1 for job in _local_jobs(state_dir) if not job.manifest.terminal)
+    except Exception:  # a stop never fails on what it only reports
+        running = 0
+    note = f"; {running} unfinished job(s) resume at the next start" if running else ""
+    write_line(f"\nlongform serve stopped{note}")
+    exit_now(EXIT_OK)
 
 
 def _cmd_drop(args: argparse.Namespace) -> int:
@@ -504,6 +555,14 @@ def _cmd_drop(args: argparse.Namespace) -> int:
         body = path.read_bytes()  # before anything starts
     except OSError as exc:
         return _fail(f"{args.file}: {exc.strerror or exc}", EXIT_USAGE)
+    if path.suffix == ".json":  # the drop folder's own check (drop_folder._parse), before anything starts
+        from longform_core.errors import RequestInvalid
+        from longform_core.request import parse_request
+
+        try:
+            parse_request(body)
+        except RequestInvalid as exc:
+            return _print_invalid(exc, False)
     try:
         with choose_provider(_provider_options(args)) as provider, quiet_moto_logs():
             config = CloudConfig(
@@ -568,13 +627,19 @@ def _api_call(args: argparse.Namespace, fn: Any) -> int:
     return EXIT_OK
 
 
+def _show_view(args: argparse.Namespace, client: Any, view: Any) -> None:
+    from longform.views import print_view
+
+    print_view(view, as_json=args.json, api=client.base_url)
+
+
 def _cmd_submit(args: argparse.Namespace) -> int:
     raw = _request_from_args(args)
-    return _api_call(args, lambda c: _print(c.submit(raw, idempotency_key=args.idempotency_key)))
+    return _api_call(args, lambda c: _show_view(args, c, c.submit(raw, idempotency_key=args.idempotency_key)))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    return _api_call(args, lambda c: _print(c.status(args.job_id)))
+    return _api_call(args, lambda c: _show_view(args, c, c.status(args.job_id)))
 
 
 def _cmd_output(args: argparse.Namespace) -> int:
@@ -598,7 +663,7 @@ def _cmd_output(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    return _api_call(args, lambda c: _print(c.cancel(args.job_id)))
+    return _api_call(args, lambda c: _show_view(args, c, c.cancel(args.job_id)))
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
@@ -630,17 +695,21 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        if " not allowed with argument " in message:  # --prompt with --prompt-file: one line
+            self.exit(EXIT_USAGE, f"{self.prog}: error: {message.replace('argument ', '')}\n")
         if message.startswith("unrecognized arguments:"):
             known = [s for a in self._actions for s in a.option_strings]
             for sub in self._subparsers._group_actions if self._subparsers else []:
                 for parser in getattr(sub, "choices", {}).values():
                     known += [s for a in parser._actions for s in a.option_strings]
             wrong = [w for w in message.split(":", 1)[1].split() if w.startswith("-")]
-            hints = [
-                f"{w} (did you mean {m[0]}?)"
-                for w in wrong
-                if (m := difflib.get_close_matches(w.split("=")[0], known, 1))
-            ]
+            hints = []
+            for w in wrong:
+                option = w.split("=")[0]
+                if option in known:  # another command's option: a did-you-mean would name it back
+                    hints.append(f"{w} (not an option of this command; `longform COMMAND --help` lists them)")
+                elif m := difflib.get_close_matches(option, known, 1):
+                    hints.append(f"{w} (did you mean {m[0]}?)")
             if hints:
                 message = "unrecognized arguments: " + ", ".join(hints)
         self.print_usage(sys.stderr)
@@ -653,6 +722,9 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--prompt", metavar="TEXT", help="the prompt text; - reads it from stdin")
     source.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
     source.add_argument("--request", metavar="FILE", help="a JSON request file (the public request format)")
+    system = parser.add_mutually_exclusive_group()
+    system.add_argument("--system", metavar="TEXT", help="a system prompt (sent before the prompt)")
+    system.add_argument("--system-file", metavar="FILE", help="read the system prompt from FILE")
     parser.add_argument("--model", help="the model (default: the provider's; see --base-url)")
     parser.add_argument(
         "--max-tokens-per-request", type=int, metavar="N", help="per-request output cap (default 16384)"
@@ -685,8 +757,8 @@ def add_provider_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--api-key-env",
         metavar="VAR",
-        default="DEEPINFRA_API_KEY",
-        help="the environment variable that holds the provider's API key",
+        help="the environment variable that holds the provider's API key (default: DEEPINFRA_API_KEY, "
+        "sent only to DeepInfra; a --base-url server gets a key only when this names it)",
     )
     group.add_argument(
         "--emulator-token-delay",
@@ -786,6 +858,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--context-length", type=int, metavar="N", help="the model's context length (default: as started)"
     )
+    resume.add_argument("--model", help="the model (default: as started)")
     resume.add_argument(
         "--no-provider-stream",
         dest="provider_stream",
@@ -847,6 +920,8 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="VAR",
             help="send the API key held in this environment variable as x-api-key (instead of SigV4)",
         )
+        if p.prog.split()[-1] in ("submit", "status", "cancel"):
+            p.add_argument("--json", action="store_true", help="the API's JSON instead of the readable view")
 
     submit = sub.add_parser("submit", help="submit a job to a deployed or local API")
     client_args(submit)

@@ -120,9 +120,10 @@ def test_drop_command_runs_the_drop_folder_locally(
     )
     bad = tmp_path / "bad.json"
     bad.write_text('{"prompt": ""}')
-    assert main(["drop", str(bad), "--out", str(out)]) == 1
-    problems = json.loads((out / "bad.error.json").read_text())["problems"]
-    assert problems == [{"field": "prompt", "message": "must not be empty"}]
+    capsys.readouterr()
+    assert main(["drop", str(bad), "--out", str(out)]) == 2  # the drop folder's check, before anything starts
+    assert "  - prompt: must not be empty" in capsys.readouterr().err
+    assert not (out / "bad.error.json").exists()
 
 
 # ---- issue 10: one-line errors, explicit provider choice, exit codes, local state ----------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 
@@ -63,12 +64,17 @@ def test_unknown_job_is_a_404_json_error(served) -> None:
 def test_cli_client_commands(served, emulator, capsys: pytest.CaptureFixture[str]) -> None:
     _, api = served
     prompt = "Write about kelp. [emulator answer_tokens=900]"
-    assert main(["submit", "--api", api.url, "--prompt", prompt, "--max-tokens-per-request", "400"]) == 0
+    submit = ["submit", "--api", api.url, "--prompt", prompt, "--max-tokens-per-request", "400", "--json"]
+    assert main(submit) == 0
     job_id = json.loads(capsys.readouterr().out)["job_id"]
     client = ApiClient(api.url)
     wait_terminal(client, job_id)
-    assert main(["status", "--api", api.url, job_id]) == 0
+    assert main(["status", "--api", api.url, job_id, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "succeeded"
+    assert main(["status", "--api", api.url, job_id]) == 0  # the readable view, as `longform show`
+    view = capsys.readouterr().out
+    for row in (rf"job\s+{job_id}", r"status\s+succeeded", r"output tokens\s+900"):
+        assert re.search(rf"^{row}$", view, re.MULTILINE), view
     assert main(["output", "--api", api.url, job_id, "--follow", "--poll", "0.05"]) == 0
     assert capsys.readouterr().out == expected({"prompt": prompt}, emulator).answer
     assert main(["cancel", "--api", api.url, job_id]) == 1  # already finished: 409

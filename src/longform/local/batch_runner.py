@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from .aws import quiet_moto_logs
 from .cloud import CloudConfig, LocalCloud
-from .providers import EMULATOR_MODEL, Provider, ProviderOptions, choose_provider
+from .providers import DEFAULT_API_KEY_ENV, EMULATOR_MODEL, Provider, ProviderOptions, choose_provider
 
 PARTIAL_SUFFIX = ".partial"
 PARTIAL_VERSION = 2  # 2: lines keyed by their line number (1 keyed them by content: identical lines collided)
@@ -38,7 +38,7 @@ class BatchRunOptions:
     out: Path | None = None
     max_concurrency: int | None = None
     base_url: str | None = None
-    api_key_env: str = "DEEPINFRA_API_KEY"
+    api_key_env: str | None = None  # None: DEEPINFRA_API_KEY, sent only to DeepInfra
     model: str | None = None
     max_tokens_per_request: int | None = None
     context_length: int | None = None
@@ -48,6 +48,7 @@ class BatchRunOptions:
     resume: bool = True
     verbose: bool = False
     progress: bool = True
+    state_dir: Path | None = None  # keep the jobs on disk there (longform list / show see them)
 
 
 @dataclass
@@ -165,7 +166,8 @@ def _emulator_or_provider(options: BatchRunOptions) -> Iterator[tuple[Provider, 
     """The provider as every local command chooses it (``providers.choose_provider``: --emulator,
     --base-url, else DeepInfra when its key is set, else the emulator), with the emulator's server
     itself when it is the emulator (it counts the requests it has at once)."""
-    if not options.emulator and (options.base_url or os.environ.get(options.api_key_env)):
+    key_env = options.api_key_env or DEFAULT_API_KEY_ENV
+    if not options.emulator and (options.base_url or os.environ.get(key_env)):
         choice = ProviderOptions(
             base_url=options.base_url, model=options.model, api_key_env=options.api_key_env
         )
@@ -211,6 +213,7 @@ def _cloud(options: BatchRunOptions) -> Iterator[_Stack]:
             retry_sleep_scale=options.retry_sleep_scale,
             log_level="INFO" if options.verbose else "WARNING",
             extra_env=extra,
+            state_dir=options.state_dir,
         )
         with LocalCloud(config) as cloud:
             yield _Stack(cloud, provider.label, provider.model, emulator)

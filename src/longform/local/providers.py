@@ -6,6 +6,9 @@
 - otherwise real DeepInfra when the API key variable (``DEEPINFRA_API_KEY``) is set, said on the
   first line, else the emulator.
 
+A key goes only where it belongs: ``DEEPINFRA_API_KEY`` only to DeepInfra's URL; another server
+gets a key only when ``--api-key-env VAR`` names the variable for it (``key_for``).
+
 A provider that cannot be reached fails in seconds with one line (a bounded retry of a cheap
 ``GET /models``), not after minutes of the state machine's retries.
 """
@@ -42,11 +45,30 @@ class ProviderOptions:
     emulator: bool = False  # force the emulator
     base_url: str | None = None
     model: str | None = None
-    api_key_env: str = DEFAULT_API_KEY_ENV
+    api_key_env: str | None = None  # None: DEEPINFRA_API_KEY, and only for DeepInfra's URL
     emulator_settings: dict[str, Any] = field(default_factory=dict)  # EmulatorSettings fields
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    @property
+    def key_env(self) -> str:
+        return self.api_key_env or DEFAULT_API_KEY_ENV
+
+
+def _host(url: str) -> str:
+    return (httpx.URL(url).host or "").lower()
+
+
+def key_for(base_url: str, api_key_env: str | None) -> str | None:
+    """The API key to send to ``base_url``: the variable ``--api-key-env`` names, when it names one;
+    otherwise ``DEEPINFRA_API_KEY``, and only when ``base_url`` is DeepInfra's own host. A key is
+    never sent to a server it was not meant for."""
+    if api_key_env:
+        return os.environ.get(api_key_env) or None
+    if _host(base_url) == _host(DEEPINFRA_BASE_URL):
+        return os.environ.get(DEFAULT_API_KEY_ENV) or None
+    return None
 
 
 @dataclass(frozen=True)
@@ -89,7 +111,12 @@ def check_server(base_url: str, api_key: str | None, model: str | None, *, key_e
     ``ProviderChoiceError`` when the server is unreachable, refuses the key, or the model is unclear."""
     response = _get_models(base_url, api_key)
     if response.status_code in (401, 403):
-        hint = f"${key_env} is not set" if not api_key else f"the key in ${key_env} was refused"
+        hint = (
+            f"the key in ${key_env} was refused"
+            if api_key
+            else f"no API key was sent (--api-key-env VAR sends the key held in $VAR; ${key_env} is "
+            "sent only to its own provider)"
+        )
         raise ProviderChoiceError(f"{base_url} answered {response.status_code} to GET /models: {hint}")
     if model:
         return model
@@ -110,20 +137,21 @@ def check_server(base_url: str, api_key: str | None, model: str | None, *, key_e
 @contextlib.contextmanager
 def choose_provider(options: ProviderOptions, *, check: bool = True) -> Iterator[Provider]:
     """The provider ``options`` select (an emulator lives as long as the context)."""
-    key = os.environ.get(options.api_key_env) or None
     if options.base_url and not options.emulator:
+        key = key_for(options.base_url, options.api_key_env)
         model = options.model
         if check:
-            model = check_server(options.base_url, key, options.model, key_env=options.api_key_env)
+            model = check_server(options.base_url, key, options.model, key_env=options.key_env)
         elif not model:
             raise ProviderChoiceError("--base-url needs --model (or a server that lists one)", exit_code=2)
         yield Provider("server", options.base_url, key, model, f"the server at {options.base_url}")
         return
+    key = os.environ.get(options.key_env) or None
     if key and not options.emulator:
         model = options.model or DEEPINFRA_DEFAULT_MODEL
         if check:
-            check_server(DEEPINFRA_BASE_URL, key, model, key_env=options.api_key_env)
-        label = f"DeepInfra (because ${options.api_key_env} is set; --emulator for the local emulator)"
+            check_server(DEEPINFRA_BASE_URL, key, model, key_env=options.key_env)
+        label = f"DeepInfra (because ${options.key_env} is set; --emulator for the local emulator)"
         yield Provider("deepinfra", DEEPINFRA_BASE_URL, key, model, label)
         return
     from longform.emulator.server import EmulatorServer, EmulatorSettings

@@ -359,8 +359,8 @@ def _finished(
         if manifest is not None and manifest.terminal:
             rederive_outputs(cloud, job_id)  # the job ended but its files did not all reach the disk
         result = store.get_result(job_id)
-        if result is not None:
-            answer = store.get_text(result.output_key) or ""
+        answer = (store.get_text(result.output_key) or "") if result is not None else ""
+        if result is not None and (answer or result.status != "failed"):  # a failed job: no empty --out
             reasoning = store.get_text(result.reasoning_key) if result.reasoning_key else None
             out = _write_answer(options, job_id, answer, reasoning)
             if out is not None:
@@ -599,8 +599,10 @@ def print_summary(summary: RunSummary, stream: TextIO) -> None:
     from longform_core.infra_cost import InfraCost, summary_line
 
     rows = [("status", f"{describe_status(summary)}  (job {summary.job_id})")]
-    if summary.finish_reason or summary.stop_reason:
-        rows.append(("finish", f"{summary.finish_reason or '-'} (stop: {summary.stop_reason or '-'})"))
+    if (
+        summary.stop_reason and summary.stop_reason != summary.finish_reason
+    ):  # "stop (stop: stop)" says nothing
+        rows.append(("finish", f"{summary.finish_reason or '-'} (stop: {summary.stop_reason})"))
     tokens = f"output {summary.output_tokens:,}"
     if summary.prompt_tokens is not None:
         tokens = f"prompt {summary.prompt_tokens:,}, " + tokens
@@ -622,7 +624,12 @@ def print_summary(summary: RunSummary, stream: TextIO) -> None:
             )
         )
     if summary.estimated_cost_usd is not None:
-        rows.append(("estimated cost", f"${summary.estimated_cost_usd:.6f}"))
+        illustration = (
+            " (the emulator's illustrative price: nothing is billed)"
+            if "emulator" in summary.provider
+            else ""
+        )
+        rows.append(("estimated cost", f"${summary.estimated_cost_usd:.6f}{illustration}"))
     if summary.infrastructure_cost is not None:
         rows.append(("AWS cost", summary_line(InfraCost.model_validate(summary.infrastructure_cost))))
     if summary.context_used is not None and summary.context_length:
@@ -635,16 +642,21 @@ def print_summary(summary: RunSummary, stream: TextIO) -> None:
         )
     if summary.error:
         rows.append(("error", summary.error))
+    longest = summary.max_invocation_seconds
     rows.append(
         (
             "time",
-            f"{summary.duration_seconds:.1f}s (longest invocation {summary.max_invocation_seconds:.1f}s)",
+            f"{summary.duration_seconds:.1f}s"
+            + (f" (longest chunk invocation {longest:.1f}s)" if longest >= 0.1 else ""),
         )
     )
     where = summary.output_path or "stdout"
     if summary.result_path:
         where += f"  (result: {summary.result_path})"
     rows.append(("output", where))
+    reasoning = Path(summary.output_path).with_suffix(".reasoning.md") if summary.output_path else None
+    if reasoning is not None and reasoning.is_file():
+        rows.append(("reasoning", str(reasoning)))
     if summary.state_dir:
         rows.append(
             (

@@ -23,6 +23,23 @@ from .openai_chat import ChatCompletions
 API_FUNCTION = "ApiFunction"
 STAGE = "local"
 TEXT_TYPES = ("application/json", "text/", "application/problem+json")
+# API Gateway's REST API payload quota: a larger body is refused with 413 before the function runs
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+def content_length_problem(value: str | None) -> tuple[int, str] | None:
+    """The (status, message) a proxy answers for a ``Content-Length`` it cannot use, None when it
+    is absent or a usable size: not a number or negative is 400, over the payload quota 413."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()):  # "abc", "-5", "1.5", "", "²" (a digit int() refuses)
+        return 400, f"Content-Length {value!r} is not a byte count"
+    if int(text) > MAX_BODY_BYTES:
+        return 413, f"Request Too Long: the body may be at most {MAX_BODY_BYTES} bytes"
+    return None
+
+
 CHAT_COMPLETIONS = "/v1/chat/completions"  # served here, not by the function: it streams, and waits
 
 
@@ -66,17 +83,27 @@ class LocalApi:
             server_version = "longform-local-api"
 
             def _handle(self) -> None:
+                problem = content_length_problem(self.headers.get("content-length"))
+                if problem is not None:  # the body cannot be read: answer, then close the connection
+                    self.close_connection = True
+                    payload = json.dumps({"message": problem[1]}).encode()
+                    self._answer(problem[0], {"Content-Type": "application/json"}, payload)
+                    return
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 if self.command == "POST" and urlsplit(self.path).path.rstrip("/") == CHAT_COMPLETIONS:
                     api.chat.handle(self, headers, body)
                     return
-                status, out_headers, out_body = api.invoke(self.command, self.path, headers, body)
+                self._answer(*api.invoke(self.command, self.path, headers, body))
+
+            def _answer(self, status: int, out_headers: dict[str, str], out_body: bytes) -> None:
                 self.send_response(status)
                 for key, value in out_headers.items():
                     if key.lower() not in ("content-length", "connection", "transfer-encoding"):
                         self.send_header(key, value)
+                if self.close_connection:
+                    self.send_header("Connection", "close")
                 self.send_header("Content-Length", str(len(out_body)))
                 self.end_headers()
                 if self.command != "HEAD":

@@ -1,0 +1,88 @@
+"""Stopping promptly: SIGTERM and SIGINT end a local command within ``STOP_GRACE_SECONDS``,
+whatever the load and whatever the other threads are doing.
+
+systemd and Docker wait 10 s after SIGTERM, then SIGKILL. A local command holds executions of the
+state machine in threads (moto's interpreter), an HTTP server, an emulator: none of them needs to
+be waited for, because every object the jobs wrote is already whole on disk (a write is a
+temporary file renamed into place) and the next ``resume`` or ``serve`` continues from there. So a
+stop does the little it has to (a summary, a checkpoint) under a deadline, and then ends the process
+with ``os._exit``: no waiting for the executions' threads, no interpreter teardown (a full garbage
+collection of moto's objects, which takes seconds on a loaded machine).
+
+Why ``serve`` once ignored SIGTERM: its stop path asked moto for the unfinished jobs
+(``list_objects_v2`` and a read of every manifest) while executions were still writing and deleting
+drafts; under load moto's listing can fail mid-iteration (a key deleted between its copy of the
+key list and its read of the key, a reader handed a closed buffer), and the exception left the
+``with LocalCloud`` block through ``__exit__``, which waits for every running execution to end
+(up to 120 s each) before the process could exit. The stop path now reads the state directory on
+disk, never moto, and runs under the deadline armed by :func:`arm_exit`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn, TextIO
+
+STOP_GRACE_SECONDS = 1.0
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process at once with ``code`` (what was printed is flushed first)."""
+    _flush()
+    os._exit(code)
+
+
+def arm_exit(code: int, grace: float = STOP_GRACE_SECONDS) -> threading.Thread:
+    """From now on the process ends within ``grace`` seconds with ``code``, whatever the main
+    thread is still doing (a summary, a checkpoint). Idempotent enough: a second call arms a
+    second deadline, the first one to fire wins."""
+
+    def fire() -> None:
+        time.sleep(grace)
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"longform: stopped ({grace:g} s after the signal; what is on disk is whole)\n")
+        exit_now(code)
+
+    thread = threading.Thread(target=fire, name="longform-stop-deadline", daemon=True)
+    thread.start()
+    return thread
+
+
+def write_line(text: str, stream: TextIO | None = None) -> None:
+    """Print a line on a stream that may be gone (a closed pipe): a stop never fails on it."""
+    out = stream if stream is not None else sys.stdout
+    with contextlib.suppress(Exception):
+        out.write(text + "\n")
+        out.flush()
+
+
+def raise_on_signals(code: int) -> Callable[[], None]:
+    """SIGTERM (systemd, Docker, kill) and SIGINT (Ctrl-C) raise KeyboardInterrupt in the main
+    thread, with the process's end armed (``arm_exit(code)``) whatever happens next. Call it from
+    the main thread; it returns what puts the previous handlers back (in-process callers, tests)."""
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+
+    def stop(signum: int, frame: Any) -> None:
+        arm_exit(code)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+
+    return restore

@@ -1,0 +1,240 @@
+"""SIGTERM and SIGINT end `serve`, `run` and `batch` promptly under a CPU load the test creates itself.
+
+Asserted on the exit (its code, no traceback, the state left on disk), never on a wall-time range:
+the time from the signal to the exit is printed as a measurement (`-s` shows it). The communicate
+timeout is a hang guard far above the 2 s the commands keep (they end themselves by then, armed by
+``longform.local.stopping``)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from longform.client import ApiClient
+from longform.emulator.model import uncapped_answer
+
+pytestmark = pytest.mark.integration
+
+HANG_GUARD_SECONDS = 60
+PROMPT = "Write about herons [emulator answer_tokens=4000]"
+
+
+def _burn(stop: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+    while not stop.is_set():
+        sum(i * i for i in range(20_000))
+
+
+@pytest.fixture
+def cpu_load() -> Iterator[None]:
+    """Every core busy (two busy processes per core) for the length of the test."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    burners = [
+        context.Process(target=_burn, args=(stop,), daemon=True) for _ in range(2 * (os.cpu_count() or 2))
+    ]
+    for burner in burners:
+        burner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for burner in burners:
+            burner.join(timeout=10)
+            if burner.is_alive():
+                burner.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _longform(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DEEPINFRA_API_KEY": ""}
+    return subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "longform.cli", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes], signum: int) -> tuple[str, str]:
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    try:
+        out, err = proc.communicate(timeout=HANG_GUARD_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(
+            f"still running {HANG_GUARD_SECONDS}s after {signal.Signals(signum).name}: {err.decode()[-2000:]}"
+        )
+    print(f"\n{signal.Signals(signum).name} -> exit {proc.returncode} in {time.monotonic() - sent:.2f}s")
+    return out.decode(), err.decode()
+
+
+def _manifests(state: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((state / "bucket" / "jobs").glob("*/manifest.json"))]
+
+
+def _wait_for(condition, what: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 300
+    while not condition():
+        assert proc.poll() is None, (
+            f"exited {proc.returncode} before {what}: {proc.stderr.read().decode()[-2000:]}"
+        )  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, f"no {what}"
+        time.sleep(0.1)
+
+
+def test_serve_stops_under_load_with_jobs_in_flight(tmp_path: Path, cpu_load: None) -> None:
+    port, state = _free_port(), tmp_path / "state"
+    serve = _longform(
+        "serve", "--emulator", "--emulator-token-delay", "0.002", "--port", str(port),
+        "--state-dir", str(state), cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        client = ApiClient(f"http://127.0.0.1:{port}")
+
+        def up() -> bool:
+            try:
+                client.list()
+            except Exception:
+                return False
+            return True
+
+        _wait_for(up, "API", serve)
+        jobs = [
+            client.submit({"prompt": f"{PROMPT} {n}", "max_tokens_per_request": 500})["job_id"]
+            for n in range(3)
+        ]
+        drafts = state / "bucket" / "jobs" / jobs[0] / "drafts"
+        _wait_for(lambda: any(drafts.glob("*")), "draft", serve)
+        out, err = _stop(serve, signal.SIGTERM)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.communicate()
+    assert serve.returncode == 0, err
+    assert "Traceback" not in out + err
+    assert "unfinished job(s) resume at the next start" in out
+    manifests = _manifests(state)
+    assert {m["job_id"] for m in manifests} == set(jobs)
+    assert any(m["status"] in ("queued", "running") for m in manifests)  # left unfinished, to resume
+
+
+def test_run_stops_under_load_keeping_what_is_committed(tmp_path: Path, cpu_load: None) -> None:
+    state, out_file = tmp_path / "state", tmp_path / "answer.md"
+    run = _longform(
+        "run", "--emulator", "--emulator-token-delay", "0.002", "--prompt", PROMPT,
+        "--max-tokens-per-request", "500", "--out", str(out_file), "--state-dir", str(state), cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        _wait_for(lambda: any(m["chunks"] >= 1 for m in _manifests(state)), "committed chunk", run)
+        _, err = _stop(run, signal.SIGINT)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 130, err
+    assert "Traceback" not in err
+    [manifest] = _manifests(state)
+    assert manifest["status"] == "running" and manifest["chunks"] >= 1
+    answer = uncapped_answer([{"role": "user", "content": PROMPT}])
+    if out_file.exists():  # written when the summary was reached in time: a prefix of the answer
+        assert answer.startswith(out_file.read_text())
+
+
+def test_batch_stops_under_load_keeping_the_lines_that_ended(tmp_path: Path, cpu_load: None) -> None:
+    batch_file, out = tmp_path / "b.jsonl", tmp_path / "b.out.jsonl"
+    lines = [
+        {"custom_id": f"c{n}", "prompt": f"Write about herons {n} [emulator answer_tokens=600]"}
+        for n in range(6)
+    ]
+    batch_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    batch = _longform(
+        "batch", str(batch_file), "--out", str(out), "--emulator", "--emulator-token-delay", "0.003",
+        "--max-concurrency", "2", "--max-tokens-per-request", "500", cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        partial = out.with_name(out.name + ".partial")
+        # started, and at least one line has ended (its output line appended to the checkpoint)
+        _wait_for(
+            lambda: partial.exists() and len(partial.read_text().splitlines()) >= 2, "ended line", batch
+        )
+        _, err = _stop(batch, signal.SIGTERM)
+    finally:
+        if batch.poll() is None:
+            batch.kill()
+            batch.communicate()
+    assert batch.returncode == 130, err
+    assert "Traceback" not in err
+    assert not out.exists()  # no output file for an unfinished batch
+    ended = partial.read_text().splitlines()[1:]
+    assert ended  # the lines that ended are kept; each whole (a line cut mid-write is skipped on resume)
+    for text in ended[:-1]:
+        assert json.loads(text)["output"]["custom_id"].startswith("c")
+
+
+# serve, with moto's listing failing once serve is up (as it can while executions write and delete
+# drafts): the stop path must not depend on it. Before the fix the exception left `with LocalCloud`,
+# whose exit waits for every running execution, so SIGTERM did not end serve for minutes.
+FAILING_LISTING = """
+import sys
+import longform.local.cloud as cloud
+listing = cloud.LocalCloud.unfinished_jobs
+calls = []
+def unfinished_jobs(self):
+    calls.append(1)
+    if len(calls) > 1:
+        raise RuntimeError("dictionary changed size during iteration")
+    return listing(self)
+cloud.LocalCloud.unfinished_jobs = unfinished_jobs
+from longform.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_serve_stops_when_moto_fails_under_it(tmp_path: Path) -> None:
+    port, state = _free_port(), tmp_path / "state"
+    env = {**os.environ, "DEEPINFRA_API_KEY": ""}
+    serve = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-c", FAILING_LISTING, "serve", "--emulator", "--emulator-token-delay", "0.01",
+         "--port", str(port), "--state-dir", str(state)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        client = ApiClient(f"http://127.0.0.1:{port}")
+
+        def up() -> bool:
+            try:
+                client.list()
+            except Exception:
+                return False
+            return True
+
+        _wait_for(up, "API", serve)
+        job_id = client.submit({"prompt": PROMPT, "max_tokens_per_request": 1000})["job_id"]
+        drafts = state / "bucket" / "jobs" / job_id / "drafts"
+        _wait_for(lambda: any(drafts.glob("*")), "draft", serve)
+        out, err = _stop(serve, signal.SIGTERM)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.communicate()
+    assert serve.returncode == 0, err
+    assert "Traceback" not in err
+    assert "1 unfinished job(s) resume at the next start" in out

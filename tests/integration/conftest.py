@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from longform_core.style_probe import PROBE_MAX_TOKENS
 
 from longform.emulator.model import canonical_output
 from longform.emulator.server import EmulatorServer, EmulatorSettings
@@ -42,6 +43,16 @@ def make_cloud(emulator: EmulatorServer) -> CloudFactory:
             yield cloud
 
     return factory
+
+
+def answer_requests(emulator: EmulatorServer) -> list[dict[str, Any]]:
+    """The chat requests that asked for the answer (answered 200): not the style probe, the one small
+    greedy request (``PROBE_MAX_TOKENS``) that checks a prefill style before it is learned."""
+    return [r for r in emulator.requests if r["status"] == 200 and not is_probe(r)]
+
+
+def is_probe(request: dict[str, Any]) -> bool:
+    return request.get("max_tokens") == PROBE_MAX_TOKENS
 
 
 def expected(request: dict[str, Any], emulator: EmulatorServer, *, model: str = WRITER) -> Any:

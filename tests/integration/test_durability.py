@@ -10,7 +10,7 @@ import pytest
 from longform_core.job_store import JobStore
 from longform_core.runtime import get_services
 
-from .conftest import CloudFactory, expected, run_job
+from .conftest import CloudFactory, answer_requests, expected, run_job
 
 pytestmark = pytest.mark.integration
 
@@ -198,7 +198,7 @@ def test_a_stream_cut_after_the_last_token_of_the_answer_ends_succeeded(
         assert [c.finish_reason for c in chunks] == ["length", "interrupted", "stop"]
         assert chunks[-1].text == ""
         # no retries of "an outage": one request per chunk
-        assert len([r for r in emulator.requests if r["status"] == 200]) == 3
+        assert len(answer_requests(emulator)) == 3
 
 
 def test_a_huge_provider_error_fails_the_job_with_a_bounded_error(make_cloud: CloudFactory, emulator) -> None:

@@ -6,7 +6,7 @@ import pytest
 from longform_core.errors import RequestInvalid
 from longform_core.job_store import JobKeys
 
-from .conftest import WRITER, CloudFactory, expected, run_job
+from .conftest import WRITER, CloudFactory, answer_requests, expected, is_probe, run_job
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +45,10 @@ def test_many_chunks_equal_the_uncapped_answer_byte_for_byte(make_cloud: CloudFa
         assert result.chunks == 6
         assert result.output_tokens == 5_300
         # every request asked for at most the per-request cap
-        chat = [r for r in emulator.requests if r["status"] == 200]
+        chat = answer_requests(emulator)
         assert [r["completion_tokens"] for r in chat] == [1000] * 5 + [300]
+        # and one small greedy probe before the prefill style was learned (style_probe.py)
+        assert len([r for r in emulator.requests if is_probe(r)]) == 1
         # two state transitions per chunk, plus Finalize, JobOutcome and JobDone once
         assert cloud.state_transitions(result.job_id) == 2 * result.chunks + 3
         # each chunk is stored on its own key; the seams add up to the whole

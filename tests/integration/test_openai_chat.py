@@ -15,7 +15,7 @@ from longform.local.cloud import LocalCloud
 from longform.local.openai_chat import JOB_ID_HEADER
 from longform.local.serve import LocalApi
 
-from .conftest import WRITER, CloudFactory, expected
+from .conftest import WRITER, CloudFactory, answer_requests, expected
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def test_streamed_answer_is_the_whole_uncapped_answer(client, served, emulator) 
     view = ApiClient(api.url).status(job_id)  # a durable job: the completion id is its id
     assert view["status"] == "succeeded"
     assert view["progress"]["chunks"] == 5
-    assert len(emulator.requests) == 5
+    assert len(answer_requests(emulator)) == 5
     # the usage is every request's, summed
     assert chunks[-1].usage.prompt_tokens == view["progress"]["prompt_tokens_total"]
 

@@ -14,7 +14,7 @@ import pytest
 
 from longform.local.serve import LocalApi
 
-from .conftest import WRITER, CloudFactory, expected
+from .conftest import WRITER, CloudFactory, answer_requests, expected
 
 pytestmark = pytest.mark.integration
 
@@ -47,4 +47,4 @@ def test_llm_prints_the_whole_answer_past_the_cap(llm_home, emulator, stream: bo
     want = expected({"prompt": PROMPT}, emulator).answer
     assert done.stdout.rstrip("\n") == want.rstrip("\n")
     assert len(want.split()) > CAP
-    assert len(emulator.requests) == 4  # 1,200 tokens in requests of at most 300
+    assert len(answer_requests(emulator)) == 4  # 1,200 tokens in requests of at most 300

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import CloudFactory, expected, run_job
+from .conftest import CloudFactory, answer_requests, expected, run_job
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def test_an_echoing_server_gives_the_uncapped_answer_byte_for_byte(
         chunks = [cloud.store.get_chunk(result.job_id, i) for i in range(result.chunks)]
         assert [c.echo for c in chunks] == ["none"] + ["stripped"] * (result.chunks - 1)
         assert all(c.streamed is stream for c in chunks)
-        echoed = [r["echoed_chars"] for r in emulator.requests if r["status"] == 200]
+        echoed = [r["echoed_chars"] for r in answer_requests(emulator)]
         assert [c.echo_stripped_chars for c in chunks] == echoed
 
 

@@ -519,7 +519,10 @@ def _serve_forever(cloud: Any, api: Any, provider: Any, args: argparse.Namespace
     print(f"  try: curl -s -X POST {api.url}/generations -d '{example}'")
     sys.stdout.flush()
     while True:
-        time.sleep(3600)
+        # short sleeps: a signal the kernel hands to another thread (the executions', the HTTP
+        # server's) does not interrupt the main thread's sleep, and Python runs its handler only
+        # when the main thread next runs bytecode
+        time.sleep(0.2)
 
 
 def _serve_stopped(state_dir: Path) -> NoReturn:

@@ -49,6 +49,11 @@ def arm_exit(code: int, grace: float = STOP_GRACE_SECONDS) -> threading.Thread:
     thread is still doing (a summary, a checkpoint). Idempotent enough: a second call arms a
     second deadline, the first one to fire wins."""
 
+    # from the signal on, the executions' threads are abandoned: one that fails while the process
+    # ends (seen under load: moto's startExecution.sync:2 poller of a batch) is not the user's
+    # error, and its traceback on stderr would bury the stop's one line
+    threading.excepthook = _quiet_thread_error
+
     def fire() -> None:
         time.sleep(grace)
         with contextlib.suppress(Exception):
@@ -58,6 +63,10 @@ def arm_exit(code: int, grace: float = STOP_GRACE_SECONDS) -> threading.Thread:
     thread = threading.Thread(target=fire, name="longform-stop-deadline", daemon=True)
     thread.start()
     return thread
+
+
+def _quiet_thread_error(args: threading.ExceptHookArgs) -> None:
+    """An abandoned thread's error after a stop: nothing to report (what is on disk is whole)."""
 
 
 def write_line(text: str, stream: TextIO | None = None) -> None:

@@ -21,7 +21,8 @@ from urllib.parse import unquote
 from .template import state_machine_wiring
 
 if TYPE_CHECKING:
-    from longform_core.batch import BatchView, SubmittedBatch
+    from longform_core.batch.status import BatchView
+    from longform_core.batch.submit import SubmittedBatch
 
     from .cloud import LocalCloud
 
@@ -53,22 +54,22 @@ def batch_execution_arn(cloud: LocalCloud, batch_id: str) -> str:
 
 
 def submit(cloud: LocalCloud, data: bytes, **kwargs: Any) -> SubmittedBatch:
-    """The one batch submit path (``batch.submit_batch``), in-process."""
-    from longform_core.batch import submit_batch
+    """The one batch submit path (``batch.submit.submit_batch``), in-process."""
+    from longform_core.batch.submit import submit_batch
     from longform_core.runtime import get_services
 
     return submit_batch(data, get_services(), **kwargs)
 
 
 def view(cloud: LocalCloud, batch_id: str) -> BatchView:
-    from longform_core.batch import get_batch
+    from longform_core.batch.status import get_batch
     from longform_core.runtime import get_services
 
     return get_batch(batch_id, get_services())
 
 
 def cancel(cloud: LocalCloud, batch_id: str) -> tuple[BatchView, bool]:
-    from longform_core.batch import cancel_batch
+    from longform_core.batch.cancel import cancel_batch
     from longform_core.runtime import get_services
 
     return cancel_batch(batch_id, get_services())
@@ -106,10 +107,9 @@ def wait(
 
 def output_lines(cloud: LocalCloud, batch_id: str) -> list[dict[str, Any]]:
     """``output.jsonl`` of an ended batch, parsed."""
-    from longform_core.batch import batch_store
     from longform_core.runtime import get_services
 
-    data = batch_store(get_services()).get_output(batch_id)
+    data = get_services().batches.get_output(batch_id)
     if data is None:
         raise FileNotFoundError(f"batch {batch_id} has no output.jsonl")
     return [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
@@ -151,13 +151,12 @@ def wait_batches(cloud: LocalCloud, timeout: float = 600.0) -> None:
 
 def unfinished_batches(cloud: LocalCloud) -> list[str]:
     """Batches of the state directory that have not ended and that no live process runs."""
-    from longform_core.batch import batch_store
     from longform_core.runtime import get_services
 
     root = cloud.store_dir.bucket_dir / "batch-runs"
     if not root.is_dir():
         return []
-    store = batch_store(get_services())
+    store = get_services().batches
     found = []
     for entry in sorted(root.iterdir()):
         batch_id = unquote(entry.name)

@@ -221,7 +221,7 @@ def _cloud(options: BatchRunOptions) -> Iterator[_Stack]:
 
 def run_batch(options: BatchRunOptions, *, stderr: TextIO | None = None) -> BatchRunSummary:
     """Run (or resume) a batch; ``BatchInvalid`` (before anything starts) names every bad line."""
-    from longform_core.batch_request import parse_batch
+    from longform_core.batch.request import parse_batch
 
     stderr = stderr or sys.stderr
     data = options.file.read_bytes()
@@ -293,8 +293,8 @@ def _run(
     *,
     stderr: TextIO,
 ) -> tuple[str, int, int | None]:
-    from longform_core.batch import _read_line, batch_store
-    from longform_core.batch_output import output_line
+    from longform_core.batch.lines import read_line
+    from longform_core.batch.output import output_line
     from longform_core.runtime import get_services
 
     from . import batch as local_batch
@@ -306,7 +306,7 @@ def _run(
         f"longform: batch {batch.batch_id}: {batch.lines} line(s), at most {batch.max_concurrency} at once\n"
     )
     services = get_services()
-    items = batch_store(services).get_items(batch.batch_id)
+    items = services.batches.get_items(batch.batch_id)
     pending = dict(zip((item.job_id for item in items), zip(items, todo, strict=True), strict=True))
     arn = local_batch.batch_execution_arn(cloud, batch.batch_id)
     poll = min(2.0, max(0.25, len(items) / 1000))
@@ -322,7 +322,7 @@ def _run(
                         continue
                     if manifest.status not in DONE_STATUSES:
                         continue
-                    job, result, text, reasoning = _read_line(item, services)
+                    job, result, text, reasoning = read_line(item, services)
                 except ValueError:
                     # moto's S3 can hand a reader the buffer of an object a writer is replacing
                     # ("I/O operation on closed file"): read it on the next round

@@ -20,9 +20,9 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from ..batch import BatchNotFound
-from ..batch_request import BatchInvalid
 from ..errors import (
+    BatchInvalid,
+    BatchNotFound,
     IdempotencyConflict,
     JobNotFound,
     JobStateInvalid,

@@ -1,5 +1,6 @@
-"""The routes: HTTP in, one use-case call, HTTP out. The work is in ``submit``, ``status``,
-``output`` and ``cancel``; what goes wrong is raised and answered by ``errors.py``."""
+"""The /generations routes: HTTP in, one use-case call, HTTP out. The work is in ``submit``,
+``status``, ``output`` and ``cancel``; what goes wrong is raised and answered by ``errors.py``; what
+every router shares (services, caller, body, base path, metrics) is ``route_helpers.py``."""
 
 from http import HTTPStatus
 from typing import Annotated

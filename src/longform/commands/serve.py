@@ -56,10 +56,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise_on_signals(EXIT_OK)  # from the start: a stop while resuming jobs is a stop too
     try:
         with choose_provider(provider_options(args)) as provider, quiet_moto_logs():
-            config = CloudConfig(
-                provider_base_url=provider.base_url,
-                model=provider.model,
-                api_key=provider.api_key,
+            config = CloudConfig.for_provider(
+                provider,
                 log_level="INFO" if args.verbose else "WARNING",
                 state_dir=state_dir_of(args),
                 # drafts often: `longform output --follow` shows the chunk in flight as it grows

@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import boto3
@@ -33,6 +33,9 @@ from .lambda_runtime import Delivery, FaultHook, Invocation, LambdaRuntime
 from .leased import durable_listing, leased_executions
 from .state import StateDir
 from .template import event_rules, function_environment, function_specs, load_template, state_machine_wiring
+
+if TYPE_CHECKING:
+    from .providers import Provider
 
 BUCKET = "longform-local-jobs"
 STATE_MACHINE_NAME = "longform-generation"
@@ -83,6 +86,14 @@ class CloudConfig:
     # the state directory (state.py): the bucket's only copy, shared with other processes; None: a
     # temporary directory removed at exit (the same store, nothing kept: tests, benchmarks)
     state_dir: Path | None = None
+
+    @classmethod
+    def for_provider(cls, provider: Provider, **settings: Any) -> CloudConfig:
+        """The configuration for ``provider`` (``providers.choose_provider``: its URL, model and key)
+        with a command's own ``settings``: the one place a chosen provider meets the cloud."""
+        return cls(
+            provider_base_url=provider.base_url, model=provider.model, api_key=provider.api_key, **settings
+        )
 
     def parameters(self) -> dict[str, str]:
         """The template parameters this configuration sets."""

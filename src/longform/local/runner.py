@@ -497,29 +497,20 @@ def _cap(options: RunOptions, requested: int | None) -> int:
 
 @contextlib.contextmanager
 def _provider(options: RunOptions) -> Iterator[Provider]:
-    choice = options.provider
-    fields = dict(choice.emulator_settings)
-    if options.max_tokens_per_request:
-        fields.setdefault("cap", options.max_tokens_per_request)
-    if options.context_length:
-        fields.setdefault("context_length", options.context_length)
-    model = choice.model or options.request.get("model")
-    provider_options = ProviderOptions(
-        emulator=choice.emulator,
-        base_url=choice.base_url,
+    model = options.provider.model or options.request.get("model")
+    choice = replace(
+        options.provider,
         model=model if isinstance(model, str) else None,
-        api_key_env=choice.api_key_env,
-        emulator_settings=fields,
+        max_tokens_per_request=options.max_tokens_per_request,
+        context_length=options.context_length,
     )
-    with choose_provider(provider_options) as provider:
+    with choose_provider(choice) as provider:
         yield provider
 
 
 def _cloud_config(options: RunOptions, provider: Provider, cap: int) -> CloudConfig:
-    return CloudConfig(
-        provider_base_url=provider.base_url,
-        model=provider.model,
-        api_key=provider.api_key,
+    return CloudConfig.for_provider(
+        provider,
         max_tokens_per_request=cap,
         deadline_margin_seconds=options.deadline_margin,
         retry_sleep_scale=options.retry_sleep_scale,

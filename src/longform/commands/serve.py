@@ -16,8 +16,10 @@ from .common import fail, provider_options, state_dir_of
 from .inspect import local_jobs
 
 if TYPE_CHECKING:
+    from longform.local.cloud import LocalCloud
     from longform.local.providers import Provider
     from longform.local.run_record import RunRecord
+    from longform.local.serve import LocalApi
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -86,7 +88,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _serve_forever(cloud: Any, api: Any, provider: Any, args: argparse.Namespace) -> NoReturn:
+def _serve_forever(
+    cloud: LocalCloud, api: LocalApi, provider: Provider, args: argparse.Namespace
+) -> NoReturn:
     """Resume the unfinished batches and jobs of this provider, say where the API is, and serve
     until a signal."""
     import time

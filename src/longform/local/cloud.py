@@ -26,7 +26,7 @@ from unittest import mock
 
 import boto3
 
-from .aws import REGION, start_moto
+from .aws import REGION, TERMINAL_EXECUTION, start_moto
 from .batch import create_batch_state_machine, wait_batches
 from .disk_store import disk_backed_bucket
 from .lambda_runtime import Delivery, FaultHook, Invocation, LambdaRuntime
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 BUCKET = "longform-local-jobs"
 STATE_MACHINE_NAME = "longform-generation"
 SECRET_NAME = "longform/provider-api-key"  # noqa: S105 - a name, not a secret
-TERMINAL_EXECUTION = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 # who the callers of `longform serve` are (no auth on loopback: api.routes.caller_owner gives the
 # source address), so a job `longform run` starts is the local user's in serve's API too
 LOCAL_OWNER = "ip:127.0.0.1"

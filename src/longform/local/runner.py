@@ -27,8 +27,8 @@ from longform_core.request import DEFAULT_MAX_TOKENS_PER_REQUEST
 
 from longform.live import LiveText
 
-from .aws import quiet_moto_logs
-from .cloud import BUCKET, LOCAL_OWNER, TERMINAL_EXECUTION, CloudConfig, LocalCloud
+from .aws import TERMINAL_EXECUTION, quiet_moto_logs
+from .cloud import BUCKET, LOCAL_OWNER, CloudConfig, LocalCloud
 from .providers import Provider, ProviderOptions, choose_provider
 from .run_record import RunRecord
 from .state import StateDir, StateDirBusy, default_state_dir

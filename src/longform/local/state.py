@@ -27,10 +27,13 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from .disk_store import TMP_PREFIX, DiskBucket, key_problem
-from .run_record import RunRecord
+
+if TYPE_CHECKING:
+    from .run_record import RunRecord
 
 __all__ = ["DiskBucket", "Leases", "StateDir", "StateDirBusy", "default_state_dir", "key_problem"]
 
@@ -165,6 +168,8 @@ class StateDir:
 
     def load_run(self, job_id: str) -> RunRecord | None:
         """How the job was started (``run_record.py``); None for a job started otherwise (the API)."""
+        from .run_record import RunRecord  # here: the record's provider imports are not every command's
+
         try:
             raw = (self.runs_dir / f"{job_id}.json").read_bytes()
         except FileNotFoundError:

@@ -23,13 +23,15 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from longform_core.config import DEEPINFRA_BASE_URL
 from longform_core.config import DEFAULT_MODEL as DEEPINFRA_DEFAULT_MODEL
 
 EMULATOR_MODEL = "longform/emulated-writer"
+# the built-in emulator, DeepInfra (its key variable is set), or another OpenAI-compatible server
+ProviderKind = Literal["emulator", "deepinfra", "server"]
 DEFAULT_API_KEY_ENV = "DEEPINFRA_API_KEY"
 if TYPE_CHECKING:
     from longform.emulator.server import EmulatorServer
@@ -82,7 +84,7 @@ def key_for(base_url: str, api_key_env: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Provider:
-    kind: str  # "emulator" | "deepinfra" | "server"
+    kind: ProviderKind
     base_url: str
     api_key: str | None
     model: str

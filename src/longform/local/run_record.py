@@ -8,14 +8,12 @@ Never the API key: only the name of the variable that holds it. Records written 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from longform_core.request import DEFAULT_MAX_TOKENS_PER_REQUEST
 from pydantic import BaseModel, ConfigDict, Field
 
-from .providers import Provider, ProviderOptions
-
-ProviderKind = Literal["emulator", "deepinfra", "server"]
+from .providers import Provider, ProviderKind, ProviderOptions
 
 
 class RunRecord(BaseModel):

@@ -268,7 +268,8 @@ def test_a_doc_naming_what_does_not_exist_fails() -> None:
     assert problems == [
         "doc.md:5: `longform run --prompt Write --like-this inside a quote --out a.md --no-such-option`: "
         "`longform run` has no option --no-such-option",
-        "doc.md:7: `longform resume ID --out a.md --max-chunsk 3`: `longform resume` has no option --max-chunsk",
+        "doc.md:7: `longform resume ID --out a.md --max-chunsk 3`: "
+        "`longform resume` has no option --max-chunsk",
         "doc.md:8: `longform frobnicate --json`: no command 'frobnicate' (longform has "
         + ", ".join(sorted(_subparsers(build_parser())))
         + ")",
@@ -276,7 +277,8 @@ def test_a_doc_naming_what_does_not_exist_fails() -> None:
         "doc.md:10: `make -C layers/longform_core no-such-layer-target`: "
         "layers/longform_core/Makefile has no target 'no-such-layer-target'",
         "doc.md:13: `longform list --limit 3 --sort`: `longform list` has no option --sort",
-        "doc.md:13: `longform run ( --prompt TEXT | --promt - ) [--json]`: `longform run` has no option --promt",
+        "doc.md:13: `longform run ( --prompt TEXT | --promt - ) [--json]`: "
+        "`longform run` has no option --promt",
         "doc.md:17: `longform run ( --prompt TEXT | --prompt-file FILE ) [--jsn] [--quiet]`: "
         "`longform run` has no option --jsn",
     ]

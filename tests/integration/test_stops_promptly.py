@@ -347,3 +347,45 @@ def test_serve_takes_no_request_before_it_has_resumed_the_unfinished_jobs(tmp_pa
             serve.communicate()
     assert "submitted during the listing" not in err
     assert "resumed" not in banner[3], banner  # nothing was unfinished: nothing resumed
+
+
+# serve failing at start while it has already resumed a job: it ends at once with one line, exit 1;
+# before, the error left through `with LocalCloud`, whose exit waits for every running execution
+# (up to 120 s each) while the API, on its daemon thread, went on serving as if nothing happened.
+API_FAILS = """
+import sys
+import longform.local.serve as serve
+def start(self):
+    raise RuntimeError("the API could not start")
+serve.LocalApi.start = start
+from longform.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_serve_failing_at_start_ends_at_once_without_waiting_for_the_jobs_it_resumed(tmp_path: Path) -> None:
+    from longform.local.store_faults import SIGKILL_ENV
+
+    state = tmp_path / "state"
+    env = {**os.environ, "DEEPINFRA_API_KEY": ""}
+    killed = subprocess.run(  # noqa: S603  an unfinished job: `run` killed -9 at its first chunk commit
+        [sys.executable, "-m", "longform.cli", "run", "--emulator", "--prompt", PROMPT,
+         "--max-tokens-per-request", "500", "--state-dir", str(state), "--quiet"],
+        env={**env, SIGKILL_ENV: "chunks/:1"}, capture_output=True, timeout=HANG_GUARD_SECONDS * 5,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    serve = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-c", API_FAILS, "serve", "--emulator", "--emulator-token-delay", "0.05",
+         "--port", str(_free_port()), "--state-dir", str(state)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, err = serve.communicate(timeout=HANG_GUARD_SECONDS)
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        _, err = serve.communicate()
+        pytest.fail(f"serve still running {HANG_GUARD_SECONDS}s after failing at start: {err.decode()}")
+    assert serve.returncode == 1, err.decode()
+    assert err.decode().strip() == "longform: serve failed: RuntimeError: the API could not start"
+    [manifest] = _manifests(state)
+    assert manifest["status"] in ("queued", "running")  # resumed, then abandoned: to resume again

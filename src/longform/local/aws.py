@@ -26,7 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Self
 from unittest import mock
 
 REGION = "us-east-1"
@@ -42,6 +42,29 @@ FAKE_CREDENTIALS = {
 # (function name or ARN, request body, response headers to fill) -> response payload bytes
 InvokeSeam = Callable[[str, Any, dict[str, Any]], bytes]
 AsyncInvokeSeam = Callable[[str, dict[str, Any]], None]
+
+
+class StartedOnEnter:
+    """A context manager that starts itself on an ``ExitStack`` (``_start`` enters what it needs on
+    ``self._stack``): a failed start closes what it had entered, the exit closes it all. The
+    lifecycle of both local stacks (``cloud.LocalCloud``, ``samlocal.local_aws.LocalAws``)."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
 
 
 class _ScaledTime:

@@ -34,6 +34,7 @@ from .provision import (
     SECRET_NAME,
     STATE_MACHINE_NAME,
     Stack,
+    ValidatedDefinitions,
     create_event_rules,
     create_functions,
     create_role,
@@ -180,7 +181,8 @@ class LocalCloud(StartedOnEnter):
         lam = boto3.client("lambda", region_name=REGION)
         stack = Stack(role_arn, create_functions(lam, self.specs, role_arn, self.timeout_for))
         stack.secret_arn = self.secret_arn
-        create_state_machines(self.sfn, self.root, self.template, stack)
+        cache = self.state.root / "cache" / "validated-asl" if self.state is not None else None
+        create_state_machines(self.sfn, self.root, self.template, stack, ValidatedDefinitions(cache))
         self.state_machine_arn = stack.state_machine_arn
         self.batch_state_machine_arn = stack.batch_state_machine_arn
         return stack

@@ -10,10 +10,13 @@ cloud (``cloud.py``, the functions run by ``lambda_runtime.py``) and ``make sam-
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
+import os
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,67 @@ def wired_definition(
     return definition
 
 
+class ValidatedDefinitions:
+    """The wired definitions moto's ASL parser has already accepted, remembered in the state
+    directory (``cache/validated-asl``: one SHA-256 a line, of moto's version and the definition).
+
+    moto validates a definition by parsing it (its ANTLR parser in pure Python: about 0.2 s for each
+    of the two workflows on a quiet machine, seconds under load) when the state machine is created,
+    and parses it again to run an execution. A definition it accepted before is not validated
+    again at the next start: it is the same text for the same parser, and a definition that no
+    longer parsed would still fail, at its execution's start. ``path`` None: nothing remembered."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._known: set[str] | None = None
+
+    @staticmethod
+    def key(definition: str) -> str:
+        from moto import __version__ as moto_version
+
+        return hashlib.sha256(f"{moto_version}\n{definition}".encode()).hexdigest()
+
+    def known(self) -> set[str]:
+        if self._known is None:
+            self._known = set()
+            if self.path is not None:
+                with contextlib.suppress(OSError, UnicodeDecodeError):
+                    self._known = set(self.path.read_text(encoding="utf-8").split())
+        return self._known
+
+    def __contains__(self, definition: str) -> bool:
+        return self.key(definition) in self.known()
+
+    def add(self, definition: str) -> None:
+        known = self.known()
+        known.add(self.key(definition))
+        if self.path is None:
+            return
+        with contextlib.suppress(OSError):  # a cache: a read-only or full disk only costs time
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            tmp.write_text("\n".join(sorted(known)) + "\n", encoding="utf-8")
+            tmp.replace(self.path)
+
+    @contextlib.contextmanager
+    def creating(self, definition: str) -> Iterator[None]:
+        """Around ``create_state_machine``: moto's validation skipped for a known definition,
+        remembered for a new one once moto accepted it."""
+        if definition not in self:
+            yield
+            self.add(definition)
+            return
+        from unittest import mock
+
+        from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+        def accepted(definition: str) -> None:
+            return None
+
+        with mock.patch.object(StepFunctionsParserBackend, "_validate_definition", staticmethod(accepted)):
+            yield
+
+
 def create_state_machine(
     sfn: Any,
     root: Path,
@@ -83,9 +147,13 @@ def create_state_machine(
     name: str,
     role_arn: str,
     targets: Mapping[str, str],
+    validated: ValidatedDefinitions | None = None,
 ) -> str:
     definition = wired_definition(root, template, logical_id, targets)
-    created = sfn.create_state_machine(name=name, definition=definition, roleArn=role_arn, type="STANDARD")
+    with (validated or ValidatedDefinitions(None)).creating(definition):
+        created = sfn.create_state_machine(
+            name=name, definition=definition, roleArn=role_arn, type="STANDARD"
+        )
     return str(created["stateMachineArn"])
 
 
@@ -114,7 +182,13 @@ class Stack:
         return {**self.function_arns, **self.refs()}
 
 
-def create_state_machines(sfn: Any, root: Path, template: dict[str, Any], stack: Stack) -> None:
+def create_state_machines(
+    sfn: Any,
+    root: Path,
+    template: dict[str, Any],
+    stack: Stack,
+    validated: ValidatedDefinitions | None = None,
+) -> None:
     """The generation workflow, then the batch workflow (which starts executions of the first)."""
     for logical_id, name, attribute in (
         (STATE_MACHINE, STATE_MACHINE_NAME, "state_machine_arn"),
@@ -122,7 +196,7 @@ def create_state_machines(sfn: Any, root: Path, template: dict[str, Any], stack:
     ):
         arn = create_state_machine(
             sfn, root, template, logical_id=logical_id, name=name, role_arn=stack.role_arn,
-            targets=stack.targets(),
+            targets=stack.targets(), validated=validated,
         )  # fmt: skip
         setattr(stack, attribute, arn)
 

@@ -17,6 +17,7 @@ spinner turns while the local stack starts (``spin``), until the next thing is s
 
 from __future__ import annotations
 
+import atexit
 import io
 import sys
 import time
@@ -94,6 +95,7 @@ class JobProgress:
         self._spin_started = time.monotonic()
         self._spinner = self.err.status(message, spinner="dots", spinner_style="dim")
         self._spinner.start()
+        self._restore_at_exit()
 
     def _stop_spinner(self) -> None:
         if self._spinner is None:
@@ -134,6 +136,7 @@ class JobProgress:
         self._stop_spinner()
         if self._status is not None and not self._status.active:
             self._status.start()
+            self._restore_at_exit()
             self._show_status(0)
         cut = piece.rfind("\n") + 1 if self._pending else 0
         head, tail = piece[:cut], piece[cut:]
@@ -213,7 +216,22 @@ class JobProgress:
             if self._status is not None and self._status.active:
                 self._show_status(0)
 
+    def _restore_at_exit(self) -> None:
+        """An error that leaves the run without ``close`` (a provider that cannot be reached, the
+        stack failing to start) must not leave the terminal with its cursor hidden (the spinner)
+        or its last row held (the status line): they are given back when the process exits."""
+        atexit.unregister(self._restore_terminal)
+        atexit.register(self._restore_terminal)
+
+    def _restore_terminal(self) -> None:
+        if self._spinner is not None:
+            spinner, self._spinner = self._spinner, None
+            spinner.stop()
+        if self._status is not None:
+            self._status.stop()
+
     def close(self) -> None:
+        atexit.unregister(self._restore_terminal)
         self._stop_spinner()
         if self._bar is not None:
             self._bar.stop()

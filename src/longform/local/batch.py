@@ -19,14 +19,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from .aws import TERMINAL_EXECUTION
 from .provision import BUCKET
 
 if TYPE_CHECKING:
     from longform_core.batch import BatchView, SubmittedBatch
 
     from .cloud import LocalCloud
-
-TERMINAL_EXECUTION = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
 def batch_execution_arn(cloud: LocalCloud, batch_id: str) -> str:

@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import boto3
 
-from .aws import REGION, StartedOnEnter, start_moto
+from .aws import REGION, TERMINAL_EXECUTION, StartedOnEnter, start_moto
 from .batch import wait_batches
 from .disk_store import disk_backed_bucket
 from .lambda_runtime import Delivery, FaultHook, Invocation, LambdaRuntime
@@ -43,8 +43,10 @@ from .provision import (
 from .state import StateDir
 from .template import function_environment, function_specs, load_template
 
-__all__ = ["BUCKET", "STATE_MACHINE_NAME", "CloudConfig", "LocalCloud"]
-TERMINAL_EXECUTION = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+if TYPE_CHECKING:
+    from .providers import Provider
+
+__all__ = ["BUCKET", "STATE_MACHINE_NAME", "TERMINAL_EXECUTION", "CloudConfig", "LocalCloud"]
 # who the callers of `longform serve` are (no auth on loopback: api.routes.caller_owner gives the
 # source address), so a job `longform run` starts is the local user's in serve's API too
 LOCAL_OWNER = "ip:127.0.0.1"
@@ -90,6 +92,14 @@ class CloudConfig:
     # the state directory (state.py): the bucket's only copy, shared with other processes; None: a
     # temporary directory removed at exit (the same store, nothing kept: tests, benchmarks)
     state_dir: Path | None = None
+
+    @classmethod
+    def for_provider(cls, provider: Provider, **settings: Any) -> CloudConfig:
+        """The configuration for ``provider`` (``providers.choose_provider``: its URL, model and key)
+        with a command's own ``settings``: the one place a chosen provider meets the cloud."""
+        return cls(
+            provider_base_url=provider.base_url, model=provider.model, api_key=provider.api_key, **settings
+        )
 
     def parameters(self) -> dict[str, str]:
         """The template parameters this configuration sets."""

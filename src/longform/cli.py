@@ -79,6 +79,7 @@ def _request_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "context_length": args.context_length,
         "max_output_tokens": args.max_output_tokens,
         "max_chunks": args.max_chunks,
+        "max_cost_usd": args.max_cost_usd,
         "temperature": args.temperature,
         "seed": args.seed,
         "stream": False if getattr(args, "provider_stream", None) is False else None,
@@ -184,7 +185,7 @@ def _finish_run(args: argparse.Namespace, call: Any) -> int:
     from longform_core.errors import RequestInvalid
 
     from longform.local.providers import ProviderChoiceError
-    from longform.local.runner import Interrupted, JobNotResumable
+    from longform.local.runner import Interrupted, JobNotExtendable, JobNotResumable
     from longform.local.state import StateDirBusy
 
     try:
@@ -197,6 +198,11 @@ def _finish_run(args: argparse.Namespace, call: Any) -> int:
         return _fail(str(exc))
     except JobNotResumable as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except JobNotExtendable as exc:
+        show = f"`longform show {getattr(args, 'job_id', 'ID')}`"
+        budgets = "--max-chunks/--max-output-tokens/--max-cost"
+        hint = f"{show} says how it ended; {budgets} extend what a budget stopped"
+        return _fail(f"{exc} ({hint})", EXIT_USAGE)
     except Interrupted as stop:  # on_interrupt normally exits first
         _report(args, stop.summary)
         return EXIT_INTERRUPTED
@@ -262,9 +268,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
+    from longform.local.run_options import recorded_out
     from longform.local.runner import resume
+    from longform.local.state import StateDir
 
+    if args.out is None:  # the file the job was started with, else as `run`: stdout when piped
+        out = recorded_out(StateDir(_state_dir(args)).load_run(args.job_id))
+        piped = not (args.json or args.quiet) and not sys.stdout.isatty()
+        args.out = str(out) if out is not None else ("-" if piped else None)
     options = _run_options(args, {})
+    options.max_chunks, options.max_output_tokens = args.max_chunks, args.max_output_tokens
+    options.max_cost_usd = args.max_cost_usd
     return _with_interrupts(args, options, lambda: resume(args.job_id, options))
 
 
@@ -735,8 +749,7 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--context-length", type=int, metavar="N", help="the model's context length, when known"
     )
-    parser.add_argument("--max-output-tokens", type=int, metavar="N", help="token budget of the whole job")
-    parser.add_argument("--max-chunks", type=int, metavar="N", help="chunk budget of the whole job")
+    add_budget_arguments(parser)
     parser.add_argument("--temperature", type=float, help="sampling temperature")
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument(
@@ -746,6 +759,20 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="ask the provider without streaming (for gateways that buffer SSE); the deadline is then "
         "only a read timeout",
+    )
+
+
+def add_budget_arguments(parser: argparse.ArgumentParser, *, extend: bool = False) -> None:
+    """The job's budgets (``resume``: new, larger ones extend an incomplete job a budget stopped)."""
+    verb = "extend an incomplete job to" if extend else "of the whole job"
+    parser.add_argument("--max-output-tokens", type=int, metavar="N", help=f"token budget: {verb} N tokens")
+    parser.add_argument("--max-chunks", type=int, metavar="N", help=f"chunk budget: {verb} N chunks")
+    parser.add_argument(
+        "--max-cost",
+        dest="max_cost_usd",
+        type=float,
+        metavar="USD",
+        help=f"cost budget: {verb} USD estimated",
     )
 
 
@@ -862,6 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--context-length", type=int, metavar="N", help="the model's context length (default: as started)"
     )
     resume.add_argument("--model", help="the model (default: as started)")
+    add_budget_arguments(resume, extend=True)
     resume.add_argument(
         "--no-provider-stream",
         dest="provider_stream",

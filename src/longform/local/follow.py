@@ -13,6 +13,7 @@ from typing import Any
 
 from longform.live import LiveText
 
+from .billing import BillingMeter
 from .cloud import TERMINAL_EXECUTION, LocalCloud
 from .outcome import finished, interrupted
 from .providers import Provider
@@ -54,8 +55,10 @@ def follow(
     ui: JobProgress,
     *,
     started: float,
+    meter: BillingMeter | None = None,
 ) -> RunSummary:
-    """Show the job until its execution ends; write ``--out``; its summary."""
+    """Show the job until its execution ends; write ``--out``; its summary (``meter``: what this
+    process asked the provider, for the billed figures)."""
     store = cloud.store
     request = store.get_request(job_id)
     answer_start = request.answer_start()
@@ -103,12 +106,12 @@ def follow(
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         ui.close()
-        summary = interrupted(cloud, job_id, options, provider, started, answer_start)
+        summary = interrupted(cloud, job_id, options, provider, started, answer_start, meter)
         if options.on_interrupt is not None:
             options.on_interrupt(summary)
         raise Interrupted(summary) from None
     ui.close()
-    return finished(cloud, job_id, options, provider, started, desc)
+    return finished(cloud, job_id, options, provider, started, desc, meter)
 
 
 def never_retried(cloud: LocalCloud) -> frozenset[str]:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .billing import BillingMeter, of_manifest
 from .cloud import BUCKET, LocalCloud
 from .providers import Provider
 from .run_options import STDOUT, RunOptions, out_path
@@ -101,6 +103,7 @@ def finished(
     provider: Provider,
     started: float,
     desc: dict[str, Any],
+    meter: BillingMeter | None = None,
 ) -> RunSummary:
     """The summary of a job whose execution ended, its answer written."""
     store = cloud.store
@@ -146,7 +149,13 @@ def finished(
         ),
         output_written=unwritten is None
         and (result is not None or manifest is None or not manifest.terminal),
+        billed=_billed(store.find_manifest(job_id), meter),
     )
+
+
+def _billed(manifest: Any, meter: BillingMeter | None) -> dict[str, Any]:
+    total = meter.total(manifest) if meter is not None else of_manifest(manifest)
+    return asdict(total)
 
 
 def resume_command(options: RunOptions, job_id: str) -> str:
@@ -157,7 +166,13 @@ def resume_command(options: RunOptions, job_id: str) -> str:
 
 
 def interrupted(
-    cloud: LocalCloud, job_id: str, options: RunOptions, provider: Provider, started: float, answer_start: str
+    cloud: LocalCloud,
+    job_id: str,
+    options: RunOptions,
+    provider: Provider,
+    started: float,
+    answer_start: str,
+    meter: BillingMeter | None = None,
 ) -> RunSummary:
     """What Ctrl-C keeps: the committed text and the draft of the chunk in flight, in ``--out``."""
     store = cloud.store
@@ -206,4 +221,5 @@ def interrupted(
         draft_tokens=draft_tokens,
         resume_command=resume_command(options, job_id) if resumable else None,
         state_dir=str(options.state_dir) if options.state_dir else None,
+        billed=_billed(manifest, meter),
     )

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from .aws import quiet_moto_logs
+from .billing import install_meter
 from .cloud import LOCAL_OWNER, LocalCloud
 from .follow import follow, never_retried
 from .outcome import rederive_outputs
@@ -90,11 +91,12 @@ def run(options: RunOptions, *, on_cloud: Any = None) -> RunSummary:
         with LocalCloud(cloud_config(options, provider, cap)) as cloud:
             if on_cloud is not None:
                 on_cloud(cloud)
+            meter = install_meter()
             job = cloud.submit(raw, owner=LOCAL_OWNER)
             if cloud.state is not None:
                 cloud.state.save_run(job.job_id, run_record(options, provider, cap, job.job_id))
             ui.line(f"job {job.job_id} started{_state_note(options)}")
-            return follow(cloud, job.job_id, options, provider, ui, started=started)
+            return follow(cloud, job.job_id, options, provider, ui, started=started, meter=meter)
 
 
 def resume(job_id: str, options: RunOptions) -> RunSummary:
@@ -120,7 +122,9 @@ def resume(job_id: str, options: RunOptions) -> RunSummary:
         quiet_moto_logs(),
         LocalCloud(cloud_config(options, provider, cap)) as cloud,
     ):
+        meter = install_meter()
         manifest = cloud.store.find_manifest(job_id)
+        meter.start_from(manifest)
         budgets = _new_budgets(options)
         if manifest is not None and budgets.given:
             manifest = _extend(cloud, job_id, budgets)
@@ -139,7 +143,7 @@ def resume(job_id: str, options: RunOptions) -> RunSummary:
             ui.line(f"longform: job {job_id} already ended" + (note if repaired else ""), style="bold")
             if manifest is not None and (hint := _extend_hint(manifest)):
                 ui.line(hint)
-        return follow(cloud, job_id, options, provider, ui, started=started)
+        return follow(cloud, job_id, options, provider, ui, started=started, meter=meter)
 
 
 def _new_budgets(options: RunOptions) -> Any:

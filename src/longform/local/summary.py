@@ -47,8 +47,11 @@ class RunSummary:
     output_written: bool = True  # False: the job's text could not be written (error says where it is)
     # what is billed: the prompt tokens of every chunk's request summed (each carries the text so
     # far), and whether the provider is the emulator (its estimated cost is an illustration)
-    prompt_tokens_total: int | None = None
+    prompt_tokens_total: int | None = None  # of the chunks' kept requests (result.json's)
     emulated: bool = False
+    # everything billed (billing.py): requests, prompt/cached/output tokens, cost; beyond the chunks'
+    # kept requests, those of this process that were not kept (the style probe, discarded replies)
+    billed: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -98,22 +101,38 @@ def describe_status(summary: RunSummary) -> str:
 
 def billed_tokens(summary: RunSummary) -> str:
     """The tokens a provider bills: prompt tokens over every request (each chunk's prompt holds the
-    answer so far, so they grow with the job), the cached part of them, and the output."""
+    answer so far, so they grow with the job; the style probe and discarded replies are billed too),
+    the cached part of them, and the output (beside what the answer kept)."""
+    billed = summary.billed or {}
+    requests = int(billed.get("requests") or summary.chunks)
+    prompt = int(billed.get("prompt_tokens") or summary.prompt_tokens_total or 0)
+    output = int(billed.get("output_tokens") or summary.output_tokens)
     parts = []
-    if summary.prompt_tokens_total:
-        requests = f"{summary.chunks} request{'s' if summary.chunks != 1 else ''}"
-        first = (
-            f"; the first {summary.prompt_tokens:,}" if summary.prompt_tokens and summary.chunks > 1 else ""
-        )
-        parts.append(f"prompt {summary.prompt_tokens_total:,} over {requests}{first}")
+    if prompt:
+        head = f"prompt {prompt:,} over {requests:,} request{'s' if requests != 1 else ''}"
+        unkept = requests - summary.chunks
+        if unkept > 0:
+            head += f" ({unkept} not kept as a chunk: the style probe, a discarded reply)"
+        if summary.prompt_tokens and requests > 1:
+            head += f"; the first {summary.prompt_tokens:,}"
+        parts.append(head)
     elif summary.prompt_tokens is not None:
         parts.append(f"prompt {summary.prompt_tokens:,}")
-    parts.append(f"cached {summary.cached_tokens:,}")
-    output = f"output {summary.output_tokens:,}"
+    parts.append(f"cached {int(billed.get('cached_tokens') or summary.cached_tokens):,}")
+    text = f"output {output:,}" + (
+        f" ({summary.output_tokens:,} in the answer)" if output > summary.output_tokens else ""
+    )
     if summary.draft_tokens:
-        output += f" (+ {summary.draft_tokens:,} of the chunk in flight, from its draft)"
-    parts.append(output)
+        text += f" (+ {summary.draft_tokens:,} of the chunk in flight, from its draft)"
+    parts.append(text)
     return ", ".join(parts)
+
+
+def estimated_cost(summary: RunSummary) -> float | None:
+    """The provider's estimated cost of every billed request (None: it reports none)."""
+    if summary.estimated_cost_usd is None:
+        return None
+    return max(summary.estimated_cost_usd, float((summary.billed or {}).get("cost_usd") or 0.0))
 
 
 def print_summary(summary: RunSummary, stream: TextIO) -> None:
@@ -134,9 +153,10 @@ def print_summary(summary: RunSummary, stream: TextIO) -> None:
                 + f"; execution {summary.execution_status}",
             )
         )
-    if summary.estimated_cost_usd is not None:
+    cost = estimated_cost(summary)
+    if cost is not None:
         illustration = " (the emulator's illustrative price: nothing is billed)" if summary.emulated else ""
-        rows.append(("estimated cost", f"${summary.estimated_cost_usd:.6f}{illustration}"))
+        rows.append(("estimated cost", f"${cost:.6f}{illustration}"))
     if summary.infrastructure_cost is not None:
         rows.append(("AWS cost", summary_line(InfraCost.model_validate(summary.infrastructure_cost))))
     if summary.context_used is not None and summary.context_length:

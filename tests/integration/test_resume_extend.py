@@ -67,8 +67,9 @@ def test_resume_with_a_larger_max_chunks_finishes_the_job_into_its_original_out(
     manifest = manifest_of(tmp_path / "state", job_id)
     assert manifest.status == "succeeded" and manifest.chunks == 3
     assert len(manifest.reopened) == 1
-    assert "incomplete (max_chunks) after 2 chunks, 2000 output tokens; reopened with max_chunks 10" in (
-        manifest.reopened[0]
+    assert (
+        "incomplete (max_chunks) after 2 chunks, 2000 output tokens; reopened with max_chunks 10"
+        in (manifest.reopened[0])
     )
 
 
@@ -112,7 +113,7 @@ def test_budgets_that_cannot_extend_a_job_are_refused_in_one_line_changing_nothi
     tmp_path: Path, capsys: Any, monkeypatch: Any
 ) -> None:
     monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
-    state, out, job_id = start_incomplete(tmp_path, capsys, "--max-chunks", "2")
+    state, _, job_id = start_incomplete(tmp_path, capsys, "--max-chunks", "2")
     before = manifest_of(tmp_path / "state", job_id)
     refused = {
         ("--max-chunks", "2"): "has used 2 chunks: a new max_chunks must be larger than that (got 2)",
@@ -197,7 +198,8 @@ def test_reopen_does_not_race_a_second_reopen(tmp_path: Path, capsys: Any, monke
 
     monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
     state, _, job_id = start_incomplete(tmp_path, capsys, "--max-chunks", "1")
-    with LocalCloud(CloudConfig(provider_base_url="http://127.0.0.1:9/v1", state_dir=Path(state[1]))) as cloud:
+    config = CloudConfig(provider_base_url="http://127.0.0.1:9/v1", state_dir=Path(state[1]))
+    with LocalCloud(config) as cloud:
         store = cloud.store
         stale, etag = store.get_manifest(job_id)
         reopened = reopen_job(store, job_id, NewBudgets(max_chunks=5), now=utcnow())

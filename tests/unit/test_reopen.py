@@ -75,7 +75,9 @@ def test_no_budget_given_says_which_one_stopped_it() -> None:
         (NewBudgets(max_output_tokens=5000), "would stop at once: its max_chunks budget is reached"),
     ],
 )
-def test_budgets_must_exceed_what_was_used_and_raise_the_one_that_stopped_it(budgets: NewBudgets, says: str) -> None:
+def test_budgets_must_exceed_what_was_used_and_raise_the_one_that_stopped_it(
+    budgets: NewBudgets, says: str
+) -> None:
     problem = reopen_problem(stopped(), REQUEST, budgets)
     assert problem is not None and says in problem
 
@@ -92,7 +94,11 @@ def test_reopen_forgets_the_stop_and_records_it() -> None:
     manifest.finished_at = manifest.created_at
     manifest.reopen("note", answer_chars=80, reasoning_chars=0)
     assert manifest.status == "running" and not manifest.terminal
-    assert (manifest.stop_reason, manifest.last_finish_reason, manifest.incomplete_reason) == (None, None, None)
+    assert (manifest.stop_reason, manifest.last_finish_reason, manifest.incomplete_reason) == (
+        None,
+        None,
+        None,
+    )
     assert (manifest.stop_detail, manifest.finished_at, manifest.answer_chars) == (None, None, 80)
     assert manifest.reopened == ["note"]
     # the record survives a round trip through the stored JSON

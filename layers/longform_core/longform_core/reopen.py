@@ -18,7 +18,8 @@ The rule (``reopen_problem``, pure):
 chunk function reads them from), then the manifest goes back to ``running`` with a line in its
 ``reopened`` record (``If-Match``: a racing reopen or cancel loses), then ``result.json`` is removed
 (it described the ended job; finalize writes the new one), then the running text is restored to
-the raw committed text (finalize's output may carry a held partial tag). The caller starts a new
+the raw committed text (finalize's output may carry a held partial tag). When the job ends again,
+finalize writes its new result and publishes the completion event again. The caller starts a new
 execution of the workflow for the job (locally: ``longform resume ID --max-chunks N``; on AWS an
 execution name is taken for 90 days after it closed, so a deployed caller must name it anew).
 """

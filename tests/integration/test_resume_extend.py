@@ -212,3 +212,39 @@ def test_reopen_does_not_race_a_second_reopen(tmp_path: Path, capsys: Any, monke
             reopen_job(store, job_id, NewBudgets(max_chunks=9), now=utcnow())
         with pytest.raises(ManifestConflict):
             store.put_manifest(stale, if_match=etag)
+
+
+def test_ctrl_c_then_resume_without_out_finishes_the_file_the_run_was_writing(
+    tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    """A real Ctrl-C (SIGINT to a `longform run --out answer.md` process) after its first commit, then
+    `longform resume ID` from another directory with no --out: answer.md holds the whole answer."""
+    import signal
+
+    from .test_stops_promptly import _longform, _manifests, _stop, _wait_for
+
+    monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
+    state, work = tmp_path / "state", tmp_path / "work"
+    work.mkdir()
+    proc = _longform(
+        "run", "--emulator", "--emulator-token-delay", "0.002", "--prompt", PROMPT, *CAP,
+        "--out", "answer.md", "--state-dir", str(state), cwd=work,
+    )  # fmt: skip
+    try:
+        _wait_for(lambda: any(m["chunks"] >= 1 for m in _manifests(state)), "committed chunk", proc)
+        _, err = _stop(proc, signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    [manifest] = _manifests(state)
+    assert manifest["status"] == "running"
+    if (work / "answer.md").exists():  # written if the summary was reached before the forced exit
+        kept = (work / "answer.md").read_text()
+        assert uncapped().startswith(kept) and len(kept) < len(uncapped())
+    monkeypatch.chdir(tmp_path)
+    assert main(["resume", manifest["job_id"], "--state-dir", str(state), "--json"]) == 0
+    summary = last_json(capsys.readouterr().out)
+    assert (summary["status"], summary["output_path"]) == ("succeeded", str(work / "answer.md"))
+    assert (work / "answer.md").read_text() == uncapped()

@@ -13,8 +13,9 @@ from typing import Any
 
 from longform.live import LiveText
 
+from .aws import TERMINAL_EXECUTION
 from .billing import BillingMeter
-from .cloud import TERMINAL_EXECUTION, LocalCloud
+from .cloud import LocalCloud
 from .outcome import finished, interrupted
 from .providers import Provider
 from .run_options import RunOptions

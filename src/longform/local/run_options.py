@@ -8,17 +8,18 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from longform_core.request import DEFAULT_MAX_TOKENS_PER_REQUEST
+
 from .cloud import CloudConfig
 from .providers import Provider, ProviderOptions, choose_provider
+from .run_record import RunRecord
 from .summary import RunSummary
 from .terminal import Mode
 
 STDOUT = Path("-")
-DEFAULT_CAP = 16_384
 # local draft checkpoints: often, for the live view (the local bucket is a directory, not S3)
 LOCAL_DRAFT_INTERVAL_SECONDS = 0.25
 LOCAL_DRAFT_MIN_TOKENS = 8
@@ -56,34 +57,25 @@ def out_path(options: RunOptions, job_id: str) -> Path:
 
 
 def cap_for(options: RunOptions, requested: int | None) -> int:
-    return options.max_tokens_per_request or requested or DEFAULT_CAP
+    return options.max_tokens_per_request or requested or DEFAULT_MAX_TOKENS_PER_REQUEST
 
 
 @contextlib.contextmanager
 def provider_for(options: RunOptions) -> Iterator[Provider]:
-    choice = options.provider
-    fields = dict(choice.emulator_settings)
-    if options.max_tokens_per_request:
-        fields.setdefault("cap", options.max_tokens_per_request)
-    if options.context_length:
-        fields.setdefault("context_length", options.context_length)
-    model = choice.model or options.request.get("model")
-    provider_options = ProviderOptions(
-        emulator=choice.emulator,
-        base_url=choice.base_url,
+    model = options.provider.model or options.request.get("model")
+    choice = replace(
+        options.provider,
         model=model if isinstance(model, str) else None,
-        api_key_env=choice.api_key_env,
-        emulator_settings=fields,
+        max_tokens_per_request=options.max_tokens_per_request,
+        context_length=options.context_length,
     )
-    with choose_provider(provider_options) as provider:
+    with choose_provider(choice) as provider:
         yield provider
 
 
 def cloud_config(options: RunOptions, provider: Provider, cap: int) -> CloudConfig:
-    return CloudConfig(
-        provider_base_url=provider.base_url,
-        model=provider.model,
-        api_key=provider.api_key,
+    return CloudConfig.for_provider(
+        provider,
         max_tokens_per_request=cap,
         deadline_margin_seconds=options.deadline_margin,
         retry_sleep_scale=options.retry_sleep_scale,
@@ -96,52 +88,37 @@ def cloud_config(options: RunOptions, provider: Provider, cap: int) -> CloudConf
     )
 
 
-def run_record(options: RunOptions, provider: Provider, cap: int, job_id: str) -> dict[str, Any]:
+def run_record(options: RunOptions, provider: Provider, cap: int, job_id: str) -> RunRecord:
     """How the job was started (``runs/<id>.json``): what ``resume`` needs; never the API key.
     ``out`` is absolute (``resume`` may run in another directory); None when the answer went to
     standard output (``resume`` then follows its own default)."""
     out = out_path(options, job_id)
-    return {
-        "provider": provider.kind,
-        "base_url": None if provider.kind == "emulator" else provider.base_url,
-        "model": provider.model,
-        "api_key_env": options.provider.api_key_env,
-        "emulator_settings": options.provider.emulator_settings,
-        "max_tokens_per_request": cap,
-        "context_length": options.context_length,
-        "chunk_timeout": options.chunk_timeout,
-        "deadline_margin": options.deadline_margin,
-        "stream": options.stream,
-        "out": None if out == STDOUT else str(out.resolve()),
-        "started_at": datetime.now(UTC).isoformat(),
-    }
-
-
-def with_recorded_options(options: RunOptions, record: dict[str, Any]) -> RunOptions:
-    """Options the user did not give on ``resume`` come from how the job was started."""
-    given = options.provider
-    explicit = given.emulator or given.base_url is not None
-    provider = ProviderOptions(
-        emulator=given.emulator or (not explicit and record.get("provider") == "emulator"),
-        base_url=given.base_url if explicit else record.get("base_url"),
-        model=given.model or record.get("model"),
-        api_key_env=given.api_key_env if explicit else record.get("api_key_env") or given.api_key_env,
-        emulator_settings={**(record.get("emulator_settings") or {}), **given.emulator_settings},
+    return RunRecord.started(
+        provider,
+        options.provider,
+        max_tokens_per_request=cap,
+        context_length=options.context_length,
+        chunk_timeout=options.chunk_timeout,
+        deadline_margin=options.deadline_margin,
+        stream=options.stream,
+        out=None if out == STDOUT else str(out.resolve()),
     )
-    merged = replace(options, provider=provider)
-    for name in ("context_length", "chunk_timeout"):
-        if getattr(merged, name) is None and record.get(name) is not None:
-            setattr(merged, name, record[name])
-    if merged.max_tokens_per_request is None and record.get("max_tokens_per_request"):
-        merged.max_tokens_per_request = int(record["max_tokens_per_request"])
-    if merged.stream is None and record.get("stream") is not None:
-        merged.stream = bool(record["stream"])
+
+
+def with_recorded_options(options: RunOptions, record: RunRecord | None) -> RunOptions:
+    """Options the user did not give on ``resume`` come from how the job was started, the answer
+    going on into the file it was started with."""
+    if record is None:
+        return options
+    merged = replace(options, provider=record.provider_options(options.provider))
+    for name in ("context_length", "chunk_timeout", "max_tokens_per_request", "stream"):
+        if getattr(merged, name) is None:
+            setattr(merged, name, getattr(record, name))
     if merged.out is None:
-        merged.out = recorded_out(record)  # the answer goes on into the file it was started with
+        merged.out = recorded_out(record)
     return merged
 
 
-def recorded_out(record: dict[str, Any] | None) -> Path | None:
+def recorded_out(record: RunRecord | None) -> Path | None:
     """The ``--out`` file a job was started with (None: stdout, or not recorded)."""
-    out = (record or {}).get("out")
-    return Path(out) if isinstance(out, str) and out else None
+    return Path(record.out) if record is not None and record.out else None

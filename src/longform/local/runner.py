@@ -113,7 +113,7 @@ def resume(job_id: str, options: RunOptions) -> RunSummary:
             f"job {job_id} is being run by {holder}; wait for it or stop it "
             f"(longform show {job_id} shows its progress)"
         )
-    options = with_recorded_options(options, state.load_run(job_id) or {})
+    options = with_recorded_options(options, state.load_run(job_id))
     started = time.monotonic()
     cap = cap_for(options, None)
     ui = JobProgress(options.mode, cap=cap)

@@ -207,6 +207,9 @@ class Manifest(BaseModel):
     error: str | None = None
     # billable AWS units used so far (infra_cost.py)
     infra: InfraUsage = Field(default_factory=InfraUsage)
+    # each time the job was reopened after a budget stopped it (reopen.py), one line: when, where it
+    # stood, the budgets it went on with
+    reopened: list[str] = Field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
@@ -219,6 +222,15 @@ class Manifest(BaseModel):
         self.status = "running"
         self.started_at = self.started_at or now
         return True
+
+    def reopen(self, note: str, *, answer_chars: int, reasoning_chars: int) -> None:
+        """An ``incomplete`` job goes on with larger budgets (reopen.py): running again, its stop
+        forgotten, the committed lengths those of the raw chunks (finalize's may hold a partial tag)."""
+        self.status = "running"
+        self.finished_at = None
+        self.last_finish_reason = self.stop_reason = self.stop_detail = self.incomplete_reason = None
+        self.answer_chars, self.reasoning_chars = answer_chars, reasoning_chars
+        self.reopened.append(note)
 
     @property
     def final_finish_reason(self) -> FinishReason | None:

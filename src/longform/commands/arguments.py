@@ -66,8 +66,7 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--context-length", type=int, metavar="N", help="the model's context length, when known"
     )
-    parser.add_argument("--max-output-tokens", type=int, metavar="N", help="token budget of the whole job")
-    parser.add_argument("--max-chunks", type=int, metavar="N", help="chunk budget of the whole job")
+    add_budget_arguments(parser)
     parser.add_argument("--temperature", type=float, help="sampling temperature")
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument(
@@ -77,6 +76,20 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="ask the provider without streaming (for gateways that buffer SSE); the deadline is then "
         "only a read timeout",
+    )
+
+
+def add_budget_arguments(parser: argparse.ArgumentParser, *, extend: bool = False) -> None:
+    """The job's budgets (``resume``: new, larger ones extend an incomplete job a budget stopped)."""
+    verb = "extend an incomplete job to" if extend else "of the whole job"
+    parser.add_argument("--max-output-tokens", type=int, metavar="N", help=f"token budget: {verb} N tokens")
+    parser.add_argument("--max-chunks", type=int, metavar="N", help=f"chunk budget: {verb} N chunks")
+    parser.add_argument(
+        "--max-cost",
+        dest="max_cost_usd",
+        type=float,
+        metavar="USD",
+        help=f"cost budget: {verb} USD estimated",
     )
 
 

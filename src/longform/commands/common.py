@@ -78,6 +78,7 @@ def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "context_length": args.context_length,
         "max_output_tokens": args.max_output_tokens,
         "max_chunks": args.max_chunks,
+        "max_cost_usd": args.max_cost_usd,
         "temperature": args.temperature,
         "seed": args.seed,
         "stream": False if getattr(args, "provider_stream", None) is False else None,

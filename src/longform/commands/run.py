@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from longform_core.job_status import EXIT_INTERRUPTED, EXIT_USAGE
 
-from .arguments import add_output_arguments, add_provider_arguments, add_request_arguments, add_state_argument
+from .arguments import (
+    add_budget_arguments,
+    add_output_arguments,
+    add_provider_arguments,
+    add_request_arguments,
+    add_state_argument,
+)
 from .common import (
     EXIT_CODES,
     UsageError,
@@ -69,7 +75,7 @@ def _finish_run(args: argparse.Namespace, call: Callable[[], RunSummary]) -> int
     from longform_core.errors import RequestInvalid
 
     from longform.local.providers import ProviderChoiceError
-    from longform.local.runner import Interrupted, JobNotResumable
+    from longform.local.runner import Interrupted, JobNotExtendable, JobNotResumable
     from longform.local.state import StateDirBusy
 
     try:
@@ -82,6 +88,11 @@ def _finish_run(args: argparse.Namespace, call: Callable[[], RunSummary]) -> int
         return fail(str(exc))
     except JobNotResumable as exc:
         return fail(str(exc), EXIT_USAGE)
+    except JobNotExtendable as exc:
+        show = f"`longform show {getattr(args, 'job_id', 'ID')}`"
+        budgets = "--max-chunks/--max-output-tokens/--max-cost"
+        hint = f"{show} says how it ended; {budgets} extend what a budget stopped"
+        return fail(f"{exc} ({hint})", EXIT_USAGE)
     except Interrupted as stop:  # on_interrupt normally exits first
         _report(args, stop.summary)
         return EXIT_INTERRUPTED
@@ -147,9 +158,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
+    from longform.local.run_options import recorded_out
     from longform.local.runner import resume
+    from longform.local.state import StateDir
 
+    if args.out is None:  # the file the job was started with, else as `run`: stdout when piped
+        out = recorded_out(StateDir(state_dir_of(args)).load_run(args.job_id))
+        piped = not (args.json or args.quiet) and not sys.stdout.isatty()
+        args.out = str(out) if out is not None else ("-" if piped else None)
     options = _run_options(args, {})
+    options.max_chunks, options.max_output_tokens = args.max_chunks, args.max_output_tokens
+    options.max_cost_usd = args.max_cost_usd
     return _with_interrupts(args, options, lambda: resume(args.job_id, options))
 
 
@@ -185,6 +204,7 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
         "--context-length", type=int, metavar="N", help="the model's context length (default: as started)"
     )
     resume.add_argument("--model", help="the model (default: as started)")
+    add_budget_arguments(resume, extend=True)
     resume.add_argument(
         "--no-provider-stream",
         dest="provider_stream",

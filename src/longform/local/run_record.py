@@ -29,6 +29,7 @@ class RunRecord(BaseModel):
     chunk_timeout: float | None = None
     deadline_margin: float = 30.0
     stream: bool | None = None
+    out: str | None = None  # the absolute --out the answer is written to (None: stdout); resume's default
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod

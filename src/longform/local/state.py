@@ -8,8 +8,9 @@ Layout of the state directory (default: the platform's per-user data directory, 
     locks/key-NNN.lock    flock stripes: a write to a key (and its If-Match check) holds its stripe
     leases/<name>.lock    flock per execution name (a job id, a batch id): the one process that
                           drives that job; a dead process's lease is released by the kernel
-    runs/<job id>.json    how a local job was started (provider, model, emulator settings), so
-                          ``longform resume`` continues it with the same options
+    runs/<job id>.json    how a local job was started (provider, model, emulator settings, the
+                          absolute ``--out``), so ``longform resume`` continues it with the same
+                          options into the same file (``run_options.py``)
 
 Any number of processes (``run``, ``resume``, ``batch``, ``serve``, ``drop``, ``list``, ``show``) use
 one state directory at once: objects are written atomically under a per-key lock, and each job is

@@ -556,7 +556,7 @@ def test_a_refused_prefill_steps_down_and_the_style_is_cached(store: JobStore, m
     assert run(services, job) == ["length", "stop"]
     assert provider.bodies[2]["continue_final_message"] is True
     chunk = store.get_chunk(job, 1)
-    assert (chunk.prefill_style, chunk.prefill_ladder) == ("vllm", ["assistant:refused"])
+    assert (chunk.prefill_style, [str(s) for s in chunk.prefill_ladder]) == ("vllm", ["assistant:refused"])
     learned = store.get_learned_style(services.settings.provider_base_url, "deepseek-ai/DeepSeek-V3.2")
     assert learned is not None and (learned.style, learned.requests) == ("vllm", 2)
     # the next job starts from what was learned
@@ -564,7 +564,7 @@ def test_a_refused_prefill_steps_down_and_the_style_is_cached(store: JobStore, m
     job2 = start(store, {"prompt": "q"}, job_id="job2")
     assert run(make_services(provider2), job2) == ["length", "stop"]
     assert provider2.bodies[1].get("continue_final_message") is True
-    assert store.get_chunk(job2, 1).prefill_ladder == []
+    assert [str(s) for s in store.get_chunk(job2, 1).prefill_ladder] == []
 
 
 def test_an_explicit_style_is_not_stepped_down(store: JobStore, make_services) -> None:
@@ -615,7 +615,7 @@ def test_an_ignored_prefill_falls_back_to_the_continue_message(store: JobStore, 
     assert [m["role"] for m in last[-2:]] == ["assistant", "user"]
     assert last[-2]["content"] == OPENING
     chunk = store.get_chunk(job, 1)
-    assert chunk.prefill_ladder == ["assistant:ignored", "vllm:ignored", "prefix:ignored"]
+    assert [str(s) for s in chunk.prefill_ladder] == ["assistant:ignored", "vllm:ignored", "prefix:ignored"]
     assert chunk.seam_preamble.startswith("Sure") and chunk.seam_overlap_chars == len("every evening at dusk")
     finalize(FinalizeTaskInput(job_id=job), services)
     assert store.get_text(f"jobs/{job}/output.md") == OPENING + " and slept."
@@ -630,7 +630,7 @@ def test_a_continuation_that_only_repeats_ends_no_progress(store: JobStore, make
     services = make_services(provider, prefill_style="continue_message")
     job = start(store, {"prompt": "q"})
     assert run(services, job) == ["length", "no_progress"]
-    assert store.get_chunk(job, 1).prefill_ladder == ["continue_message:repeated"]
+    assert [str(s) for s in store.get_chunk(job, 1).prefill_ladder] == ["continue_message:repeated"]
     assert finalize(FinalizeTaskInput(job_id=job), services).status == "incomplete"
     result = store.get_result(job)
     assert result is not None and result.incomplete_reason == "no_progress"

@@ -227,13 +227,7 @@ def _keep_chunk_in_flight(
     )
     manifest.record_chunk(
         chunk,
-        TextState(
-            reasoning_format=chunk.format_after,
-            reasoning_phase=chunk.phase_after,
-            held_text=chunk.held_after,
-            answer_chars=len(answer) + len(chunk.text),
-            reasoning_chars=len(reasoning) + len(chunk.reasoning),
-        ),
+        TextState.after_chunk(chunk, answer_before=answer, reasoning_before=reasoning),
         learned_context=None,
         max_tokens_per_request=manifest.max_tokens_per_request
         or request.max_tokens_per_request

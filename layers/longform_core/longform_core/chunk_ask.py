@@ -200,10 +200,8 @@ class _Asking:
                 prompt_tokens=outcome.usage.prompt_tokens if outcome.usage else None,
                 expected_prompt_tokens=self.prompt_estimate if self.exact else None,
             )
-            lower = next_rung(
-                self.rung, StepReason.IGNORED, ladder=True, completion=self.completion.available(self.rung)
-            )
-            if ignored and lower is not None:
+            lower = self._below() if ignored else None
+            if lower is not None:
                 # the server started over: what it streamed is no continuation to resume from
                 self._drop_drafts(answer)
                 self.step_down(StepReason.IGNORED, lower, tokens=_tokens(outcome))
@@ -216,7 +214,7 @@ class _Asking:
             ):
                 # a new turn glued to the text (llama-cpp-python's server): never learned, never cached
                 self._drop_drafts(answer)
-                self.step_down(StepReason.IGNORED, lower or self.rung, tokens=_tokens(outcome))
+                self.step_down(StepReason.IGNORED, self._below() or self.rung, tokens=_tokens(outcome))
                 return True
         if (
             self.has_prefill
@@ -230,6 +228,13 @@ class _Asking:
             self.ask_again = True
             return True
         return False
+
+    def _below(self) -> Rung | None:
+        """The rung after one whose prefill was ignored (asks for the chat template only now: the
+        raw-completion rung is on the ladder only when one is known)."""
+        return next_rung(
+            self.rung, StepReason.IGNORED, ladder=True, completion=self.completion.available(self.rung)
+        )
 
     def _drop_drafts(self, answer: _Answer) -> None:
         if answer.checkpoints is not None and answer.checkpoints.written:

@@ -364,7 +364,7 @@ def test_stream_with_the_answer_on_stdout_prints_it_once(capsys, monkeypatch) ->
 
 
 def test_serve_resumes_only_jobs_of_its_own_provider() -> None:
-    from longform.cli import _same_provider
+    from longform.commands.serve import same_provider as _same_provider
     from longform.local.providers import Provider
 
     emulator = Provider("emulator", "http://127.0.0.1:1/v1", None, "m", "the emulator")

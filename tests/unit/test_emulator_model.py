@@ -8,16 +8,14 @@ import time
 
 import pytest
 
+from longform.emulator.continuation import Plan, overlap, plan_continuation
 from longform.emulator.model import (
     TOKEN_RE,
     Canonical,
     GenerationSettings,
-    Plan,
     canonical_output,
     count_tokens,
     full_content,
-    overlap,
-    plan_continuation,
     prompt_tokens,
     reasoning_style,
     requested_lengths,

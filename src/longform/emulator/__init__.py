@@ -17,15 +17,14 @@ with usage, reasoning output, and injectable faults.
 - ``model`` / ``textgen``: the deterministic output; ``cli``: the command line.
 """
 
+from longform.emulator.continuation import Plan, plan_continuation
 from longform.emulator.errors import context_error_message, error_body
 from longform.emulator.model import (
     Canonical,
     GenerationSettings,
-    Plan,
     canonical_output,
     count_tokens,
     full_content,
-    plan_continuation,
     prompt_tokens,
     tokenize,
     uncapped_answer,

@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from longform.emulator.continuation import Plan, split_prefill
 from longform.emulator.errors import PREFILL_WHITESPACE_MESSAGE, Rejected, prefill_refusal
-from longform.emulator.model import Plan, message_text, split_prefill, tokenize
+from longform.emulator.model import message_text, tokenize
 from longform.emulator.settings import ECHO_PIECE_CHARS, EchoPrefillMode, EmulatorSettings
 
 __all__ = [

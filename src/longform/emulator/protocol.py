@@ -16,6 +16,8 @@ from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from longform.emulator.continuation import plan_continuation
+from longform.emulator.emission import Emission, select, stop_strings
 from longform.emulator.errors import (
     ErrorReply,
     Rejected,
@@ -31,7 +33,6 @@ from longform.emulator.model import (
     canonical_output,
     conversation_messages,
     message_text,
-    plan_continuation,
     prompt_tokens,
     tokenize,
 )
@@ -58,54 +59,6 @@ CachedTokens = Callable[[str, str, int], int]
 """(conversation key, prefill, prompt tokens) -> cached prompt tokens; remembers the request."""
 FirstAsk = Callable[[str], bool]
 """(a key) -> whether this is the first time it is seen (and remembers it)."""
-
-
-# --------------------------------------------------------------------------- what is emitted
-
-
-@dataclass(frozen=True)
-class Emission:
-    """The new tokens sent (reasoning, then content) and why generation ended."""
-
-    reasoning: tuple[str, ...]
-    content: tuple[str, ...]
-    completion_tokens: int
-    finish_reason: str
-
-
-def _select(reasoning: Sequence[str], content: Sequence[str], limit: int, stops: Sequence[str]) -> Emission:
-    """Up to ``limit`` pieces (reasoning first), cut before the first stop string in the content."""
-    total = len(reasoning) + len(content)
-    n = min(limit, total)
-    r = tuple(reasoning[:n])
-    c = tuple(content[: max(0, n - len(r))])
-    finish = "stop" if n == total else "length"
-    tokens = len(r) + len(c)
-    if stops and c:
-        text = "".join(c)
-        hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-        if hits:
-            at = min(hits)
-            position = 0
-            for index, piece in enumerate(c):
-                if position + len(piece) > at:
-                    head = piece[: at - position]
-                    c = c[:index] + ((head,) if head else ())
-                    tokens = len(r) + index + 1  # the token holding the stop string was generated
-                    break
-                position += len(piece)
-            finish = "stop"
-    return Emission(r, c, tokens, finish)
-
-
-def _stop_strings(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value] if value else []
-    if isinstance(value, list) and all(isinstance(s, str) for s in value):
-        return [s for s in value if s]
-    raise Rejected(400, "invalid request: 'stop' must be a string or a list of strings")
 
 
 # --------------------------------------------------------------------------- the plan
@@ -281,7 +234,7 @@ def _parse(raw: bytes) -> _Request:
         seed=seed,
         stream=body.get("stream") is True,
         include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
-        stops=_stop_strings(body.get("stop")),
+        stops=stop_strings(body.get("stop")),
     )
 
 
@@ -298,22 +251,22 @@ def _emit(
     plan = plan_continuation(canonical, trailing.answer_so_far)
     log["plan"] = plan.mode
     if trailing.ignored and settings.prefill_style == "new_turn":
-        return _select(plan.reasoning, _new_turn(plan.content, len(trailing.prefill or "")), limit, stops)
+        return select(plan.reasoning, _new_turn(plan.content, len(trailing.prefill or "")), limit, stops)
     if trailing.so_far is None:
-        return _select(plan.reasoning, plan.content, limit, stops)
+        return select(plan.reasoning, plan.content, limit, stops)
     repeat = settings.continue_repeat
     key = hashlib.sha256(trailing.so_far.encode("utf-8", "surrogatepass")).hexdigest()
     if repeat == "always" or (repeat == "once" and first_ask is not None and first_ask(key)):
         # the model repeats the end of the answer (its previous chunk) instead of continuing it
         log["repeated"] = True
         said = tokenize(trailing.so_far)
-        emission = _select((), said[-limit:], limit, stops)
+        emission = select((), said[-limit:], limit, stops)
         if len(said) > limit and emission.finish_reason == "stop" and len(emission.content) == limit:
             emission = dataclasses.replace(emission, finish_reason="length")  # it used its whole budget
         return emission
     reply = continue_reply(plan, trailing.so_far, settings)
     log.update(overlap_chars=reply.overlap_chars, preamble_chars=reply.preamble_chars)
-    return _select(reply.reasoning, reply.content, limit, stops)
+    return select(reply.reasoning, reply.content, limit, stops)
 
 
 def _new_turn(pieces: Sequence[str], skip_chars: int) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
 """``longform batch FILE.jsonl``: a batch of long generations, locally, through the real batch workflow.
 
-Registered by ``cli.py`` (``add_batch_command``); the work is in ``longform.local.batch_runner``.
+The work is in ``longform.local.batch_runner``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-INVALID_EXIT = 2
-INTERRUPTED_EXIT = 130
+from longform_core.job_status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
+from .common import UsageError, check_base_url
 
 
-def add_batch_command(sub: argparse._SubParsersAction[Any]) -> None:
+def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     batch = sub.add_parser(
         "batch",
         help="run a JSONL batch locally: every line a full continuation job, the real batch workflow",
@@ -60,14 +61,12 @@ def add_batch_command(sub: argparse._SubParsersAction[Any]) -> None:
     )
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.add_argument("--verbose", action="store_true", help="show the handlers' INFO logs on stderr")
-    batch.set_defaults(func=cmd_batch)
+    batch.set_defaults(func=_cmd_batch)
 
 
-def cmd_batch(args: argparse.Namespace) -> int:
-
+def _cmd_batch(args: argparse.Namespace) -> int:
     from longform_core.errors import RequestInvalid
 
-    from longform.cli import UsageError, check_base_url
     from longform.local.batch_runner import BatchRunOptions, print_summary, run_batch
     from longform.local.providers import ProviderChoiceError
     from longform.local.state import StateDirBusy
@@ -76,11 +75,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
         check_base_url(args.base_url)
     except UsageError as exc:
         sys.stderr.write(f"longform: {exc}\n")
-        return INVALID_EXIT
+        return EXIT_USAGE
     path = Path(args.file)
     if not path.is_file():
         sys.stderr.write(f"longform: no such file: {path}\n")
-        return INVALID_EXIT
+        return EXIT_USAGE
     options = BatchRunOptions(
         file=path,
         out=Path(args.out) if args.out else None,
@@ -99,13 +98,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
     )
     if args.max_concurrency is not None and args.max_concurrency < 1:
         sys.stderr.write("longform: --max-concurrency must be at least 1\n")
-        return INVALID_EXIT
+        return EXIT_USAGE
     restore_signals = None
     if threading.current_thread() is threading.main_thread():
         from longform.local.stopping import raise_on_signals
 
         # a stop ends the process in time; the lines that ended are in the checkpoint already
-        restore_signals = raise_on_signals(INTERRUPTED_EXIT)
+        restore_signals = raise_on_signals(EXIT_INTERRUPTED)
     try:
         summary = run_batch(options)
     except RequestInvalid as exc:
@@ -116,16 +115,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
             sys.stderr.write(f"  - {problem.field}: {problem.message}\n")
         if args.json:
             print(json.dumps({"status": "invalid", **exc.to_dict()}))
-        return INVALID_EXIT
+        return EXIT_USAGE
     except ProviderChoiceError as exc:
         sys.stderr.write(f"longform: {exc}\n")
         return exc.exit_code
     except StateDirBusy as exc:
         sys.stderr.write(f"longform: {exc}\n")
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write("longform: stopped; run the same command again to resume\n")
-        return INTERRUPTED_EXIT
+        return EXIT_INTERRUPTED
     finally:
         if restore_signals is not None:
             restore_signals()
@@ -133,4 +132,4 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_json(), default=str))
     ok = summary.status == "completed" and not summary.counts.get("failed")
-    return 0 if ok else 1
+    return EXIT_OK if ok else EXIT_FAILED

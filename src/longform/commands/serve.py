@@ -1,0 +1,155 @@
+"""``longform serve``: the HTTP API locally (no Docker), jobs kept in the state directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any, NoReturn
+
+from longform_core.job_status import EXIT_OK
+
+from .arguments import add_provider_arguments, add_state_argument
+from .common import fail, provider_options, state_dir_of
+from .inspect import local_jobs
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the server binds it (http.server: allow_reuse_address): connections of an earlier
+        # server still in TIME_WAIT do not make the port busy
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def same_provider(record: dict[str, Any] | None, provider: Any) -> bool:
+    """Whether serve may resume a job: one submitted through the API (no run record), or one that
+    `longform run` started on this very provider (never another's: it may cost money)."""
+    if record is None:
+        return True
+    if record.get("provider") != provider.kind:
+        return False
+    return bool(provider.kind == "emulator" or record.get("base_url") == provider.base_url)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from longform.local.aws import quiet_moto_logs
+    from longform.local.cloud import CloudConfig, LocalCloud
+    from longform.local.providers import ProviderChoiceError, choose_provider
+    from longform.local.runner import LOCAL_DRAFT_INTERVAL_SECONDS, LOCAL_DRAFT_MIN_TOKENS
+    from longform.local.serve import LocalApi
+    from longform.local.state import StateDirBusy
+
+    if not _port_free(args.host, args.port):
+        return fail(f"port {args.port} on {args.host} is in use (another longform serve?); pass --port N")
+    if threading.current_thread() is threading.main_thread():
+        from longform.local.stopping import raise_on_signals
+
+        raise_on_signals(EXIT_OK)  # from the start: a stop while resuming jobs is a stop too
+    try:
+        with choose_provider(provider_options(args)) as provider, quiet_moto_logs():
+            config = CloudConfig(
+                provider_base_url=provider.base_url,
+                model=provider.model,
+                api_key=provider.api_key,
+                log_level="INFO" if args.verbose else "WARNING",
+                state_dir=state_dir_of(args),
+                # drafts often: `longform output --follow` shows the chunk in flight as it grows
+                draft_interval_seconds=LOCAL_DRAFT_INTERVAL_SECONDS,
+                draft_min_tokens=LOCAL_DRAFT_MIN_TOKENS,
+                # a presigned URL of the local bucket would point nowhere: outputs are served inline
+                extra_env={"OUTPUT_INLINE_MAX_BYTES": str(1 << 30)},
+            )
+            with LocalCloud(config) as cloud:
+                try:
+                    api = LocalApi(cloud, host=args.host, port=args.port).start()
+                except OSError as exc:
+                    return fail(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
+                except KeyboardInterrupt:  # here, not after LocalCloud's exit: it waits for executions
+                    _serve_stopped(state_dir_of(args))
+                try:
+                    _serve_forever(cloud, api, provider, args)
+                except KeyboardInterrupt:
+                    _serve_stopped(state_dir_of(args))
+    except KeyboardInterrupt:
+        _serve_stopped(state_dir_of(args))
+    except ProviderChoiceError as exc:
+        return fail(str(exc), exc.exit_code)
+    except StateDirBusy as exc:
+        return fail(str(exc))
+    return EXIT_OK
+
+
+def _serve_forever(cloud: Any, api: Any, provider: Any, args: argparse.Namespace) -> NoReturn:
+    """Resume the unfinished batches and jobs of this provider, say where the API is, and serve
+    until a signal."""
+    import time
+
+    from longform.local import batch as local_batch
+
+    unfinished: list[str] = []
+    elsewhere: list[str] = []
+    batches = local_batch.unfinished_batches(cloud)
+    for batch_id in batches:  # as batches: their cap holds, their output is written
+        local_batch.resume_batch(cloud, batch_id)
+    for job_id in cloud.unfinished_jobs():
+        if cloud.store_dir.leases.holder(job_id) or job_id.startswith(tuple(f"{b}-" for b in batches)):
+            continue  # another live process runs it, or its batch does
+        record = cloud.state.load_run(job_id) if cloud.state else None
+        (unfinished if same_provider(record, provider) else elsewhere).append(job_id)
+    for job_id in unfinished:
+        cloud.resume(job_id)
+    example = json.dumps({"prompt": "Write a 20,000-word story"})
+    print(f"longform API on {api.url}/generations (local, no auth)")
+    print(f"  OpenAI-compatible on {api.url}/v1 (chat completions, models, files, batches)")
+    print(f"  model {provider.model} on {provider.label}")
+    resumed = f"; resumed {len(unfinished)} unfinished" if unfinished else ""
+    resumed += f"; resumed {len(batches)} unfinished batch(es)" if batches else ""
+    print(f"  jobs kept in {args.state_dir}{resumed}")
+    for job_id in elsewhere:
+        print(f"  not resumed (started by longform run on another provider): {job_id}")
+    print(f"  try: curl -s -X POST {api.url}/generations -d '{example}'")
+    sys.stdout.flush()
+    while True:
+        # short sleeps: a signal the kernel hands to another thread (the executions', the HTTP
+        # server's) does not interrupt the main thread's sleep, and Python runs its handler only
+        # when the main thread next runs bytecode
+        time.sleep(0.2)
+
+
+def _serve_stopped(state_dir: Path) -> NoReturn:
+    """serve's stop: the unfinished jobs counted on disk (not through moto, whose listing can fail
+    while executions write), one line, and the process ends (executions abandoned: their state is
+    on disk, and the next start resumes them)."""
+    from longform.local.stopping import exit_now, write_line
+
+    try:
+        running = sum(1 for job in local_jobs(state_dir) if not job.manifest.terminal)
+    except Exception:  # a stop never fails on what it only reports
+        running = 0
+    note = f"; {running} unfinished job(s) resume at the next start" if running else ""
+    write_line(f"\nlongform serve stopped{note}")
+    exit_now(EXIT_OK)
+
+
+def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="serve the HTTP API locally (no Docker): the API function in-process on the local moto cloud",
+        description="Jobs are kept in --state-dir and survive restarts; unfinished ones resume at start.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    serve.add_argument("--port", type=int, default=8787, help="the port to listen on")
+    serve.add_argument("--model", help="the default model (default: the provider's)")
+    add_provider_arguments(serve)
+    add_state_argument(serve)
+    serve.add_argument("--verbose", action="store_true", help="the handlers' INFO logs")
+    serve.set_defaults(func=_cmd_serve)

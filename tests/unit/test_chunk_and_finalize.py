@@ -654,3 +654,52 @@ def test_a_model_stuck_repeating_a_passage_ends_repetition(store: JobStore, make
     assert stored.stop_detail == "the last 200 characters repeated 3 times: the model is looping"
     assert stored.chunk_prefill_styles == ["none", "assistant"]
     assert store.get_text(f"jobs/{job}/output.md") == OPENING + passage * 3  # the output is kept
+
+
+@pytest.mark.parametrize(
+    ("script", "raw", "error"),
+    [
+        ((outcome("More text.", "stop"),), {"prompt": "p"}, None),  # a chunk committed
+        (
+            (ContextWindowExceeded("full", limit=ContextLimit(context_length=10, prompt_tokens=10)),),
+            {"prompt": "p"},
+            ContextExhausted,
+        ),
+        ((), {"prompt": "p", "max_output_tokens": 1}, None),  # a budget reached before the chunk
+    ],
+)
+def test_an_attempt_never_changes_the_job_it_read(
+    store: JobStore,
+    make_services,
+    monkeypatch: pytest.MonkeyPatch,
+    script: tuple[Any, ...],
+    raw: dict[str, Any],
+    error: type[Exception] | None,
+) -> None:
+    """The attempt's snapshot (chunk_job.ChunkJob) stays as read: the commit, the context
+    exhaustion and the budget stop each move their own copy of the manifest on (issue 17)."""
+    import longform_core.chunk as chunk_module
+
+    read: list[tuple[Any, dict[str, Any]]] = []
+
+    def spy(*args: Any) -> Any:
+        job = chunk_module.read_job.__wrapped__(*args)  # type: ignore[attr-defined]
+        read.append((job, job.manifest.model_dump()))
+        return job
+
+    spy.__wrapped__ = chunk_module.read_job  # type: ignore[attr-defined]
+    monkeypatch.setattr(chunk_module, "read_job", spy)
+    job_id = start(store, raw)
+    if raw.get("max_output_tokens"):
+        manifest, etag = store.get_manifest(job_id)
+        manifest.completion_tokens_total = 5
+        store.put_manifest(manifest, if_match=etag)
+    services = make_services(ScriptedProvider(*script))
+    if error is None:
+        generate_chunk(ChunkTaskInput(job_id=job_id), services, remaining_ms=lambda: 600_000)
+    else:
+        with pytest.raises(error):
+            generate_chunk(ChunkTaskInput(job_id=job_id), services, remaining_ms=lambda: 600_000)
+    ((job, as_read),) = read
+    assert job.manifest.model_dump() == as_read
+    assert store.get_manifest(job_id)[0].model_dump() != as_read  # the committed copy moved on

@@ -364,17 +364,21 @@ def test_stream_with_the_answer_on_stdout_prints_it_once(capsys, monkeypatch) ->
 
 
 def test_serve_resumes_only_jobs_of_its_own_provider() -> None:
-    from longform.commands.serve import same_provider as _same_provider
+    from longform.commands.serve import resumable_here
     from longform.local.providers import Provider
+    from longform.local.run_record import RunRecord
+
+    def record(raw: dict[str, object]) -> RunRecord:
+        return RunRecord.model_validate(raw)  # as runs/{id}.json holds it
 
     emulator = Provider("emulator", "http://127.0.0.1:1/v1", None, "m", "the emulator")
     server = Provider("server", "http://lan:8080/v1", None, "m", "the server")
-    assert _same_provider(None, server)  # submitted through the API: serve's own
-    assert _same_provider({"provider": "emulator", "base_url": None}, emulator)
-    assert not _same_provider({"provider": "emulator", "base_url": None}, server)
-    assert _same_provider({"provider": "server", "base_url": "http://lan:8080/v1"}, server)
-    assert not _same_provider({"provider": "server", "base_url": "http://other:8080/v1"}, server)
-    assert not _same_provider({"provider": "deepinfra", "base_url": "x"}, emulator)
+    assert resumable_here(None, server)  # submitted through the API: serve's own
+    assert resumable_here(record({"provider": "emulator", "base_url": None}), emulator)
+    assert not resumable_here(record({"provider": "emulator", "base_url": None}), server)
+    assert resumable_here(record({"provider": "server", "base_url": "http://lan:8080/v1"}), server)
+    assert not resumable_here(record({"provider": "server", "base_url": "http://other:8080/v1"}), server)
+    assert not resumable_here(record({"provider": "deepinfra", "base_url": "x"}), emulator)
 
 
 def test_an_unreadable_manifest_does_not_stop_the_local_cloud(tmp_path: Path, make_cloud) -> None:

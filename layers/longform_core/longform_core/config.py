@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .batch_request import DEFAULT_MAX_BYTES as DEFAULT_BATCH_MAX_BYTES
 from .batch_request import DEFAULT_MAX_LINES as DEFAULT_BATCH_MAX_LINES
 from .draft import DraftPolicy
+from .env_settings import Env, env_values
 from .request import DEFAULT_MAX_TOKENS_PER_REQUEST, PrefillStyle
 
 OwnerIdentity = Literal["IAM", "API_KEY"]
@@ -62,15 +63,15 @@ class Settings(BaseModel):
     default_model: str = DEFAULT_MODEL
     max_tokens_per_request: int = Field(default=DEFAULT_MAX_TOKENS_PER_REQUEST, ge=1)
     context_length: int | None = Field(default=None, ge=1)
-    api_key_secret_arn: str | None = None
+    api_key_secret_arn: Annotated[str | None, Env("PROVIDER_API_KEY_SECRET_ARN")] = None
     deadline_margin_seconds: float = Field(default=30.0, ge=0)
     prefill_style: PrefillStyle = "auto"
     # a prefill style is probed before it is learned (style_probe.py; PREFILL_PROBE)
     prefill_probe: bool = True
     # the model's Jinja chat template for the raw-completion rung (CHAT_TEMPLATE; chat_template.py)
-    chat_template: str | None = None
+    chat_template: Annotated[str | None, Env(verbatim=True)] = None
     # how long a learned prefill style (styles/{digest}.json) is trusted before it is learned again
-    prefill_style_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+    prefill_style_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     # a model stuck repeating one passage: the last `repetition_min_chars` characters of the answer
     # found `repetition_max_repeats` times in it end the job `repetition` (0 repeats: never)
     repetition_min_chars: int = Field(default=200, ge=20)
@@ -125,74 +126,11 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-
-        def opt_int(name: str) -> int | None:
-            raw = env.get(name, "").strip()
-            try:
-                value = int(raw) if raw else 0
-            except ValueError:
-                raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-            return value if value > 0 else None
-
-        def opt_float(name: str, default: float) -> float:
-            raw = env.get(name, "").strip()
-            try:
-                return float(raw) if raw else default
-            except ValueError:
-                raise ValueError(f"{name} must be a number, got {raw!r}") from None
-
-        def opt_bool(name: str, default: bool) -> bool:
-            raw = env.get(name, "").strip().lower()
-            if not raw:
-                return default
-            if raw in ("true", "1", "yes", "on"):
-                return True
-            if raw in ("false", "0", "no", "off"):
-                return False
-            raise ValueError(f"{name} must be true or false, got {raw!r}")
-
-        bucket = env.get("JOBS_BUCKET", "").strip()
-        if not bucket:
-            raise RuntimeError("JOBS_BUCKET is not set")
-        provider_base_url = env.get("PROVIDER_BASE_URL", "").strip() or DEEPINFRA_BASE_URL
-        allow_insecure = opt_bool("ALLOW_INSECURE_PROVIDER_URL", False)
-        problem = provider_url_problem(provider_base_url, allow_insecure=allow_insecure)
+        """The settings the environment names (``env_values``: every field from its variable, the
+        model's own default when the variable is unset, blank or CloudFormation's "not set" 0)."""
+        values = env_values(cls, os.environ if env is None else env)
+        url = values.get("provider_base_url", DEEPINFRA_BASE_URL)
+        problem = provider_url_problem(url, allow_insecure=values.get("allow_insecure_provider_url", False))
         if problem:
             raise ValueError(problem)  # one line, before pydantic would wrap it in its report
-        default_max_cost = opt_float("DEFAULT_MAX_COST_USD", 0.0)
-        allowed_models = dict.fromkeys(m.strip() for m in env.get("ALLOWED_MODELS", "").split(","))
-        return cls(
-            jobs_bucket=bucket,
-            provider_base_url=provider_base_url,
-            default_model=env.get("DEFAULT_MODEL", "").strip() or DEFAULT_MODEL,
-            max_tokens_per_request=opt_int("MAX_TOKENS_PER_REQUEST") or DEFAULT_MAX_TOKENS_PER_REQUEST,
-            context_length=opt_int("CONTEXT_LENGTH"),
-            api_key_secret_arn=env.get("PROVIDER_API_KEY_SECRET_ARN", "").strip() or None,
-            deadline_margin_seconds=opt_float("DEADLINE_MARGIN_SECONDS", 30.0),
-            prefill_style=env.get("PREFILL_STYLE", "").strip() or "auto",
-            prefill_style_ttl_seconds=opt_int("PREFILL_STYLE_TTL_SECONDS") or 7 * 24 * 3600,
-            chat_template=env.get("CHAT_TEMPLATE", "") or None,
-            prefill_probe=opt_bool("PREFILL_PROBE", True),
-            repetition_min_chars=opt_int("REPETITION_MIN_CHARS") or 200,
-            repetition_max_repeats=int(opt_float("REPETITION_MAX_REPEATS", 3)),
-            max_reasoning_only_chunks=opt_int("MAX_REASONING_ONLY_CHUNKS") or 8,
-            provider_stream=opt_bool("PROVIDER_STREAM", True),
-            draft_checkpoints=opt_bool("DRAFT_CHECKPOINTS", True),
-            draft_interval_seconds=opt_float("DRAFT_INTERVAL_SECONDS", 5.0),
-            draft_min_tokens=int(opt_float("DRAFT_MIN_TOKENS", 2000)),
-            state_machine_arn=env.get("STATE_MACHINE_ARN", "").strip() or None,
-            event_bus_name=env.get("EVENT_BUS_NAME", "").strip() or None,
-            api_max_body_bytes=opt_int("API_MAX_BODY_BYTES") or 1_048_576,
-            output_inline_max_bytes=opt_int("OUTPUT_INLINE_MAX_BYTES") or 262_144,
-            provider_max_attempts=opt_int("PROVIDER_MAX_ATTEMPTS") or 4,
-            provider_retry_base_seconds=opt_float("PROVIDER_RETRY_BASE_SECONDS", 0.5),
-            allow_insecure_provider_url=allow_insecure,
-            default_max_cost_usd=default_max_cost if default_max_cost > 0 else None,
-            allowed_models=tuple(m for m in allowed_models if m),
-            owner_identity=env.get("OWNER_IDENTITY", "").strip() or "IAM",
-            batch_state_machine_arn=env.get("BATCH_STATE_MACHINE_ARN", "").strip() or None,
-            batch_max_lines=opt_int("BATCH_MAX_LINES") or DEFAULT_BATCH_MAX_LINES,
-            batch_max_bytes=opt_int("BATCH_MAX_BYTES") or DEFAULT_BATCH_MAX_BYTES,
-            batch_max_concurrency=opt_int("BATCH_MAX_CONCURRENCY") or 150,
-        )
+        return cls(**values)

@@ -16,9 +16,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from longform_core.job_status import EXIT_FAILED, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from longform_core.errors import RequestInvalid
+
+    from longform.local.providers import ProviderOptions
 
 EXIT_CODES = (
     "exit codes: 0 done; 1 failed or cancelled; 2 bad input or usage; "
@@ -101,7 +106,7 @@ def with_system_prompt(data: dict[str, Any], args: argparse.Namespace) -> dict[s
     return data
 
 
-def print_invalid(exc: Any, as_json: bool) -> int:
+def print_invalid(exc: RequestInvalid, as_json: bool) -> int:
     sys.stderr.write("longform: the request is invalid:\n")
     for problem in exc.problems:
         sys.stderr.write(f"  - {problem.field}: {problem.message}\n")
@@ -116,7 +121,7 @@ def check_base_url(url: str | None) -> None:
         raise UsageError(f"--base-url {url}: add http:// (e.g. --base-url http://{url.split('://')[-1]})")
 
 
-def provider_options(args: argparse.Namespace) -> Any:
+def provider_options(args: argparse.Namespace) -> ProviderOptions:
     from longform.local.providers import ProviderOptions
 
     check_base_url(args.base_url)

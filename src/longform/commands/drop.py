@@ -41,10 +41,8 @@ def _cmd_drop(args: argparse.Namespace) -> int:
             return print_invalid(exc, False)
     try:
         with choose_provider(provider_options(args)) as provider, quiet_moto_logs():
-            config = CloudConfig(
-                provider_base_url=provider.base_url,
-                model=provider.model,
-                api_key=provider.api_key,
+            config = CloudConfig.for_provider(
+                provider,
                 state_dir=state_dir_of(args),
             )
             with LocalCloud(config) as cloud:

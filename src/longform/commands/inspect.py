@@ -8,21 +8,26 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from longform_core.job_status import EXIT_OK, EXIT_USAGE
 
 from .arguments import add_state_argument
 from .common import fail, state_dir_of
 
+if TYPE_CHECKING:
+    from longform_core.models import Manifest
+
+    from longform.local.state import StateDir
+
 
 @dataclass(frozen=True)
 class LocalJob:
-    manifest: Any  # longform_core.models.Manifest
+    manifest: Manifest
     prompt: str  # the prompt (or last user message), whitespace folded
 
 
-def local_job(state: Any, job_id: str) -> LocalJob | None:
+def local_job(state: StateDir, job_id: str) -> LocalJob | None:
     """One job of a state directory, read from disk (no moto: works while another process runs);
     None when it has no readable manifest."""
     from longform_core.job_store import JobKeys
@@ -156,7 +161,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _show_hint(state: Any, manifest: Any, job_id: str) -> str:
+def _show_hint(state: StateDir, manifest: Manifest, job_id: str) -> str:
     """What to do about a job that has not ended: resume it, unless a live process runs it."""
     if manifest.terminal:
         return ""

@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from longform_core.job_status import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 from .arguments import add_request_arguments
 from .common import UsageError, fail, request_from_args
 
+if TYPE_CHECKING:
+    from longform.client import ApiClient
 
-def _client(args: argparse.Namespace) -> Any:
+
+def _client(args: argparse.Namespace) -> ApiClient:
     from longform.client import ApiClient
 
     key = None
@@ -24,7 +28,7 @@ def _client(args: argparse.Namespace) -> Any:
     return ApiClient(args.api, api_key=key)
 
 
-def _api_call(args: argparse.Namespace, fn: Any) -> int:
+def _api_call(args: argparse.Namespace, fn: Callable[[ApiClient], None]) -> int:
     from longform.client import ApiError, ApiUnreachable
 
     try:
@@ -36,7 +40,7 @@ def _api_call(args: argparse.Namespace, fn: Any) -> int:
     return EXIT_OK
 
 
-def _show_view(args: argparse.Namespace, client: Any, view: Any) -> None:
+def _show_view(args: argparse.Namespace, client: ApiClient, view: Any) -> None:
     from longform.views import print_view
 
     print_view(view, as_json=args.json, api=client.base_url)
@@ -52,7 +56,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_output(args: argparse.Namespace) -> int:
-    def show(client: Any) -> None:
+    def show(client: ApiClient) -> None:
         if args.follow:
             for text in client.follow(
                 args.job_id, poll=args.poll, offset=args.offset, drafts=not args.committed

@@ -7,8 +7,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from longform_core.job_status import EXIT_INTERRUPTED, EXIT_USAGE
 
@@ -22,6 +23,11 @@ from .common import (
     request_from_args,
     state_dir_of,
 )
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from longform.local.runner import RunOptions, RunSummary
 
 
 def _out_path(value: str | None) -> Path | None:
@@ -38,7 +44,7 @@ def _out_path(value: str | None) -> Path | None:
     return out
 
 
-def _run_options(args: argparse.Namespace, request: dict[str, Any]) -> Any:
+def _run_options(args: argparse.Namespace, request: dict[str, Any]) -> RunOptions:
     from longform.local.runner import RunOptions
     from longform.local.terminal import choose_mode
 
@@ -59,7 +65,7 @@ def _run_options(args: argparse.Namespace, request: dict[str, Any]) -> Any:
     )
 
 
-def _finish_run(args: argparse.Namespace, call: Any) -> int:
+def _finish_run(args: argparse.Namespace, call: Callable[[], RunSummary]) -> int:
     from longform_core.errors import RequestInvalid
 
     from longform.local.providers import ProviderChoiceError
@@ -83,7 +89,7 @@ def _finish_run(args: argparse.Namespace, call: Any) -> int:
     return int(summary.exit_code)
 
 
-def _report(args: argparse.Namespace, summary: Any) -> None:
+def _report(args: argparse.Namespace, summary: RunSummary) -> None:
     from longform.local.runner import print_summary, summary_json
 
     to_stdout = args.out == "-"
@@ -93,7 +99,7 @@ def _report(args: argparse.Namespace, summary: Any) -> None:
         print(summary_json(summary))
 
 
-def _with_interrupts(args: argparse.Namespace, options: Any, call: Any) -> int:
+def _with_interrupts(args: argparse.Namespace, options: RunOptions, call: Callable[[], RunSummary]) -> int:
     """``_finish_run(call)`` with Ctrl-C handled (``_handle_interrupts``), the previous SIGINT
     handler restored after (in-process callers, tests, keep theirs)."""
     if threading.current_thread() is not threading.main_thread():
@@ -107,12 +113,12 @@ def _with_interrupts(args: argparse.Namespace, options: Any, call: Any) -> int:
         signal.signal(signal.SIGTERM, previous[1])
 
 
-def _handle_interrupts(args: argparse.Namespace, options: Any) -> None:
+def _handle_interrupts(args: argparse.Namespace, options: RunOptions) -> None:
     """The first Ctrl-C stops following the job: what is committed (and the draft) is written and
     the summary printed, then the process exits 130 without waiting for the chunk in flight (its
     text is in its draft; nothing half-done is committed). A second Ctrl-C exits at once."""
 
-    def first(signum: int, frame: Any) -> None:
+    def first(signum: int, frame: FrameType | None) -> None:
         from longform.local.stopping import arm_exit
 
         signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
@@ -120,7 +126,7 @@ def _handle_interrupts(args: argparse.Namespace, options: Any) -> None:
         arm_exit(EXIT_INTERRUPTED)  # whatever the summary's reads meet, the process ends in time
         options.stop.set()
 
-    def exit_now(summary: Any) -> None:
+    def exit_now(summary: RunSummary) -> None:
         _report(args, summary)
         sys.stdout.flush()
         sys.stderr.flush()

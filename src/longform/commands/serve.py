@@ -7,13 +7,19 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from longform_core.job_status import EXIT_OK
 
 from .arguments import add_provider_arguments, add_state_argument
 from .common import fail, provider_options, state_dir_of
 from .inspect import local_jobs
+
+if TYPE_CHECKING:
+    from longform.local.cloud import LocalCloud
+    from longform.local.providers import Provider
+    from longform.local.run_record import RunRecord
+    from longform.local.serve import LocalApi
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -30,14 +36,10 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def same_provider(record: dict[str, Any] | None, provider: Any) -> bool:
+def resumable_here(record: RunRecord | None, provider: Provider) -> bool:
     """Whether serve may resume a job: one submitted through the API (no run record), or one that
     `longform run` started on this very provider (never another's: it may cost money)."""
-    if record is None:
-        return True
-    if record.get("provider") != provider.kind:
-        return False
-    return bool(provider.kind == "emulator" or record.get("base_url") == provider.base_url)
+    return record is None or record.same_provider(provider)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -56,10 +58,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise_on_signals(EXIT_OK)  # from the start: a stop while resuming jobs is a stop too
     try:
         with choose_provider(provider_options(args)) as provider, quiet_moto_logs():
-            config = CloudConfig(
-                provider_base_url=provider.base_url,
-                model=provider.model,
-                api_key=provider.api_key,
+            config = CloudConfig.for_provider(
+                provider,
                 log_level="INFO" if args.verbose else "WARNING",
                 state_dir=state_dir_of(args),
                 # drafts often: `longform output --follow` shows the chunk in flight as it grows
@@ -88,7 +88,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _serve_forever(cloud: Any, api: Any, provider: Any, args: argparse.Namespace) -> NoReturn:
+def _serve_forever(
+    cloud: LocalCloud, api: LocalApi, provider: Provider, args: argparse.Namespace
+) -> NoReturn:
     """Resume the unfinished batches and jobs of this provider, say where the API is, and serve
     until a signal."""
     import time
@@ -104,7 +106,7 @@ def _serve_forever(cloud: Any, api: Any, provider: Any, args: argparse.Namespace
         if cloud.store_dir.leases.holder(job_id) or job_id.startswith(tuple(f"{b}-" for b in batches)):
             continue  # another live process runs it, or its batch does
         record = cloud.state.load_run(job_id) if cloud.state else None
-        (unfinished if same_provider(record, provider) else elsewhere).append(job_id)
+        (unfinished if resumable_here(record, provider) else elsewhere).append(job_id)
     for job_id in unfinished:
         cloud.resume(job_id)
     example = json.dumps({"prompt": "Write a 20,000-word story"})

@@ -30,6 +30,8 @@ from typing import Any
 from unittest import mock
 
 REGION = "us-east-1"
+# the statuses of a Step Functions execution that has ended
+TERMINAL_EXECUTION = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 ACCOUNT_ID = "123456789012"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",

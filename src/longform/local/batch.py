@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from .aws import TERMINAL_EXECUTION
 from .template import state_machine_wiring
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 BATCH_STATE_MACHINE = "BatchStateMachine"
 BATCH_STATE_MACHINE_NAME = "longform-batch"
-TERMINAL_EXECUTION = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
 def create_batch_state_machine(cloud: LocalCloud, role_arn: str, function_arns: dict[str, str]) -> str:

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from typing import Any, TextIO
 
 from .aws import quiet_moto_logs
 from .cloud import CloudConfig, LocalCloud
-from .providers import DEFAULT_API_KEY_ENV, EMULATOR_MODEL, Provider, ProviderOptions, choose_provider
+from .providers import ProviderOptions, choose_provider
 
 PARTIAL_SUFFIX = ".partial"
 PARTIAL_VERSION = 2  # 2: lines keyed by their line number (1 keyed them by content: identical lines collided)
@@ -162,31 +161,6 @@ class _Stack:
 
 
 @contextlib.contextmanager
-def _emulator_or_provider(options: BatchRunOptions) -> Iterator[tuple[Provider, Any]]:
-    """The provider as every local command chooses it (``providers.choose_provider``: --emulator,
-    --base-url, else DeepInfra when its key is set, else the emulator), with the emulator's server
-    itself when it is the emulator (it counts the requests it has at once)."""
-    key_env = options.api_key_env or DEFAULT_API_KEY_ENV
-    if not options.emulator and (options.base_url or os.environ.get(key_env)):
-        choice = ProviderOptions(
-            base_url=options.base_url, model=options.model, api_key_env=options.api_key_env
-        )
-        with choose_provider(choice) as provider:
-            yield provider, None
-        return
-    from longform.emulator.server import EmulatorServer, EmulatorSettings
-
-    fields: dict[str, Any] = dict(options.emulator_settings)
-    if options.max_tokens_per_request:
-        fields["cap"] = options.max_tokens_per_request
-    if options.context_length:
-        fields["context_length"] = options.context_length
-    with EmulatorServer(EmulatorSettings().updated(**fields)) as server:
-        model = options.model or EMULATOR_MODEL
-        yield Provider("emulator", server.base_url, None, model, f"the emulator at {server.base_url}"), server
-
-
-@contextlib.contextmanager
 def _interpreter_quiet() -> Iterator[None]:
     """moto's interpreter logs every error a state handles (a failed line, a chunk that lost to a
     cancel) with the whole state's repr: the batch's output says how each line ended instead."""
@@ -201,14 +175,21 @@ def _interpreter_quiet() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _cloud(options: BatchRunOptions) -> Iterator[_Stack]:
-    with _emulator_or_provider(options) as (provider, emulator), quiet_moto_logs(), _interpreter_quiet():
+    choice = ProviderOptions(
+        emulator=options.emulator,
+        base_url=options.base_url,
+        model=options.model,
+        api_key_env=options.api_key_env,
+        emulator_settings=options.emulator_settings,
+        max_tokens_per_request=options.max_tokens_per_request,
+        context_length=options.context_length,
+    )
+    with choose_provider(choice) as provider, quiet_moto_logs(), _interpreter_quiet():
         extra = {}
         if options.max_concurrency:
             extra["BATCH_MAX_CONCURRENCY"] = str(options.max_concurrency)
-        config = CloudConfig(
-            provider_base_url=provider.base_url,
-            model=provider.model,
-            api_key=provider.api_key,
+        config = CloudConfig.for_provider(
+            provider,
             max_tokens_per_request=options.max_tokens_per_request,
             retry_sleep_scale=options.retry_sleep_scale,
             log_level="INFO" if options.verbose else "WARNING",
@@ -216,7 +197,7 @@ def _cloud(options: BatchRunOptions) -> Iterator[_Stack]:
             state_dir=options.state_dir,
         )
         with LocalCloud(config) as cloud:
-            yield _Stack(cloud, provider.label, provider.model, emulator)
+            yield _Stack(cloud, provider.label, provider.model, provider.emulator)
 
 
 def run_batch(options: BatchRunOptions, *, stderr: TextIO | None = None) -> BatchRunSummary:

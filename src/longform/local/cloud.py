@@ -21,12 +21,12 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import boto3
 
-from .aws import REGION, start_moto
+from .aws import REGION, TERMINAL_EXECUTION, start_moto
 from .batch import create_batch_state_machine, wait_batches
 from .disk_store import disk_backed_bucket
 from .lambda_runtime import Delivery, FaultHook, Invocation, LambdaRuntime
@@ -34,10 +34,12 @@ from .leased import durable_listing, leased_executions
 from .state import StateDir
 from .template import event_rules, function_environment, function_specs, load_template, state_machine_wiring
 
+if TYPE_CHECKING:
+    from .providers import Provider
+
 BUCKET = "longform-local-jobs"
 STATE_MACHINE_NAME = "longform-generation"
 SECRET_NAME = "longform/provider-api-key"  # noqa: S105 - a name, not a secret
-TERMINAL_EXECUTION = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 # who the callers of `longform serve` are (no auth on loopback: api.routes.caller_owner gives the
 # source address), so a job `longform run` starts is the local user's in serve's API too
 LOCAL_OWNER = "ip:127.0.0.1"
@@ -83,6 +85,14 @@ class CloudConfig:
     # the state directory (state.py): the bucket's only copy, shared with other processes; None: a
     # temporary directory removed at exit (the same store, nothing kept: tests, benchmarks)
     state_dir: Path | None = None
+
+    @classmethod
+    def for_provider(cls, provider: Provider, **settings: Any) -> CloudConfig:
+        """The configuration for ``provider`` (``providers.choose_provider``: its URL, model and key)
+        with a command's own ``settings``: the one place a chosen provider meets the cloud."""
+        return cls(
+            provider_base_url=provider.base_url, model=provider.model, api_key=provider.api_key, **settings
+        )
 
     def parameters(self) -> dict[str, str]:
         """The template parameters this configuration sets."""

@@ -11,6 +11,9 @@ gets a key only when ``--api-key-env VAR`` names the variable for it (``key_for`
 
 A provider that cannot be reached fails in seconds with one line (a bounded retry of a cheap
 ``GET /models``), not after minutes of the state machine's retries.
+
+Every local command (``run``, ``resume``, ``serve``, ``drop``, ``batch``) chooses its provider with
+``choose_provider`` and turns it into the local cloud's configuration with ``CloudConfig.for_provider``.
 """
 
 from __future__ import annotations
@@ -20,14 +23,19 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from longform_core.config import DEEPINFRA_BASE_URL
 from longform_core.config import DEFAULT_MODEL as DEEPINFRA_DEFAULT_MODEL
 
 EMULATOR_MODEL = "longform/emulated-writer"
+# the built-in emulator, DeepInfra (its key variable is set), or another OpenAI-compatible server
+ProviderKind = Literal["emulator", "deepinfra", "server"]
 DEFAULT_API_KEY_ENV = "DEEPINFRA_API_KEY"
+if TYPE_CHECKING:
+    from longform.emulator.server import EmulatorServer
+
 PROBE_ATTEMPTS = 3
 PROBE_TIMEOUT_SECONDS = 5.0
 
@@ -47,6 +55,9 @@ class ProviderOptions:
     model: str | None = None
     api_key_env: str | None = None  # None: DEEPINFRA_API_KEY, and only for DeepInfra's URL
     emulator_settings: dict[str, Any] = field(default_factory=dict)  # EmulatorSettings fields
+    # the emulator's per-request cap and context window, unless emulator_settings sets them
+    max_tokens_per_request: int | None = None
+    context_length: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -73,11 +84,13 @@ def key_for(base_url: str, api_key_env: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Provider:
-    kind: str  # "emulator" | "deepinfra" | "server"
+    kind: ProviderKind
     base_url: str
     api_key: str | None
     model: str
     label: str
+    # the emulator's server when the provider is the emulator (it counts the requests it has at once)
+    emulator: EmulatorServer | None = field(default=None, compare=False, repr=False)
 
 
 def _get_models(base_url: str, api_key: str | None) -> httpx.Response:
@@ -156,12 +169,17 @@ def choose_provider(options: ProviderOptions, *, check: bool = True) -> Iterator
         return
     from longform.emulator.server import EmulatorServer, EmulatorSettings
 
-    settings = EmulatorSettings().updated(**options.emulator_settings)
-    with EmulatorServer(settings) as server:
+    fields = dict(options.emulator_settings)
+    if options.max_tokens_per_request:
+        fields.setdefault("cap", options.max_tokens_per_request)
+    if options.context_length:
+        fields.setdefault("context_length", options.context_length)
+    with EmulatorServer(EmulatorSettings().updated(**fields)) as server:
         yield Provider(
             "emulator",
             server.base_url,
             None,
             options.model or EMULATOR_MODEL,
             f"the emulator at {server.base_url}",
+            emulator=server,
         )

@@ -19,17 +19,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
+from longform_core.request import DEFAULT_MAX_TOKENS_PER_REQUEST
 
 from longform.live import LiveText
 
-from .aws import quiet_moto_logs
-from .cloud import BUCKET, LOCAL_OWNER, TERMINAL_EXECUTION, CloudConfig, LocalCloud
+from .aws import TERMINAL_EXECUTION, quiet_moto_logs
+from .cloud import BUCKET, LOCAL_OWNER, CloudConfig, LocalCloud
 from .providers import Provider, ProviderOptions, choose_provider
+from .run_record import RunRecord
 from .state import StateDir, StateDirBusy, default_state_dir
 from .terminal import JobProgress, Mode, print_table
 
@@ -171,10 +172,9 @@ def resume(job_id: str, options: RunOptions) -> RunSummary:
             f"job {job_id} is being run by {holder}; wait for it or stop it "
             f"(longform show {job_id} shows its progress)"
         )
-    record = state.load_run(job_id) or {}
-    options = _with_recorded_provider(options, record)
+    options = _with_recorded_provider(options, state.load_run(job_id))
     started = time.monotonic()
-    cap = options.max_tokens_per_request or int(record.get("max_tokens_per_request") or 16_384)
+    cap = _cap(options, None)
     ui = JobProgress(options.mode, cap=cap)
     with (
         _provider(options) as provider,
@@ -492,34 +492,25 @@ def _stdout_answer(answer: str) -> None:
 
 
 def _cap(options: RunOptions, requested: int | None) -> int:
-    return options.max_tokens_per_request or requested or 16_384
+    return options.max_tokens_per_request or requested or DEFAULT_MAX_TOKENS_PER_REQUEST
 
 
 @contextlib.contextmanager
 def _provider(options: RunOptions) -> Iterator[Provider]:
-    choice = options.provider
-    fields = dict(choice.emulator_settings)
-    if options.max_tokens_per_request:
-        fields.setdefault("cap", options.max_tokens_per_request)
-    if options.context_length:
-        fields.setdefault("context_length", options.context_length)
-    model = choice.model or options.request.get("model")
-    provider_options = ProviderOptions(
-        emulator=choice.emulator,
-        base_url=choice.base_url,
+    model = options.provider.model or options.request.get("model")
+    choice = replace(
+        options.provider,
         model=model if isinstance(model, str) else None,
-        api_key_env=choice.api_key_env,
-        emulator_settings=fields,
+        max_tokens_per_request=options.max_tokens_per_request,
+        context_length=options.context_length,
     )
-    with choose_provider(provider_options) as provider:
+    with choose_provider(choice) as provider:
         yield provider
 
 
 def _cloud_config(options: RunOptions, provider: Provider, cap: int) -> CloudConfig:
-    return CloudConfig(
-        provider_base_url=provider.base_url,
-        model=provider.model,
-        api_key=provider.api_key,
+    return CloudConfig.for_provider(
+        provider,
         max_tokens_per_request=cap,
         deadline_margin_seconds=options.deadline_margin,
         retry_sleep_scale=options.retry_sleep_scale,
@@ -532,42 +523,27 @@ def _cloud_config(options: RunOptions, provider: Provider, cap: int) -> CloudCon
     )
 
 
-def _run_record(options: RunOptions, provider: Provider, cap: int) -> dict[str, Any]:
+def _run_record(options: RunOptions, provider: Provider, cap: int) -> RunRecord:
     """How the job was started (``runs/<id>.json``): what ``resume`` needs; never the API key."""
-    return {
-        "provider": provider.kind,
-        "base_url": None if provider.kind == "emulator" else provider.base_url,
-        "model": provider.model,
-        "api_key_env": options.provider.api_key_env,
-        "emulator_settings": options.provider.emulator_settings,
-        "max_tokens_per_request": cap,
-        "context_length": options.context_length,
-        "chunk_timeout": options.chunk_timeout,
-        "deadline_margin": options.deadline_margin,
-        "stream": options.stream,
-        "started_at": datetime.now(UTC).isoformat(),
-    }
-
-
-def _with_recorded_provider(options: RunOptions, record: dict[str, Any]) -> RunOptions:
-    """Provider options the user did not give on ``resume`` come from how the job was started."""
-    given = options.provider
-    explicit = given.emulator or given.base_url is not None
-    provider = ProviderOptions(
-        emulator=given.emulator or (not explicit and record.get("provider") == "emulator"),
-        base_url=given.base_url if explicit else record.get("base_url"),
-        model=given.model or record.get("model"),
-        api_key_env=given.api_key_env if explicit else record.get("api_key_env") or given.api_key_env,
-        emulator_settings={**(record.get("emulator_settings") or {}), **given.emulator_settings},
+    return RunRecord.started(
+        provider,
+        options.provider,
+        max_tokens_per_request=cap,
+        context_length=options.context_length,
+        chunk_timeout=options.chunk_timeout,
+        deadline_margin=options.deadline_margin,
+        stream=options.stream,
     )
-    merged = replace(options, provider=provider)
-    for name in ("context_length", "chunk_timeout"):
-        if getattr(merged, name) is None and record.get(name) is not None:
-            setattr(merged, name, record[name])
-    if merged.max_tokens_per_request is None and record.get("max_tokens_per_request"):
-        merged.max_tokens_per_request = int(record["max_tokens_per_request"])
-    if merged.stream is None and record.get("stream") is not None:
-        merged.stream = bool(record["stream"])
+
+
+def _with_recorded_provider(options: RunOptions, record: RunRecord | None) -> RunOptions:
+    """Provider options the user did not give on ``resume`` come from how the job was started."""
+    if record is None:
+        return options
+    merged = replace(options, provider=record.provider_options(options.provider))
+    for name in ("context_length", "chunk_timeout", "max_tokens_per_request", "stream"):
+        if getattr(merged, name) is None:
+            setattr(merged, name, getattr(record, name))
     return merged
 
 

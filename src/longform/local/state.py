@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from .disk_store import TMP_PREFIX, DiskBucket, key_problem
+
+if TYPE_CHECKING:
+    from .run_record import RunRecord
 
 __all__ = ["DiskBucket", "Leases", "StateDir", "StateDirBusy", "default_state_dir", "key_problem"]
 
@@ -157,19 +159,22 @@ class StateDir:
 
     # ---- runs -----------------------------------------------------------------------------------
 
-    def save_run(self, job_id: str, options: dict[str, Any]) -> None:
+    def save_run(self, job_id: str, record: RunRecord) -> None:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         path = self.runs_dir / f"{job_id}.json"
         tmp = self.runs_dir / f"{TMP_PREFIX}{job_id}.{os.getpid()}.{threading.get_ident()}"
-        tmp.write_text(json.dumps(options, indent=1, default=str), encoding="utf-8")
+        tmp.write_text(record.model_dump_json(indent=1), encoding="utf-8")
         os.replace(tmp, path)
 
-    def load_run(self, job_id: str) -> dict[str, Any] | None:
+    def load_run(self, job_id: str) -> RunRecord | None:
+        """How the job was started (``run_record.py``); None for a job started otherwise (the API)."""
+        from .run_record import RunRecord  # here: the record's provider imports are not every command's
+
         try:
-            data = json.loads((self.runs_dir / f"{job_id}.json").read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            raw = (self.runs_dir / f"{job_id}.json").read_bytes()
+        except FileNotFoundError:
             return None
-        return data if isinstance(data, dict) else None
+        return RunRecord.parse(raw)
 
     # ---- jobs -----------------------------------------------------------------------------------
 

@@ -94,7 +94,7 @@ class Checks:
     # ---- every function, `sam local invoke` with its sample event --------------------------------
 
     def chunk_then_sweeper(self) -> str:
-        from longform_core.api.routes import caller_owner
+        from longform_core.api.route_helpers import caller_owner
 
         owner = caller_owner(load("api_get_generation.json")["requestContext"]["identity"], "IAM")
         self.seed(owner)
@@ -115,7 +115,7 @@ class Checks:
         return f"GenerateChunk finish stop; Sweeper finalized the job failed, {len(want)} chars kept"
 
     def chunk_then_finalize(self) -> str:
-        from longform_core.api.routes import caller_owner
+        from longform_core.api.route_helpers import caller_owner
 
         owner = caller_owner(load("api_get_generation.json")["requestContext"]["identity"], "IAM")
         self.seed(owner)
@@ -280,7 +280,7 @@ class Checks:
 
     def other_events(self) -> list[str]:
         """Every event of events/ not used above, each answer checked (the same containers' code)."""
-        from longform_core.api.routes import caller_owner
+        from longform_core.api.route_helpers import caller_owner
 
         owner = caller_owner(load("api_get_generation.json")["requestContext"]["identity"], "IAM")
         seen: list[str] = []

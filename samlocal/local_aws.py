@@ -14,8 +14,6 @@ of SAM CLI. The two repairs the in-process local cloud applies to moto's interpr
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import socket
@@ -28,16 +26,15 @@ import boto3
 from botocore.config import Config
 
 from longform.local.aws import (
+    ACCOUNT_ID,
     FAKE_CREDENTIALS,
     REGION,
+    StartedOnEnter,
     restore_sfn_integration_casing,
     stop_after_the_worker_starts,
 )
-from longform.local.batch import BATCH_STATE_MACHINE, BATCH_STATE_MACHINE_NAME
-from longform.local.cloud import BUCKET, STATE_MACHINE_NAME
-from longform.local.template import state_machine_wiring
+from longform.local.provision import BUCKET, Stack, create_role, create_state_machines
 
-ACCOUNT_ID = "123456789012"
 CHUNK_READ_TIMEOUT = 960  # a chunk may stream up to the chunk function's 900 s timeout
 
 
@@ -84,32 +81,22 @@ class _StartLambdaClient:
         return self._client.invoke(**{**params, "FunctionName": name})
 
 
-class LocalAws:
+class LocalAws(StartedOnEnter):
     """Context manager: moto's server on 127.0.0.1:``port``, the bucket and both state machines."""
 
     def __init__(self, root: Path, template: dict[str, Any], start_lambda_endpoint: str):
+        super().__init__()
         self.root = root
         self.template = template
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.lambda_client = _StartLambdaClient(start_lambda_endpoint)
-        self._stack = contextlib.ExitStack()
         self.state_machine_arn = ""
         self.batch_state_machine_arn = ""
+        self._created = Stack("", {})
 
     def client(self, service: str) -> Any:
         return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)
-
-    def __enter__(self) -> LocalAws:
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
 
     def _start(self) -> None:
         from moto.core.models import default_user_config
@@ -142,49 +129,23 @@ class LocalAws:
         self._create_resources()
 
     def _create_resources(self) -> None:
+        """The bucket and both state machines, wired by the one owner of the wiring
+        (``longform.local.provision``); the functions are SAM CLI's, named by their ARNs."""
         self.client("s3").create_bucket(Bucket=BUCKET)
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "states.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-        role = self.client("iam").create_role(
-            RoleName="longform-samlocal", AssumeRolePolicyDocument=json.dumps(trust)
-        )["Role"]["Arn"]
+        role = create_role(self.client("iam"), name="longform-samlocal", services=("states.amazonaws.com",))
         functions = {
             logical_id: f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{logical_id}"
             for logical_id, res in (self.template.get("Resources") or {}).items()
             if res.get("Type") == "AWS::Serverless::Function"
         }
-        sfn = self.client("stepfunctions")
-        self.state_machine_arn = self._state_machine(
-            sfn, role, "GenerationStateMachine", STATE_MACHINE_NAME, functions
-        )
-        targets = {**functions, "GenerationStateMachine": self.state_machine_arn, "JobsBucket": BUCKET}
-        self.batch_state_machine_arn = self._state_machine(
-            sfn, role, BATCH_STATE_MACHINE, BATCH_STATE_MACHINE_NAME, targets
-        )
-
-    def _state_machine(self, sfn: Any, role: str, logical_id: str, name: str, targets: dict[str, str]) -> str:
-        definition_uri, wiring = state_machine_wiring(self.template, logical_id)
-        definition = (self.root / definition_uri).read_text(encoding="utf-8")
-        for key, target in wiring.items():
-            definition = definition.replace("${" + key + "}", targets[target])
-        created = sfn.create_state_machine(name=name, definition=definition, roleArn=role, type="STANDARD")
-        return str(created["stateMachineArn"])
+        self._created = Stack(role, functions)
+        create_state_machines(self.client("stepfunctions"), self.root, self.template, self._created)
+        self.state_machine_arn = self._created.state_machine_arn
+        self.batch_state_machine_arn = self._created.batch_state_machine_arn
 
     def refs(self) -> dict[str, str]:
         """What ``!Ref`` of the template's resources resolves to here."""
-        return {
-            "JobsBucket": BUCKET,
-            "GenerationStateMachine": self.state_machine_arn,
-            "BatchStateMachine": self.batch_state_machine_arn,
-        }
+        return self._created.refs()
 
     def wait_execution(self, arn: str, timeout: float) -> dict[str, Any]:
         sfn = self.client("stepfunctions")

@@ -4,7 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from longform_core.batch_drop_folder import handle_event
+from longform_core.batch.drop_folder import handle_event
 from longform_core.runtime import get_services
 
 logger = Logger()

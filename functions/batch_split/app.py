@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from longform_core.batch import BatchTaskInput, split_batch
+from longform_core.batch.split import BatchTaskInput, split_batch
 from longform_core.runtime import get_services
 
 logger = Logger()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import requests
-from longform_core.api.routes import caller_owner
+from longform_core.api.route_helpers import caller_owner
 from longform_core.submit import job_id_for
 
 from longform.local.apigw import TEST_IDENTITY, api_event, body_of, header

@@ -136,3 +136,60 @@ def test_a_bad_batch_exits_2_naming_every_line(tmp_path: Path, capsys: pytest.Ca
     body = json.loads(captured.out.strip().splitlines()[-1])
     assert body["status"] == "invalid"
     assert [p["line"] for p in body["lines"]] == [2, 3]
+
+
+def test_a_rerun_resumes_the_batch_it_had_started(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Stopped by SIGTERM with its jobs in a state directory, the same command again resumes the very
+    batch it had started (its id, its cap, its output on disk) and ends it ``completed``; it does not
+    start another batch of the lines left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from longform.local.state import StateDir
+
+    source, out, state = tmp_path / "notes.jsonl", tmp_path / "notes-out.jsonl", tmp_path / "state"
+    texts = [f"A note on lighthouse {i} [emulator answer_tokens=400]" for i in range(5)]
+    write_batch(source, texts)
+    command = ["batch", str(source), "--out", str(out), "--max-concurrency", "2", "--max-tokens-per-request",
+               "150", "--state-dir", str(state), "--quiet"]  # fmt: skip
+    first = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "longform.cli", *command, "--emulator-token-delay", "0.01"],
+        env={**os.environ, "DEEPINFRA_API_KEY": ""}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    partial = out.with_name(out.name + PARTIAL_SUFFIX)
+    deadline = time.monotonic() + 300  # a hang guard, not a bound on the machine's speed
+    try:
+        while not (partial.exists() and any('"key"' in t for t in partial.read_text().splitlines())):
+            assert first.poll() is None, first.communicate()[1].decode()
+            assert time.monotonic() < deadline, "no line ended"
+            time.sleep(0.1)
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 130, err.decode()
+    batch_id = json.loads(partial.read_text().splitlines()[1])["batch_id"]
+    found = StateDir(state).read_object(f"batch-runs/{batch_id}/batch.json")
+    assert found is not None and json.loads(found)["status"] in ("queued", "running")  # left to resume
+
+    code = main([*command, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"batch {batch_id} resumed: at most 2 at once" in captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["batch_id"] == batch_id and summary["status"] == "completed"
+    assert summary["counts"]["succeeded"] == 5
+    assert summary["max_concurrency_seen"] <= 2  # the batch's cap held on the rerun
+    assert contents(out) == [uncapped_answer([{"role": "user", "content": t}]) for t in texts]
+    store = StateDir(state)
+    manifest = json.loads(store.read_object(f"batch-runs/{batch_id}/batch.json") or b"{}")
+    assert manifest["status"] == "completed"
+    assert store.read_object(f"batch-runs/{batch_id}/output.jsonl") is not None  # the batch's own output
+    batches = [p.parent.name for p in (state / "bucket" / "batch-runs").glob("*/batch.json")]
+    assert batches == [batch_id]  # no other batch
+    assert not partial.exists()

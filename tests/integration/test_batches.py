@@ -11,10 +11,9 @@ import time
 from typing import Any
 
 import pytest
-from longform_core.batch import BatchOutputTaskInput, batch_store, finalize_batch
-from longform_core.batch_models import line_job_id
-from longform_core.batch_request import BatchInvalid
-from longform_core.errors import IdempotencyConflict
+from longform_core.batch.finalize import BatchOutputTaskInput, finalize_batch
+from longform_core.batch.models import line_job_id
+from longform_core.errors import BatchInvalid, IdempotencyConflict
 from longform_core.runtime import get_services
 
 from longform.emulator.server import EmulatorServer
@@ -96,7 +95,7 @@ def test_a_batch_runs_every_line_through_the_real_asl_under_the_concurrency_cap(
         assert view.counts is not None and (view.counts.total, view.counts.succeeded) == (10, 10)
         assert view.tokens is not None
         assert view.tokens.output == sum(o["longform"]["output_tokens"] for o in out)
-        summary = batch_store(get_services()).get_summary(batch.batch_id)
+        summary = get_services().batches.get_summary(batch.batch_id)
         assert summary is not None and summary.wall_seconds is not None and summary.chunks >= 20
         # the history shows the Distributed Map ran over the item list
         history = cloud.sfn.get_execution_history(executionArn=desc["executionArn"])
@@ -239,10 +238,12 @@ def test_the_drop_folder_takes_a_jsonl_upload_and_answers_in_results(
         # the same upload again: the same batch, nothing new
         (duplicate,) = local_batch.drop(cloud, "reports/q1", jsonl(lines))
         assert (duplicate["action"], duplicate["batch_id"]) == ("duplicate", outcome["batch_id"])
-        # a bad upload: results/{name}.error.json names the line and field; nothing starts
+        # a bad upload: results/{name}.batch-error.json names the line and field; nothing starts
         (rejected,) = local_batch.drop(cloud, "broken", jsonl([lines[0], bad]))
         assert rejected["action"] == "rejected"
-        error = json.loads(cloud.s3.get_object(Bucket=BUCKET, Key="results/broken.error.json")["Body"].read())
+        error = json.loads(
+            cloud.s3.get_object(Bucket=BUCKET, Key="results/broken.batch-error.json")["Body"].read()
+        )
         assert error["error"] == "BatchInvalid"
         assert {(p["line"], p["field"]) for p in error["lines"]} == {
             (2, "body.messages[0].role"),
@@ -325,8 +326,8 @@ def test_batch_finished_is_published(make_cloud: CloudFactory, emulator: Emulato
         batch = local_batch.submit(cloud, jsonl([openai_line(0)]))
         local_batch.wait(cloud, batch.batch_id, timeout=120)
         # the output is derived again (a WriteOutput retried after its summary was lost)
-        store = batch_store(services)
-        store.s3.delete_object(Bucket=store.bucket, Key=f"batch-runs/{batch.batch_id}/summary.json")
+        store = services.batches
+        store.objects.delete(f"batch-runs/{batch.batch_id}/summary.json")
         services.batch_publisher = Recorder()
         summary = finalize_batch(BatchOutputTaskInput(batch_id=batch.batch_id), services)
         assert summary.status == "completed"
@@ -346,14 +347,14 @@ def test_a_batch_that_fails_in_split_reports_its_lines_failed_not_cancelled(
     """A batch stored by a version that accepted a lone surrogate in a line (or any batch whose
     SplitBatch fails): the batch ends failed, and its lines, which nobody cancelled, are failed
     with the reason, not "cancelled before it started"."""
-    from longform_core.batch_models import BatchItem, BatchManifest
-    from longform_core.batch_request import content_digest
+    from longform_core.batch.models import BatchItem, BatchManifest
+    from longform_core.batch.request import content_digest
 
     bad = openai_line(1, stop=["\ud800"])
     data = ("\n".join(json.dumps(line) for line in [openai_line(0), bad]) + "\n").encode()
     batch_id = "b-stored-before-the-check"
     with batch_cloud(make_cloud, cap=2) as cloud:
-        store = batch_store(get_services())
+        store = get_services().batches
         items = [
             BatchItem(job_id=line_job_id(batch_id, i), custom_id=f"company-{i}", line=i + 1) for i in range(2)
         ]
@@ -404,7 +405,7 @@ def test_a_lone_surrogate_in_a_batch_is_a_400_and_an_error_file_never_a_500(make
         (rejected,) = local_batch.drop(cloud, "surrogates", bad_stop)
         assert rejected["action"] == "rejected"
         error = json.loads(
-            cloud.s3.get_object(Bucket=BUCKET, Key="results/surrogates.error.json")["Body"].read()
+            cloud.s3.get_object(Bucket=BUCKET, Key="results/surrogates.batch-error.json")["Body"].read()
         )
         assert [(p["line"], p["field"]) for p in error["lines"]] == [(2, "body.stop[0]")]
         assert cloud.sfn.list_executions(stateMachineArn=cloud.batch_state_machine_arn)["executions"] == []

@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from longform_core.api.routes import caller_owner
+from longform_core.api.route_helpers import caller_owner
 from longform_core.models import Manifest
 from longform_core.request import parse_request
 from longform_core.submit import job_id_for

@@ -175,3 +175,58 @@ def test_serve_restarted_mid_batch_resumes_it_as_a_batch(tmp_path: Path) -> None
     rows = [json.loads(line) for line in output.decode().splitlines()]
     texts = [r["response"]["body"]["choices"][0]["message"]["content"] for r in rows]
     assert texts == [uncapped_answer([{"role": "user", "content": p}]) for p in prompts]
+
+
+def test_a_cancel_after_a_restart_keeps_the_lines_that_had_succeeded(tmp_path: Path) -> None:
+    """Seen: serve restarted mid-batch, then ``DELETE /batches/{id}``: the output called the lines
+    that had succeeded before the restart ``cancelled``."""
+    import httpx
+
+    from longform.local.state import StateDir
+
+    state, port = tmp_path / "state", _free_port()
+    base = f"http://127.0.0.1:{port}"
+    prompts = [f"A note on harbour {n} [emulator answer_tokens=300]" for n in range(6)]
+    body = "".join(json.dumps({"prompt": p, "max_tokens_per_request": 100}) + "\n" for p in prompts)
+    first, _ = _serve_up(state, port, "--emulator-token-delay", "0.002")
+    try:
+        accepted = httpx.post(f"{base}/batches?max_concurrency=1", content=body.encode(), timeout=60).json()
+        batch_id = accepted["batch_id"]
+        while True:  # some lines done, the batch not: stop it there
+            view = httpx.get(f"{base}/batches/{batch_id}", timeout=60).json()
+            assert view["status"] in ("queued", "running"), view
+            if view["counts"] and view["counts"]["succeeded"] >= 3:
+                break
+            time.sleep(0.2)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    store = StateDir(state)
+    succeeded = {
+        p.parent.name for p in (state / "bucket" / "jobs").glob("*/manifest.json")
+        if json.loads(p.read_text())["status"] == "succeeded"
+    }  # fmt: skip
+    assert succeeded
+    second, _ = _serve_up(state, port, "--emulator-token-delay", "0.05")  # slow: the batch is still running
+    try:
+        cancelled = httpx.delete(f"{base}/batches/{batch_id}", timeout=120).json()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=120)
+    assert cancelled["status"] == "cancelled", cancelled
+    assert cancelled["counts"]["succeeded"] >= len(succeeded), cancelled
+    output = store.read_object(f"batch-runs/{batch_id}/output.jsonl")
+    assert output is not None
+    rows = [json.loads(line) for line in output.decode().splitlines()]
+    assert len(rows) == len(prompts)
+    by_job = {
+        json.loads(p.read_text())["job_id"]: json.loads(p.read_text())["status"]
+        for p in (state / "bucket" / "jobs").glob("*/manifest.json")
+    }
+    for job_id in succeeded:
+        assert by_job[job_id] == "succeeded"  # the cancel left it as it was
+    texts = {uncapped_answer([{"role": "user", "content": p}]) for p in prompts}
+    done = [r for r in rows if r.get("response") and r["response"].get("status_code") == 200]
+    assert len(done) >= len(succeeded), rows
+    for row in done:
+        assert row["response"]["body"]["choices"][0]["message"]["content"] in texts

@@ -182,3 +182,103 @@ def test_one_failed_write_at_any_write_point_is_retried_and_the_job_finishes(
             assert faults.writes[n - 1] == faults.writes[n] == writes[n - 1]  # the same write, again
             rows.append((n, writes[n - 1], "retried, finished in the same run"))
     _table("fail write n once (EIO)", rows)
+
+
+# drafts as often as tokens arrive (no interval; a draft every 50 tokens): the draft writes of a
+# chunk fall at fixed points of the write list, as the other writes do
+DRAFTS = {"draft_interval_seconds": 0.0, "draft_min_tokens": 50}
+FAULT_KINDS = {
+    "kill": lambda n: StoreFaults(kill_at=n),
+    "EIO once": lambda n: StoreFaults(fail_nth=n),
+    "EIO from n": lambda n: StoreFaults(fail_after=n - 1),
+    "full from n": lambda n: StoreFaults(full_after=n - 1),
+}
+
+
+@pytest.mark.timeout(2400)
+def test_every_fault_at_every_draft_write_is_finished_by_resume(
+    make_cloud: CloudFactory, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The draft writes of the chunks in flight (a draft PUT, the commit's DELETE of it), each met by a
+    kill, one failed write, a failing disk and a full disk: the job ends with the uncapped answer, in
+    the same run or by resume in the next process (which may commit the draft's text as its chunk)."""
+    counter = StoreFaults()
+    with make_cloud(state_dir=tmp_path / "baseline", **DRAFTS) as cloud:
+        cloud.store_dir.disk.write_hook = counter
+        job = cloud.submit(REQUEST, idempotency_key=IDEMPOTENCY_KEY)
+        assert cloud.wait(job.job_id)["status"] == "SUCCEEDED"
+    writes = counter.writes
+    points = [n for n, (_, key) in enumerate(writes, start=1) if "/drafts/" in key]
+    assert [writes[n - 1][0] for n in points].count("delete") >= 2  # drafts written and superseded
+    answer = expected(REQUEST, emulator).answer
+    table = []
+    for n in points:
+        outcomes = []
+        for kind, faults_at in FAULT_KINDS.items():
+            state = tmp_path / f"{kind.replace(' ', '-')}-{n}"
+            faults = faults_at(n)
+            with make_cloud(state_dir=state, **DRAFTS) as cloud:
+                cloud.store_dir.disk.write_hook = faults
+                job = cloud.submit(REQUEST, idempotency_key=IDEMPOTENCY_KEY)
+                cloud.wait(job.job_id)
+            assert faults.writes[n - 1] == writes[n - 1]  # the fault met that very write
+            with make_cloud(state_dir=state, **DRAFTS) as cloud:  # the next process
+                outcomes.append(_recover(cloud, answer).replace("whole", "finished in the same run"))
+        table.append((n, writes[n - 1], outcomes))
+    print("\n| write | operation | key | " + " | ".join(FAULT_KINDS) + " |")
+    print("| --- | --- | --- |" + " --- |" * len(FAULT_KINDS))
+    for n, (operation, key), outcomes in table:
+        print(f"| {n} | {operation} | {key.split('/', 2)[-1]} | " + " | ".join(outcomes) + " |")
+
+
+# A real kill -9 of `longform run` at a write of each phase (LONGFORM_FAULT_SIGKILL_AT: the process
+# sends itself SIGKILL before that write reaches the disk), then `longform resume` in a new process.
+REAL_KILL_PROMPT = "Notes on tide pools [emulator answer_tokens=300]"
+REAL_KILL_POINTS = {
+    "submit": "manifest.json:1",  # the job's first manifest: the submit never ended, no job exists
+    "start": "manifest.json:2",  # the execution's first write (queued -> running)
+    "draft": "drafts/:2",
+    "chunk commit": "chunks/:2",
+    "finalize": "result.json:1",
+}
+
+
+@pytest.mark.parametrize("phase", list(REAL_KILL_POINTS))
+def test_a_real_sigkill_at_a_write_of_each_phase_is_finished_by_resume(tmp_path: Path, phase: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from longform.emulator.model import uncapped_answer
+    from longform.local.store_faults import SIGKILL_ENV
+
+    state, out = tmp_path / "state", tmp_path / "answer.md"
+    env = {**os.environ, "DEEPINFRA_API_KEY": "", SIGKILL_ENV: REAL_KILL_POINTS[phase]}
+    run = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "longform.cli", "run", "--emulator", "--emulator-token-delay", "0.01",
+         "--prompt", REAL_KILL_PROMPT, "--max-tokens-per-request", "120", "--state-dir", str(state),
+         "--out", str(out), "--quiet"],
+        env=env, capture_output=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == -signal.SIGKILL, run.stderr.decode()
+    [job_dir] = (state / "bucket" / "jobs").iterdir()
+    del env[SIGKILL_ENV]
+    resume = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "longform.cli", "resume", job_dir.name, "--emulator", "--state-dir",
+         str(state), "--out", str(out), "--quiet"],
+        env=env, capture_output=True, timeout=600,
+    )  # fmt: skip
+    answer = uncapped_answer([{"role": "user", "content": REAL_KILL_PROMPT}])
+    print(f"\n{phase}: killed at {REAL_KILL_POINTS[phase]}; resume exit {resume.returncode}")
+    if phase == "submit":  # the job was never accepted: resume says so, in one line
+        assert resume.returncode == 2
+        assert resume.stderr.decode().strip() == (
+            f"longform: no job {job_dir.name} in {state} (longform list shows its jobs)"
+        )
+        assert not (job_dir / "manifest.json").exists() and not out.exists()
+        return
+    assert resume.returncode == 0, resume.stderr.decode()
+    assert out.read_text(encoding="utf-8") == answer
+    manifest = (job_dir / "manifest.json").read_text()
+    assert '"status":"succeeded"' in manifest.replace(" ", "")

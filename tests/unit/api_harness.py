@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from longform_core import api
-from longform_core.api.routes import caller_owner
+from longform_core.api.route_helpers import caller_owner
 from longform_core.config import Settings
 from longform_core.job_store import JobStore
 from longform_core.models import Manifest, utcnow

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from longform_core.api.routes import caller_owner
+from longform_core.api.route_helpers import caller_owner
 from longform_core.drop_folder import drop_folder_owner
 from longform_core.submit import job_id_for
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from longform_core import __version__, api
 from longform_core.api.errors import ROUTE_METHODS
-from longform_core.api.routes import LIST_LIMIT_MAX
+from longform_core.api.route_helpers import LIST_LIMIT_MAX
 from longform_core.models import JOB_ID_PATTERN
 from longform_core.request import GenerationRequest
 

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from longform_core.batch_models import BatchItem
-from longform_core.batch_output import encode_line, openai_finish_reason, output_line
+from longform_core.batch.models import BatchItem
+from longform_core.batch.output import encode_line, openai_finish_reason, output_line
 from longform_core.models import JobResult
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict

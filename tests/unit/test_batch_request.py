@@ -6,12 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from longform_core.batch_request import (
-    MAX_PROBLEMS_LISTED,
-    BatchInvalid,
-    content_digest,
-    parse_batch,
-)
+from longform_core.batch.request import MAX_PROBLEMS_LISTED, content_digest, parse_batch
+from longform_core.errors import BatchInvalid
 
 
 def openai_line(custom_id: str, content: str = "Write a report.", **body: Any) -> dict[str, Any]:

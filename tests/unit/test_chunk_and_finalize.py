@@ -355,14 +355,15 @@ def test_cancel_reads_the_manifest_twice_and_keeps_the_output(
     store: JobStore, make_services, monkeypatch
 ) -> None:
     from longform_core.cancel import cancel_job
+    from longform_core.objects import Objects
 
     provider = ScriptedProvider(outcome("Once upon a time", "length"))
     services = make_services(provider)
     job = start(store, {"prompt": "q"})
     generate_chunk(ChunkTaskInput(job_id=job), services, remaining_ms=lambda: 60_000)
     reads: list[str] = []
-    original = JobStore._get
-    monkeypatch.setattr(JobStore, "_get", lambda self, key: reads.append(key) or original(self, key))
+    original = Objects.get  # every read of the store goes through the one object layer
+    monkeypatch.setattr(Objects, "get", lambda self, key: reads.append(key) or original(self, key))
     view, cancelled = cancel_job(job, services)
     assert (cancelled, view.status) == (True, "cancelled")
     assert sum(key.endswith("manifest.json") for key in reads) == 2  # once to look, once to commit

@@ -173,8 +173,8 @@ def test_a_batch_whose_output_is_not_written_yet_is_finalizing() -> None:
     ``finalizing`` without output files, never ``completed`` without an ``output_file_id``."""
     from datetime import UTC, datetime
 
-    from longform_core.batch import BatchView
-    from longform_core.batch_models import BatchCounts
+    from longform_core.batch.models import BatchCounts
+    from longform_core.batch.status import BatchView
     from longform_core.openai.batches import batch_object
 
     now = datetime.now(UTC)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, get_args
 
 import pytest
-from longform_core.batch_models import BatchCounts, BatchItem
-from longform_core.batch_output import output_line
+from longform_core.batch.models import BatchCounts, BatchItem
+from longform_core.batch.output import output_line
 from longform_core.cancel import cancel_job
 from longform_core.config import Settings
 from longform_core.errors import ManifestConflict

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from longform_core.config import Settings
-from longform_core.job_store import REQUESTS_PREFIX, RESULTS_PREFIX
+from longform_core.job_store import REQUESTS_PREFIX
 from longform_core.request import GenerationRequest
+from longform_core.results import RESULTS_PREFIX
 
 from longform.local.template import function_environment
 

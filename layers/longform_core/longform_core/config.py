@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .batch_request import DEFAULT_MAX_BYTES as DEFAULT_BATCH_MAX_BYTES
-from .batch_request import DEFAULT_MAX_LINES as DEFAULT_BATCH_MAX_LINES
+from .batch.request import DEFAULT_MAX_BYTES as DEFAULT_BATCH_MAX_BYTES
+from .batch.request import DEFAULT_MAX_LINES as DEFAULT_BATCH_MAX_LINES
 from .draft import DraftPolicy
 from .env_settings import Env, env_values
 from .request import DEFAULT_MAX_TOKENS_PER_REQUEST, PrefillStyle
@@ -101,7 +101,7 @@ class Settings(BaseModel):
     allowed_models: tuple[str, ...] = ()  # AllowedModels (empty: any; the default model always)
     # ApiAuth: what identifies the caller that owns a job submitted through the API (api/routes.py)
     owner_identity: OwnerIdentity = "IAM"
-    # batches (batch.py): the workflow, the largest batch accepted, and BatchMaxConcurrency, the
+    # batches (batch/): the workflow, the largest batch accepted, and BatchMaxConcurrency, the
     # most lines (each one job: at most one provider request at a time) a batch runs at once
     batch_state_machine_arn: str | None = None
     batch_max_lines: int = Field(default=DEFAULT_BATCH_MAX_LINES, ge=1)

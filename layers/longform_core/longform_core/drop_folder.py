@@ -36,8 +36,9 @@ from urllib.parse import unquote_plus
 from pydantic import BaseModel
 
 from .errors import Problem, RequestInvalid
-from .job_store import REQUESTS_PREFIX, CappedObject
+from .job_store import REQUESTS_PREFIX
 from .models import JobSource
+from .objects import CappedObject
 from .request import GenerationRequest, parse_request
 from .services import MetricsSink, Services
 from .submit import submit_job
@@ -207,7 +208,7 @@ def handle_object(obj: CreatedObject, services: Services) -> DropOutcome:
         reason = named[0][1]
         return DropOutcome(key=obj.key, action="ignored", reason=str(reason))
     cap = settings.api_max_body_bytes
-    read = store.read_capped(candidates, cap)
+    read = store.objects.read_capped(candidates, cap)
     if read is None:
         return DropOutcome(key=obj.key, action="ignored", reason="the object no longer exists")
     parsed = request_name(read.key)
@@ -228,7 +229,7 @@ def handle_object(obj: CreatedObject, services: Services) -> DropOutcome:
     except RequestInvalid as exc:  # a bad request, or one the deployment's limits refuse (its model)
         # the same bad object delivered twice writes the same file again: nothing harmful
         body: dict[str, Any] = {**exc.to_dict(), "key": read.key, "etag": read.etag}
-        written = store.write_source_error(name, body)
+        written = store.results.write_job_error(name, body)
         return DropOutcome(
             key=read.key,
             action="rejected",
@@ -238,7 +239,7 @@ def handle_object(obj: CreatedObject, services: Services) -> DropOutcome:
         )
 
     if job.created:
-        store.delete_source_error(name)
+        store.results.delete_job_error(name)
     return DropOutcome(
         key=read.key,
         action="started" if job.created else "duplicate",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from .sse import replace_lone_surrogates
 
@@ -73,6 +74,56 @@ class ManifestConflict(JobStateInvalid):
 
 class ContextExhausted(LongformError):
     """Nothing more fits in the model's context window: the job ends ``context_exhausted``."""
+
+
+# ---- batch errors -----------------------------------------------------------------------------
+# (the batch workflow's Catch matches BatchNotFound and BatchInvalid by name: statemachine/batch.asl.json)
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    """One thing wrong with one line of a batch: its number (1-based), its custom_id, where, what."""
+
+    line: int
+    custom_id: str | None
+    field: str
+    message: str
+
+    def to_problem(self) -> Problem:
+        return Problem(f"line {self.line}: {self.field}", self.message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "custom_id": self.custom_id, "field": self.field, "message": self.message}
+
+
+class BatchInvalid(RequestInvalid):
+    """The batch failed validation; every bad line is named (``lines``), nothing was started."""
+
+    def __init__(
+        self, problems: list[LineProblem], *, not_listed: int = 0, whole: list[Problem] | None = None
+    ):
+        self.line_problems = problems
+        self.not_listed = not_listed
+        listed = [*(whole or []), *(p.to_problem() for p in problems)]
+        if not_listed:
+            listed.append(Problem("(batch)", f"{not_listed} more problem(s) not listed"))
+        super().__init__(listed)
+
+    def to_dict(self) -> dict[str, object]:
+        body = super().to_dict()
+        body["error"] = "BatchInvalid"
+        body["lines"] = [p.to_dict() for p in self.line_problems]
+        if self.not_listed:
+            body["problems_not_listed"] = self.not_listed
+        return body
+
+
+class BatchNotFound(LongformError):
+    """No batch with that id (or not the caller's)."""
+
+
+class BatchConflict(JobStateInvalid):
+    """``batch.json`` changed under this call (a cancel and the end of the batch racing)."""
 
 
 # ---- provider errors --------------------------------------------------------------------------

@@ -269,7 +269,7 @@ def _write_outputs(
     )
     store.write_running_text(manifest.job_id, answer=answer, reasoning=reasoning or None)
     if manifest.source is not None:
-        store.write_source_results(manifest.source, answer=answer, result=result)
+        store.results.write_job(manifest.source.name, answer=answer, result=result)
     if services.publisher is not None:
         services.publisher.publish(result)
     store.put_result(result)  # last: its presence says every file above is in place

@@ -34,9 +34,7 @@ DELETE when the chunk wrote drafts.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -44,9 +42,11 @@ from pydantic import BaseModel
 
 from .draft import Draft
 from .errors import JobNotFound, JobStateInvalid, ManifestConflict
-from .models import ChunkRecord, JobResult, JobSource, Manifest, utcnow
+from .models import ChunkRecord, JobResult, Manifest, utcnow
+from .objects import JSON, Objects, WriteConflict
 from .prefill import LearnedStyle, style_digest
 from .request import GenerationRequest
+from .results import MARKDOWN, Results
 
 logger = logging.getLogger(__name__)
 
@@ -85,81 +85,38 @@ def style_key(base_url: str, model: str) -> str:
     return f"{STYLES_PREFIX}{style_digest(base_url, model)}.json"
 
 
-RESULTS_PREFIX = "results/"
-
-
-class ResultKeys:
-    """Object keys of the drop folder's answer to ``requests/{name}.*``."""
-
-    def __init__(self, name: str):
-        self.output = f"{RESULTS_PREFIX}{name}.md"
-        self.result = f"{RESULTS_PREFIX}{name}.json"
-        self.error = f"{RESULTS_PREFIX}{name}.error.json"
-
-
-@dataclass(frozen=True)
-class CappedObject:
-    """An object read up to a size cap (``data`` None: larger than the cap, not read)."""
-
-    key: str
-    size: int
-    etag: str | None
-    data: bytes | None
-
-
 class JobStore:
-    """Typed access to the jobs bucket: every key of it is built here."""
+    """Typed access to the jobs bucket: every key of a job is built here (``JobKeys``), the reads and
+    writes go through the one object layer (``objects.py``), the drop folder's answers through
+    ``results.py``."""
 
     def __init__(self, s3: S3Client, bucket: str):
-        self.s3 = s3
-        self.bucket = bucket
+        self.objects = Objects(s3, bucket)
+        self.results = Results(self.objects)
 
-    # ---- low level --------------------------------------------------------------------------
+    @property
+    def s3(self) -> S3Client:
+        return self.objects.s3
 
-    def _get(self, key: str) -> tuple[bytes, str] | None:
-        try:
-            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if is_missing(exc):
-                return None
-            raise
-        return obj["Body"].read(), obj["ETag"]
-
-    def _put(
-        self,
-        key: str,
-        body: bytes,
-        content_type: str,
-        *,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-    ) -> str:
-        kwargs: dict[str, Any] = {}
-        if if_match is not None:
-            kwargs["IfMatch"] = if_match
-        if if_none_match:
-            kwargs["IfNoneMatch"] = "*"
-        resp = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **kwargs)
-        return resp["ETag"]
+    @property
+    def bucket(self) -> str:
+        return self.objects.bucket
 
     def _put_json(self, key: str, model: BaseModel, **kwargs: Any) -> str:
-        return self._put(key, model.model_dump_json(indent=1).encode(), "application/json", **kwargs)
+        return self.objects.put(key, model.model_dump_json(indent=1).encode(), JSON, **kwargs)
 
     # ---- request ----------------------------------------------------------------------------
 
     def put_request(self, job_id: str, request: GenerationRequest, *, only_if_new: bool = False) -> bool:
         """Write the request; with ``only_if_new`` returns False when it already existed."""
         body = request.model_dump_json(indent=1, exclude_none=True).encode()
-        try:
-            self._put(JobKeys(job_id).request, body, "application/json", if_none_match=only_if_new)
-        except ClientError as exc:
-            if only_if_new and is_precondition_failure(exc):
-                return False
-            raise
+        if only_if_new:
+            return self.objects.put_if_new(JobKeys(job_id).request, body, JSON)
+        self.objects.put(JobKeys(job_id).request, body, JSON)
         return True
 
     def get_request(self, job_id: str) -> GenerationRequest:
-        got = self._get(JobKeys(job_id).request)
+        got = self.objects.get(JobKeys(job_id).request)
         if got is None:
             raise JobNotFound(f"job {job_id} has no request.json")
         return GenerationRequest.model_validate_json(got[0])
@@ -167,13 +124,13 @@ class JobStore:
     # ---- manifest ---------------------------------------------------------------------------
 
     def get_manifest(self, job_id: str) -> tuple[Manifest, str]:
-        got = self._get(JobKeys(job_id).manifest)
+        got = self.objects.get(JobKeys(job_id).manifest)
         if got is None:
             raise JobNotFound(f"job {job_id} has no manifest.json")
         return Manifest.model_validate_json(got[0]), got[1]
 
     def find_manifest(self, job_id: str) -> Manifest | None:
-        got = self._get(JobKeys(job_id).manifest)
+        got = self.objects.get(JobKeys(job_id).manifest)
         return None if got is None else Manifest.model_validate_json(got[0])
 
     def put_manifest(
@@ -184,12 +141,10 @@ class JobStore:
             return self._put_json(
                 JobKeys(manifest.job_id).manifest, manifest, if_match=if_match, if_none_match=only_if_new
             )
-        except ClientError as exc:
-            if is_precondition_failure(exc):
-                raise ManifestConflict(
-                    f"job {manifest.job_id}: manifest changed under us (another invocation is running?)"
-                ) from exc
-            raise
+        except WriteConflict as exc:
+            raise ManifestConflict(
+                f"job {manifest.job_id}: manifest changed under us (another invocation is running?)"
+            ) from exc
 
     # ---- chunks and running text -------------------------------------------------------------
 
@@ -210,10 +165,9 @@ class JobStore:
                 else:
                     self._put_json(key, chunk, if_match=replace)
                 return chunk
-            except ClientError as exc:
-                if not is_precondition_failure(exc):
-                    raise
-            got = self._get(key)
+            except WriteConflict:
+                pass
+            got = self.objects.get(key)
             if got is None:
                 replace = None
                 continue
@@ -224,7 +178,7 @@ class JobStore:
         raise JobStateInvalid(f"job {chunk.job_id}: chunk {chunk.index} keeps changing under us")
 
     def get_chunk(self, job_id: str, index: int) -> ChunkRecord:
-        got = self._get(JobKeys(job_id).chunk(index))
+        got = self.objects.get(JobKeys(job_id).chunk(index))
         if got is None:
             raise JobStateInvalid(f"job {job_id}: chunk {index} is missing")
         return ChunkRecord.model_validate_json(got[0])
@@ -232,9 +186,7 @@ class JobStore:
     # ---- drafts: the chunk in flight -------------------------------------------------------------
 
     def put_draft(self, draft: Draft) -> None:
-        self._put(
-            JobKeys(draft.job_id).draft(draft.index), draft.model_dump_json().encode(), "application/json"
-        )
+        self.objects.put(JobKeys(draft.job_id).draft(draft.index), draft.model_dump_json().encode(), JSON)
 
     def get_draft(self, job_id: str, index: int) -> Draft | None:
         """The draft of chunk ``index``; None when there is none (or it cannot be read: a draft is
@@ -245,7 +197,7 @@ class JobStore:
         ``ValueError``); the next read gets the new object, so the read is tried again."""
         for _ in range(DRAFT_READ_ATTEMPTS):
             try:
-                got = self._get(JobKeys(job_id).draft(index))
+                got = self.objects.get(JobKeys(job_id).draft(index))
             except ValueError:
                 continue
             if got is None:
@@ -261,7 +213,7 @@ class JobStore:
         it was: a draft left behind is never committed (its manifest version has passed), so a
         failed delete must not fail a chunk that is already committed; False when it failed."""
         try:
-            self.s3.delete_object(Bucket=self.bucket, Key=JobKeys(job_id).draft(index))
+            self.objects.delete(JobKeys(job_id).draft(index))
         except (ClientError, BotoCoreError) as exc:
             logger.warning("could not delete the draft of chunk %s of job %s: %r", index, job_id, exc)
             return False
@@ -283,9 +235,9 @@ class JobStore:
     def write_running_text(self, job_id: str, *, answer: str, reasoning: str | None) -> None:
         """The text so far, written after each commit (what GET .../output serves while running)."""
         keys = JobKeys(job_id)
-        self._put(keys.output, answer.encode(), "text/markdown; charset=utf-8")
+        self.objects.put(keys.output, answer.encode(), MARKDOWN)
         if reasoning is not None:
-            self._put(keys.reasoning, reasoning.encode(), "text/markdown; charset=utf-8")
+            self.objects.put(keys.reasoning, reasoning.encode(), MARKDOWN)
 
     def read_chunks(self, manifest: Manifest) -> list[ChunkRecord]:
         """Every committed chunk, in order (one GET per chunk: finalize and recovery only)."""
@@ -298,7 +250,7 @@ class JobStore:
     # ---- learned prefill styles ---------------------------------------------------------------
 
     def get_learned_style(self, base_url: str, model: str) -> LearnedStyle | None:
-        got = self._get(style_key(base_url, model))
+        got = self.objects.get(style_key(base_url, model))
         if got is None:
             return None
         try:
@@ -315,69 +267,11 @@ class JobStore:
         self._put_json(JobKeys(result.job_id).result, result)
 
     def get_result(self, job_id: str) -> JobResult | None:
-        got = self._get(JobKeys(job_id).result)
+        got = self.objects.get(JobKeys(job_id).result)
         return None if got is None else JobResult.model_validate_json(got[0])
 
-    def write_source_results(self, source: JobSource, *, answer: str, result: JobResult) -> None:
-        """The drop folder's answer: ``results/{name}.md`` and ``results/{name}.json``."""
-        keys = ResultKeys(source.name)
-        self._put(keys.output, answer.encode(), "text/markdown; charset=utf-8")
-        self._put_json(keys.result, result)
-
-    def write_source_error(self, name: str, body: dict[str, Any]) -> str:
-        """``results/{name}.error.json``: every problem of a request that started nothing."""
-        key = ResultKeys(name).error
-        self._put(key, json.dumps(body, indent=1).encode(), "application/json")
-        return key
-
-    def delete_source_error(self, name: str) -> None:
-        """An earlier, bad upload under this name left an error file: it no longer applies."""
-        self.s3.delete_object(Bucket=self.bucket, Key=ResultKeys(name).error)
-
-    def read_capped(self, keys: tuple[str, ...], cap: int) -> CappedObject | None:
-        """The first of ``keys`` that exists, reading at most ``cap`` bytes; None when none exists."""
-        for key in keys:
-            try:
-                obj = self.s3.get_object(Bucket=self.bucket, Key=key)
-            except ClientError as exc:
-                if is_missing(exc):
-                    continue
-                raise
-            body = obj["Body"]
-            try:
-                size = int(obj.get("ContentLength", 0))
-                data = body.read(cap + 1) if size <= cap else None
-            finally:
-                body.close()
-            if data is not None and len(data) > cap:  # ContentLength understated: still capped
-                size, data = len(data), None
-            etag = obj.get("ETag")
-            return CappedObject(key=key, size=size, etag=str(etag).strip('"') if etag else None, data=data)
-        return None
-
-    def presigned_url(self, key: str, *, content_type: str, expires_in: int) -> str:
-        """A presigned GET of one of the bucket's objects."""
-        return self.s3.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": content_type},
-            ExpiresIn=expires_in,
-        )
-
     def get_text(self, key: str) -> str | None:
-        got = self._get(key)
-        return None if got is None else got[0].decode("utf-8")
-
-
-def is_missing(exc: ClientError) -> bool:
-    """A GET of a key that is not there (NoSuchKey; 404 for a HEAD)."""
-    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")
-
-
-def is_precondition_failure(exc: ClientError) -> bool:
-    """A conditional write (If-Match / If-None-Match) that lost."""
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in ("PreconditionFailed", "ConditionalRequestConflict", "412") or status in (409, 412)
+        return self.objects.get_text(key)
 
 
 def assemble_chunks(chunks: list[ChunkRecord], *, answer_start: str) -> tuple[str, str]:

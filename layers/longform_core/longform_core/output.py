@@ -75,7 +75,7 @@ def read_output(
     if rest_bytes <= services.settings.output_inline_max_bytes:
         page.text = rest
         return page
-    page.url = store.presigned_url(key, content_type=OUTPUT_CONTENT_TYPE, expires_in=PRESIGNED_URL_SECONDS)
+    page.url = store.objects.presign(key, content_type=OUTPUT_CONTENT_TYPE, expires_in=PRESIGNED_URL_SECONDS)
     page.expires_in = PRESIGNED_URL_SECONDS
     page.byte_offset = len(committed[:offset].encode("utf-8"))
     return page

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
+from .batch.store import BatchStore
 from .config import Settings
 from .executions import StepFunctionsExecutions
 from .job_store import JobStore
@@ -110,6 +111,7 @@ def build_services(settings: Settings | None = None) -> Services:
     return Services(
         settings=settings,
         store=JobStore(s3, settings.jobs_bucket),
+        batches=BatchStore(s3, settings.jobs_bucket),
         provider=LazyProvider(settings),
         publisher=publisher,
         executions=(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .batch.store import BatchStore
 from .config import Settings
 from .job_store import JobStore
 from .models import JobResult
@@ -80,8 +81,15 @@ class Services:
     clock: Callable[[], float] = time.monotonic
     publisher: Publisher | None = None  # the completion event (finalize)
     executions: Executions | None = None  # the state machine (submit, cancel)
-    batch_executions: Executions | None = None  # the batch workflow (batch.py)
+    batch_executions: Executions | None = None  # the batch workflow (batch/)
     batch_publisher: BatchEventPublisher | None = None  # "Batch Finished"
+    # a batch's objects (batch-runs/), in the jobs bucket beside ``store``; runtime.py builds both
+    # from one S3 client, and Services built without it (tests) get one over ``store``'s client
+    batches: BatchStore = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.batches is None:
+            self.batches = BatchStore(self.store.s3, self.store.bucket)
 
     def require_batch_executions(self) -> Executions:
         """The batch workflow, or a one-line error naming the missing setting."""

@@ -68,7 +68,7 @@ def prepare_job(
 
     Returns the manifest that already existed (None for a new job) and whether this call wrote the
     request. The same id with a different request is an ``IdempotencyConflict``. The batch split
-    (``batch.py``) prepares every line this way; the line's execution is then started by the batch
+    (``batch/split.py``) prepares every line this way; the line's execution is then started by the batch
     workflow's Distributed Map, under the same deterministic name.
     """
     store, settings = services.store, services.settings

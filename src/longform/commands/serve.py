@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from longform_core.job_status import EXIT_OK
+from longform_core.job_status import EXIT_FAILED, EXIT_OK
 
 from .arguments import add_provider_arguments, add_state_argument
 from .common import fail, provider_options, state_dir_of
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from longform.local.cloud import LocalCloud
     from longform.local.providers import Provider
     from longform.local.run_record import RunRecord
-    from longform.local.serve import LocalApi
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -47,16 +46,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from longform.local.cloud import CloudConfig, LocalCloud
     from longform.local.providers import ProviderChoiceError, choose_provider
     from longform.local.runner import LOCAL_DRAFT_INTERVAL_SECONDS, LOCAL_DRAFT_MIN_TOKENS
-    from longform.local.serve import LocalApi
     from longform.local.state import StateDirBusy
+    from longform.local.stopping import raise_on_signals
 
-    if not _port_free(args.host, args.port):
-        return fail(f"port {args.port} on {args.host} is in use (another longform serve?); pass --port N")
-    if threading.current_thread() is threading.main_thread():
-        from longform.local.stopping import raise_on_signals
-
-        raise_on_signals(EXIT_OK)  # from the start: a stop while resuming jobs is a stop too
     try:
+        if threading.current_thread() is threading.main_thread():
+            # first, inside the try: a signal at any point of the start-up is a stop (exit 0)
+            raise_on_signals(EXIT_OK)
+        if not _port_free(args.host, args.port):
+            return fail(f"port {args.port} on {args.host} is in use (another longform serve?); pass --port N")
         with choose_provider(provider_options(args)) as provider, quiet_moto_logs():
             config = CloudConfig.for_provider(
                 provider,
@@ -69,16 +67,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 extra_env={"OUTPUT_INLINE_MAX_BYTES": str(1 << 30)},
             )
             with LocalCloud(config) as cloud:
-                try:
-                    api = LocalApi(cloud, host=args.host, port=args.port).start()
-                except OSError as exc:
-                    return fail(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
-                except KeyboardInterrupt:  # here, not after LocalCloud's exit: it waits for executions
-                    _serve_stopped(state_dir_of(args))
-                try:
-                    _serve_forever(cloud, api, provider, args)
-                except KeyboardInterrupt:
-                    _serve_stopped(state_dir_of(args))
+                _serve_forever(cloud, provider, args)
     except KeyboardInterrupt:
         _serve_stopped(state_dir_of(args))
     except ProviderChoiceError as exc:
@@ -88,19 +77,49 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _serve_forever(
-    cloud: LocalCloud, api: LocalApi, provider: Provider, args: argparse.Namespace
-) -> NoReturn:
-    """Resume the unfinished batches and jobs of this provider, say where the API is, and serve
-    until a signal."""
+def _serve_forever(cloud: LocalCloud, provider: Provider, args: argparse.Namespace) -> NoReturn:
+    """Resume the unfinished batches and jobs of this provider, then serve the API until a signal.
+
+    Nothing leaves here but the process's end: an error ends serve at once with one line and
+    exit 1, never through ``LocalCloud.__exit__``, which waits for every running execution (up to
+    120 s each) while the API, on its daemon thread, would go on serving as if nothing had happened."""
     import time
 
+    from longform.local.serve import LocalApi
+    from longform.local.stopping import exit_now, write_line
+
+    try:
+        resumed = _resume_unfinished(cloud, provider)
+        try:
+            api = LocalApi(cloud, host=args.host, port=args.port).start()
+        except OSError as exc:
+            where = f"{args.host}:{args.port}"
+            write_line(f"longform: cannot serve on {where}: {exc.strerror or exc}", sys.stderr)
+            exit_now(EXIT_FAILED)
+        _print_serving(api, provider, args, resumed)
+        while True:
+            # short sleeps: a signal the kernel hands to another thread (the executions', the HTTP
+            # server's) does not interrupt the main thread's sleep, and Python runs its handler only
+            # when the main thread next runs bytecode
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        _serve_stopped(state_dir_of(args))
+    except Exception as exc:
+        write_line(f"longform: serve failed: {type(exc).__name__}: {exc}", sys.stderr)
+        exit_now(EXIT_FAILED)
+
+
+def _resume_unfinished(cloud: Any, provider: Any) -> tuple[list[str], list[str], list[str]]:
+    """Restart the unfinished batches (as batches: their cap holds, their output is written) and
+    jobs of this provider: (batches, jobs resumed, jobs of another provider left alone). Done
+    before the API starts, so a job submitted through it is never taken for one to resume (and
+    started twice)."""
     from longform.local import batch as local_batch
 
     unfinished: list[str] = []
     elsewhere: list[str] = []
     batches = local_batch.unfinished_batches(cloud)
-    for batch_id in batches:  # as batches: their cap holds, their output is written
+    for batch_id in batches:
         local_batch.resume_batch(cloud, batch_id)
     for job_id in cloud.unfinished_jobs():
         if cloud.store_dir.leases.holder(job_id) or job_id.startswith(tuple(f"{b}-" for b in batches)):
@@ -109,22 +128,22 @@ def _serve_forever(
         (unfinished if resumable_here(record, provider) else elsewhere).append(job_id)
     for job_id in unfinished:
         cloud.resume(job_id)
+    return batches, unfinished, elsewhere
+
+
+def _print_serving(api: Any, provider: Any, args: argparse.Namespace, resumed: tuple[list[str], ...]) -> None:
+    batches, unfinished, elsewhere = resumed
     example = json.dumps({"prompt": "Write a 20,000-word story"})
     print(f"longform API on {api.url}/generations (local, no auth)")
     print(f"  OpenAI-compatible on {api.url}/v1 (chat completions, models, files, batches)")
     print(f"  model {provider.model} on {provider.label}")
-    resumed = f"; resumed {len(unfinished)} unfinished" if unfinished else ""
-    resumed += f"; resumed {len(batches)} unfinished batch(es)" if batches else ""
-    print(f"  jobs kept in {args.state_dir}{resumed}")
+    note = f"; resumed {len(unfinished)} unfinished" if unfinished else ""
+    note += f"; resumed {len(batches)} unfinished batch(es)" if batches else ""
+    print(f"  jobs kept in {args.state_dir}{note}")
     for job_id in elsewhere:
         print(f"  not resumed (started by longform run on another provider): {job_id}")
     print(f"  try: curl -s -X POST {api.url}/generations -d '{example}'")
     sys.stdout.flush()
-    while True:
-        # short sleeps: a signal the kernel hands to another thread (the executions', the HTTP
-        # server's) does not interrupt the main thread's sleep, and Python runs its handler only
-        # when the main thread next runs bytecode
-        time.sleep(0.2)
 
 
 def _serve_stopped(state_dir: Path) -> NoReturn:

@@ -21,12 +21,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import importlib.util
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Self
 from unittest import mock
 
 REGION = "us-east-1"
@@ -44,6 +46,29 @@ FAKE_CREDENTIALS = {
 # (function name or ARN, request body, response headers to fill) -> response payload bytes
 InvokeSeam = Callable[[str, Any, dict[str, Any]], bytes]
 AsyncInvokeSeam = Callable[[str, dict[str, Any]], None]
+
+
+class StartedOnEnter:
+    """A context manager that starts itself on an ``ExitStack`` (``_start`` enters what it needs on
+    ``self._stack``): a failed start closes what it had entered, the exit closes it all. The
+    lifecycle of both local stacks (``cloud.LocalCloud``, ``samlocal.local_aws.LocalAws``)."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
 
 
 class _ScaledTime:
@@ -67,6 +92,7 @@ def start_moto(
     retry_sleep_scale: float = 1.0,
 ) -> None:
     """Enter moto (with Step Functions executing) and its seams on ``stack``."""
+    defer_package_init("moto.batch")
     from moto import mock_aws
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.events.models import Rule
@@ -111,6 +137,36 @@ def start_moto(
         stack.enter_context(mock.patch.object(retrier_decl, "time", _ScaledTime(retry_sleep_scale)))
         # botocore's own retries (a 500 of the local store) sleep too: the same scale
         stack.enter_context(mock.patch.object(botocore.endpoint, "time", _ScaledTime(retry_sleep_scale)))
+
+
+def defer_package_init(name: str) -> None:
+    """Register the package ``name`` without running its ``__init__`` until an attribute of it is
+    asked for (its submodules import as usual).
+
+    For ``moto.batch``: moto's Step Functions interpreter imports ``moto.batch.utils`` (one enum,
+    for its AWS Batch integration, which longform's workflows never use), and importing a
+    submodule runs the package's ``__init__``, which loads moto's whole EC2 model (it reads
+    botocore's EC2 service model three times to list regions): about 1.5 s of CPU at every start of
+    the local stack, most of moto's import time. Whatever really uses the package (moto's backend
+    lookup asks for ``batch_backends``) runs the ``__init__`` then, as an import would have."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def first_use(attribute: str) -> Any:
+        del module.__dict__["__getattr__"]
+        loader.exec_module(module)
+        return getattr(module, attribute)
+
+    module.__dict__["__getattr__"] = first_use
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:  # as the import system does once a submodule is loaded
+        setattr(sys.modules[parent], child, module)
 
 
 STOP_WAIT_SECONDS = 30.0

@@ -1,5 +1,6 @@
-"""Batches on the local cloud: the batch workflow wired as ``template.yaml`` wires it, and the helpers
-the CLI, the tests and the benchmark use (submit, wait, drop, cancel, the output).
+"""Batches on the local cloud: the helpers the CLI, the tests and the benchmark use (submit, wait,
+drop, cancel, the output). The batch workflow is created, wired as ``template.yaml`` wires it, by
+``provision.py``.
 
 The state machine is the very ``statemachine/batch.asl.json``, its ``${...}`` resolved from the
 template's ``DefinitionSubstitutions`` (its two functions and the generation state machine), run by
@@ -19,31 +20,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .aws import TERMINAL_EXECUTION
-from .template import state_machine_wiring
+from .provision import BUCKET
 
 if TYPE_CHECKING:
-    from longform_core.batch import BatchView, SubmittedBatch
+    from longform_core.batch.status import BatchView
+    from longform_core.batch.submit import SubmittedBatch
 
     from .cloud import LocalCloud
-
-BATCH_STATE_MACHINE = "BatchStateMachine"
-BATCH_STATE_MACHINE_NAME = "longform-batch"
-
-
-def create_batch_state_machine(cloud: LocalCloud, role_arn: str, function_arns: dict[str, str]) -> str:
-    """The batch workflow on moto, wired as the template wires it (every ``${...}`` from its
-    ``DefinitionSubstitutions``: functions by ``!GetAtt``, the generation workflow by ``!Ref``)."""
-    definition_uri, wiring = state_machine_wiring(cloud.template, BATCH_STATE_MACHINE)
-    definition = (cloud.root / definition_uri).read_text(encoding="utf-8")
-    from .cloud import BUCKET
-
-    targets = {**function_arns, "GenerationStateMachine": cloud.state_machine_arn, "JobsBucket": BUCKET}
-    for key, logical_id in wiring.items():
-        definition = definition.replace("${" + key + "}", targets[logical_id])
-    created = cloud.sfn.create_state_machine(
-        name=BATCH_STATE_MACHINE_NAME, definition=definition, roleArn=role_arn, type="STANDARD"
-    )
-    return str(created["stateMachineArn"])
 
 
 def batch_execution_arn(cloud: LocalCloud, batch_id: str) -> str:
@@ -53,22 +36,22 @@ def batch_execution_arn(cloud: LocalCloud, batch_id: str) -> str:
 
 
 def submit(cloud: LocalCloud, data: bytes, **kwargs: Any) -> SubmittedBatch:
-    """The one batch submit path (``batch.submit_batch``), in-process."""
-    from longform_core.batch import submit_batch
+    """The one batch submit path (``batch.submit.submit_batch``), in-process."""
+    from longform_core.batch.submit import submit_batch
     from longform_core.runtime import get_services
 
     return submit_batch(data, get_services(), **kwargs)
 
 
 def view(cloud: LocalCloud, batch_id: str) -> BatchView:
-    from longform_core.batch import get_batch
+    from longform_core.batch.status import get_batch
     from longform_core.runtime import get_services
 
     return get_batch(batch_id, get_services())
 
 
 def cancel(cloud: LocalCloud, batch_id: str) -> tuple[BatchView, bool]:
-    from longform_core.batch import cancel_batch
+    from longform_core.batch.cancel import cancel_batch
     from longform_core.runtime import get_services
 
     return cancel_batch(batch_id, get_services())
@@ -106,10 +89,9 @@ def wait(
 
 def output_lines(cloud: LocalCloud, batch_id: str) -> list[dict[str, Any]]:
     """``output.jsonl`` of an ended batch, parsed."""
-    from longform_core.batch import batch_store
     from longform_core.runtime import get_services
 
-    data = batch_store(get_services()).get_output(batch_id)
+    data = get_services().batches.get_output(batch_id)
     if data is None:
         raise FileNotFoundError(f"batch {batch_id} has no output.jsonl")
     return [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
@@ -117,8 +99,6 @@ def output_lines(cloud: LocalCloud, batch_id: str) -> list[dict[str, Any]]:
 
 def drop(cloud: LocalCloud, name: str, body: bytes | str) -> list[dict[str, Any]]:
     """Upload ``batches/{name}.jsonl`` as a user would; the batch drop folder's outcomes."""
-    from .cloud import BUCKET
-
     seen = len(cloud.deliveries)
     cloud.s3.put_object(Bucket=BUCKET, Key=f"batches/{name}.jsonl", Body=body)
     cloud.wait_async()
@@ -151,13 +131,12 @@ def wait_batches(cloud: LocalCloud, timeout: float = 600.0) -> None:
 
 def unfinished_batches(cloud: LocalCloud) -> list[str]:
     """Batches of the state directory that have not ended and that no live process runs."""
-    from longform_core.batch import batch_store
     from longform_core.runtime import get_services
 
     root = cloud.store_dir.bucket_dir / "batch-runs"
     if not root.is_dir():
         return []
-    store = batch_store(get_services())
+    store = get_services().batches
     found = []
     for entry in sorted(root.iterdir()):
         batch_id = unquote(entry.name)

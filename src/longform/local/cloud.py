@@ -12,12 +12,10 @@ drop folder function asynchronously (retried twice on an error), as on AWS.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,20 +24,29 @@ from unittest import mock
 
 import boto3
 
-from .aws import REGION, TERMINAL_EXECUTION, start_moto
-from .batch import create_batch_state_machine, wait_batches
+from .aws import REGION, TERMINAL_EXECUTION, StartedOnEnter, start_moto
+from .batch import wait_batches
 from .disk_store import disk_backed_bucket
 from .lambda_runtime import Delivery, FaultHook, Invocation, LambdaRuntime
 from .leased import durable_listing, leased_executions
+from .provision import (
+    BUCKET,
+    SECRET_NAME,
+    STATE_MACHINE_NAME,
+    Stack,
+    ValidatedDefinitions,
+    create_event_rules,
+    create_functions,
+    create_role,
+    create_state_machines,
+)
 from .state import StateDir
-from .template import event_rules, function_environment, function_specs, load_template, state_machine_wiring
+from .template import function_environment, function_specs, load_template
 
 if TYPE_CHECKING:
     from .providers import Provider
 
-BUCKET = "longform-local-jobs"
-STATE_MACHINE_NAME = "longform-generation"
-SECRET_NAME = "longform/provider-api-key"  # noqa: S105 - a name, not a secret
+__all__ = ["BUCKET", "STATE_MACHINE_NAME", "TERMINAL_EXECUTION", "CloudConfig", "LocalCloud"]
 # who the callers of `longform serve` are (no auth on loopback: api.routes.caller_owner gives the
 # source address), so a job `longform run` starts is the local user's in serve's API too
 LOCAL_OWNER = "ip:127.0.0.1"
@@ -114,35 +121,27 @@ class CloudConfig:
         return {name: str(value) for name, value in values.items() if value is not None}
 
 
-class LocalCloud:
+class LocalCloud(StartedOnEnter):
     """Context manager: the longform stack on moto, ready to take jobs."""
 
     def __init__(self, config: CloudConfig, *, root: Path | None = None):
+        super().__init__()
         self.config = config
         self.root = root or repo_root()
         self.template = load_template(self.root / "template.yaml")
         self.specs = function_specs(self.template)
         self.lambdas: LambdaRuntime | None = None
-        self._stack = contextlib.ExitStack()
         self.state_machine_arn = ""
         self.batch_state_machine_arn = ""
         self.secret_arn: str | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
-    def __enter__(self) -> LocalCloud:
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
     def __exit__(self, *exc: object) -> None:
         try:
             self._wait_all()
         finally:
-            self._stack.close()
+            super().__exit__(*exc)
             from longform_core.runtime import reset_services
 
             reset_services()
@@ -171,91 +170,32 @@ class LocalCloud:
         self._stack.enter_context(disk_backed_bucket(BUCKET, self.store_dir.disk))
         self._stack.enter_context(leased_executions(self.store_dir.leases))
         self._stack.enter_context(durable_listing(self))
-        if self.config.api_key:
-            sm = boto3.client("secretsmanager", region_name=REGION)
-            self.secret_arn = sm.create_secret(Name=SECRET_NAME, SecretString=self.config.api_key)["ARN"]
-        role_arn = self._create_role()
-        function_arns = self._create_functions(role_arn)
-        self.state_machine_arn = self._create_state_machine(role_arn, function_arns)
-        self.batch_state_machine_arn = create_batch_state_machine(self, role_arn, function_arns)
+        stack = self._provision()
         env = function_environment(
             self.template,
-            refs=self._refs(),
+            refs=stack.refs(),
             parameters={**self.config.parameters(), "ProviderApiKeySecretArn": self.secret_arn or ""},
         )
         env.update(LOCAL_ENV, POWERTOOLS_LOG_LEVEL=self.config.log_level, **self.config.extra_env)
         self._stack.enter_context(mock.patch.dict(os.environ, env))
         reset_services()
         lambdas.load_handlers()
-        self._create_event_rules(function_arns)
+        create_event_rules(self.s3, boto3.client("events", region_name=REGION), self.template, stack)
 
-    def _create_role(self) -> str:
-        iam = boto3.client("iam", region_name=REGION)
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-        role = iam.create_role(RoleName="longform-local", AssumeRolePolicyDocument=json.dumps(trust))
-        return str(role["Role"]["Arn"])
-
-    def _create_functions(self, role_arn: str) -> dict[str, str]:
+    def _provision(self) -> Stack:
+        """The template's resources on moto (``provision.py``)."""
+        if self.config.api_key:
+            sm = boto3.client("secretsmanager", region_name=REGION)
+            self.secret_arn = sm.create_secret(Name=SECRET_NAME, SecretString=self.config.api_key)["ARN"]
+        role_arn = create_role(boto3.client("iam", region_name=REGION))
         lam = boto3.client("lambda", region_name=REGION)
-        zipped = io.BytesIO()
-        with zipfile.ZipFile(zipped, "w") as zf:
-            zf.writestr("app.py", "# dispatched in-process by longform.local.lambda_runtime\n")
-        return {
-            logical_id: lam.create_function(
-                FunctionName=logical_id,
-                Runtime="python3.13",
-                Role=role_arn,
-                Handler=spec.handler,
-                Code={"ZipFile": zipped.getvalue()},
-                Timeout=int(self.timeout_for(logical_id)) or 1,
-                Architectures=["arm64"],
-            )["FunctionArn"]
-            for logical_id, spec in self.specs.items()
-        }
-
-    def _create_state_machine(self, role_arn: str, function_arns: dict[str, str]) -> str:
-        definition_uri, wiring = state_machine_wiring(self.template)
-        definition = (self.root / definition_uri).read_text(encoding="utf-8")
-        for key, logical_id in wiring.items():
-            definition = definition.replace("${" + key + "}", function_arns[logical_id])
-        created = self.sfn.create_state_machine(
-            name=STATE_MACHINE_NAME, definition=definition, roleArn=role_arn, type="STANDARD"
-        )
-        return str(created["stateMachineArn"])
-
-    def _create_event_rules(self, function_arns: dict[str, str]) -> None:
-        """The template's rules that target its functions, and the bucket's events to EventBridge."""
-        bucket = (self.template.get("Resources") or {}).get("JobsBucket", {}).get("Properties") or {}
-        eventbridge = (bucket.get("NotificationConfiguration") or {}).get("EventBridgeConfiguration") or {}
-        if eventbridge.get("EventBridgeEnabled"):
-            self.s3.put_bucket_notification_configuration(
-                Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
-            )
-        events = boto3.client("events", region_name=REGION)
-        for rule in event_rules(self.template):
-            pattern = _resolve_refs(rule.event_pattern, self._refs())
-            events.put_rule(Name=rule.logical_id, EventPattern=json.dumps(pattern), State="ENABLED")
-            events.put_targets(
-                Rule=rule.logical_id,
-                Targets=[{"Id": name, "Arn": function_arns[name]} for name in rule.functions],
-            )
-
-    def _refs(self) -> dict[str, str]:
-        """What ``!Ref`` of the template's resources resolves to locally."""
-        return {
-            "JobsBucket": BUCKET,
-            "GenerationStateMachine": self.state_machine_arn,
-            "BatchStateMachine": self.batch_state_machine_arn,
-        }
+        stack = Stack(role_arn, create_functions(lam, self.specs, role_arn, self.timeout_for))
+        stack.secret_arn = self.secret_arn
+        cache = self.state.root / "cache" / "validated-asl" if self.state is not None else None
+        create_state_machines(self.sfn, self.root, self.template, stack, ValidatedDefinitions(cache))
+        self.state_machine_arn = stack.state_machine_arn
+        self.batch_state_machine_arn = stack.batch_state_machine_arn
+        return stack
 
     # ---- the functions ------------------------------------------------------------------------
 
@@ -414,14 +354,3 @@ class LocalCloud:
         for execution in executions.get("executions", []):
             with contextlib.suppress(Exception):
                 self.wait(execution["name"], timeout=120)
-
-
-def _resolve_refs(node: Any, refs: dict[str, str]) -> Any:
-    """``{"Ref": name}`` -> ``refs[name]`` throughout a template fragment."""
-    if isinstance(node, dict):
-        if set(node) == {"Ref"} and node["Ref"] in refs:
-            return refs[node["Ref"]]
-        return {k: _resolve_refs(v, refs) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve_refs(v, refs) for v in node]
-    return node

@@ -32,6 +32,8 @@ from typing import Any
 from unittest import mock
 from urllib.parse import quote, unquote
 
+from .store_faults import sigkill_hook_from_env
+
 MAX_SEGMENT = 200  # characters of one key segment (file names: 255 bytes, after quoting)
 TMP_PREFIX = ".tmp-"
 LOCK_STRIPES = 256
@@ -66,7 +68,7 @@ class DiskBucket:
         self.root = root
         self.locks = locks
         self.fsync = fsync
-        self.write_hook: WriteHook | None = None
+        self.write_hook: WriteHook | None = sigkill_hook_from_env()  # a real kill -9, for tests
 
     def path(self, key: str) -> Path:
         problem = key_problem(key)

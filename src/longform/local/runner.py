@@ -146,9 +146,7 @@ def run(options: RunOptions, *, on_cloud: Callable[[LocalCloud], None] | None = 
             f"longform: {provider.label}, model {provider.model}, per-request cap {cap:,} tokens",
             style="bold",
         )
-        ui.line(
-            "starting the local stack (moto, the real state machine, the handlers in-process)", style="dim"
-        )
+        ui.spin("starting the local stack (moto, the real state machine, the handlers in-process)")
         with LocalCloud(_cloud_config(options, provider, cap)) as cloud:
             if on_cloud is not None:
                 on_cloud(cloud)
@@ -176,6 +174,7 @@ def resume(job_id: str, options: RunOptions) -> RunSummary:
     started = time.monotonic()
     cap = _cap(options, None)
     ui = JobProgress(options.mode, cap=cap)
+    ui.spin("starting the local stack")
     with (
         _provider(options) as provider,
         quiet_moto_logs(),

@@ -16,6 +16,15 @@ key list and its read of the key, a reader handed a closed buffer), and the exce
 ``with LocalCloud`` block through ``__exit__``, which waits for every running execution to end
 (up to 120 s each) before the process could exit. The stop path now reads the state directory on
 disk, never moto, and runs under the deadline armed by :func:`arm_exit`.
+
+What a SIGTERM at each point of serve's start-up did (``test_serve_stops_on_sigterm_at_every_point
+_of_its_start`` sends it from a hook at each point, to the main thread or to another one): right
+after the handlers were installed, before the ``try`` that turns the signal into the stop, it left
+as "longform: interrupted", exit 130; and the unfinished jobs were listed and resumed after the API
+was up, so a job submitted during the start-up was started a second time. Any other error of the
+start-up went through ``LocalCloud.__exit__``, which waits for every running execution while the
+API thread goes on serving. serve now installs the handlers first inside that ``try``, resumes
+before the API starts, and ends at once on an error (``commands/serve.py``).
 """
 
 from __future__ import annotations

@@ -12,12 +12,20 @@ write (a PUT or a DELETE that reaches the disk) and fails or kills at chosen one
 
 Counting is 1-based and across the whole cloud (every thread): ``writes`` lists (operation, key)
 of the writes that were attempted, in order.
+
+A real kill, for a test that runs ``longform`` as a process: with ``LONGFORM_FAULT_SIGKILL_AT`` set
+to ``TEXT:N`` (see :func:`sigkill_hook_from_env`), the process sends itself SIGKILL at the N-th
+write whose key contains TEXT, before that write reaches the disk: no handler, no ``finally``, no
+flush runs, as with ``kill -9`` or the OOM killer.
 """
 
 from __future__ import annotations
 
 import errno
+import os
+import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .lambda_runtime import InvocationKilled
@@ -52,3 +60,29 @@ class StoreFaults:
             raise OSError(errno.EIO, f"Input/output error (injected after write {self.fail_after})")
         if self.full_after is not None and n > self.full_after and operation == "put":
             raise OSError(errno.ENOSPC, "No space left on device")
+
+
+SIGKILL_ENV = "LONGFORM_FAULT_SIGKILL_AT"
+
+
+def sigkill_hook_from_env() -> Callable[[str, str], None] | None:
+    """The write hook ``LONGFORM_FAULT_SIGKILL_AT=TEXT:N`` asks for (None when unset): SIGKILL at the
+    N-th write (PUT or DELETE) whose key contains TEXT (``drafts/``, ``chunks/``, ``result.json``)."""
+    spec = os.environ.get(SIGKILL_ENV)
+    if not spec:
+        return None
+    text, _, count = spec.rpartition(":")
+    at = int(count)
+    seen = 0
+    lock = threading.Lock()
+
+    def hook(operation: str, key: str) -> None:
+        nonlocal seen
+        if text not in key:
+            return
+        with lock:
+            seen += 1
+            if seen == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook

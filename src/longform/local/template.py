@@ -29,7 +29,12 @@ def _make_constructor(tag: str) -> Any:
     return construct
 
 
-class CfnLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (about twenty times faster than the pure-Python one: the
+# template is read at every start of the local stack), the same safe constructors either way
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class CfnLoader(_SafeLoader):  # type: ignore[misc]
     """A YAML loader for CloudFormation short tags.
 
     ``!Ref x`` becomes ``{"Ref": "x"}``, ``!GetAtt a.b`` becomes ``{"Fn::GetAtt": [a, b]}``, and so on.

@@ -15,7 +15,10 @@ Every error is JSON naming every problem: ``{"error", "message", "problems": [{"
 
     schemas.py    the response models (ErrorBody, SubmitAccepted, OutputPage, JobList, ...)
     errors.py     the one table from exception type to status and body, and its one handler
-    routes.py     the routes: HTTP in, one use-case call (submit, status, output, cancel), HTTP out
+    route_helpers.py  what every router's routes share (services, caller, body, base path, metrics)
+    routes.py     /generations: HTTP in, one use-case call (submit, status, output, cancel), HTTP out
+    batch_routes.py  /batches: the same for the batch use cases (``batch/``)
+    openai_routes.py, openai_batch_routes.py  /v1: OpenAI's Models, Files and Batch APIs
     resolver.py   the resolver, ``handle`` and the OpenAPI document (``docs/openapi.json``;
                   ``make openapi`` rewrites it, a test fails when it drifts)
 

@@ -1,4 +1,4 @@
-"""The batch routes: HTTP in, one use-case call (``batch.py``), HTTP out.
+"""The batch routes: HTTP in, one use-case call (``batch/``), HTTP out.
 
 ::
 
@@ -18,26 +18,18 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Que
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, Field
 
-from ..batch import BatchView, batch_store, cancel_batch, get_batch, list_batches, submit_batch
-from ..batch_models import BATCH_ID_PATTERN, BatchSource, BatchStatus
-from ..batch_store import BATCH_INPUTS_PREFIX
+from ..batch.cancel import cancel_batch
+from ..batch.models import BATCH_ID_PATTERN, BatchSource, BatchStatus
+from ..batch.status import BatchView, get_batch, list_batches, output_url
+from ..batch.submit import read_input_uri, submit_batch
 from ..errors import Problem, RequestInvalid
-from ..services import Services
 from .errors import BatchAlreadyFinished
-from .routes import (
-    IDEMPOTENCY_KEY_MAX,
-    LIST_LIMIT_DEFAULT,
-    LIST_LIMIT_MAX,
-    _base_path,
-    _metric,
-    _owner,
-    _request_body,
-    _services,
-)
+from .route_helpers import IDEMPOTENCY_KEY_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, RouteHelpers
 from .schemas import JSON, error_responses
 
 logger = Logger(child=True)
 batch_router = APIGatewayRouter()  # type: ignore[no-untyped-call]  # Powertools' __init__ has no annotations
+http = RouteHelpers(batch_router)
 
 OUTPUT_URL_SECONDS = 3600
 BODY_REQUIRED = 'required: the batch as JSONL, or {"input_uri": "s3://..."}'
@@ -83,7 +75,7 @@ BatchIdPath = Annotated[
 
 
 def _links(batch_id: str) -> BatchLinks:
-    base = f"{_base_path()}/batches/{batch_id}"
+    base = f"{http.base_path()}/batches/{batch_id}"
     return BatchLinks.model_validate({"self": base, "cancel": base})
 
 
@@ -102,24 +94,6 @@ def _reference(body: bytes) -> BatchReference | None:
         return BatchReference.model_validate(data)
     except ValueError as exc:
         raise RequestInvalid([Problem("input_uri", str(exc).splitlines()[0])]) from exc
-
-
-def _read_reference(ref: BatchReference, services: Services) -> tuple[bytes, str]:
-    bucket = services.store.bucket
-    prefix = f"s3://{bucket}/{BATCH_INPUTS_PREFIX}"
-    if not ref.input_uri.startswith(prefix) or ref.input_uri == prefix:
-        raise RequestInvalid(
-            [Problem("input_uri", f"must name a file under {prefix} (the jobs bucket's batch inputs)")]
-        )
-    key = ref.input_uri[len(f"s3://{bucket}/") :]
-    cap = services.settings.batch_max_bytes
-    read = batch_store(services).read_upload(key, cap)
-    if read is None:
-        raise RequestInvalid([Problem("input_uri", f"no such object: {ref.input_uri}")])
-    data, size, _ = read
-    if data is None:
-        raise RequestInvalid([Problem("input_uri", f"the batch is {size} bytes; the limit is {cap}")])
-    return data, key
 
 
 @batch_router.post(
@@ -156,19 +130,19 @@ def create_batch(
         Query(ge=1, le=MAX_CONCURRENCY_LIMIT, description="lines at once (at most BatchMaxConcurrency)"),
     ] = None,
 ) -> Response[BatchAccepted]:
-    services = _services()
-    body = _request_body(services.settings.api_max_body_bytes, BODY_REQUIRED)
+    services = http.services()
+    body = http.request_body(services.settings.api_max_body_bytes, BODY_REQUIRED)
     ref = _reference(body)
     source = BatchSource(kind="api")
     if ref is not None:
-        body, key = _read_reference(ref, services)
+        body, key = read_input_uri(ref.input_uri, services)
         source = BatchSource(kind="api", key=key)
         max_concurrency = ref.max_concurrency or max_concurrency
     batch = submit_batch(
         body,
         services,
         idempotency_key=idempotency_key,
-        owner=_owner(),
+        owner=http.owner(),
         source=source,
         max_concurrency=max_concurrency,
     )
@@ -176,7 +150,7 @@ def create_batch(
     headers = {"Location": links.self_}
     if batch.created:
         logger.info("batch submitted", extra={"batch_id": batch.batch_id, "lines": batch.lines})
-        _metric("BatchesSubmitted")
+        http.metric("BatchesSubmitted")
     else:
         headers["Idempotent-Replayed"] = "true"
     return Response(
@@ -210,7 +184,7 @@ def list_batches_route(
     ] = LIST_LIMIT_DEFAULT,
     next_token: Annotated[str | None, Query(min_length=1, max_length=4096)] = None,
 ) -> BatchList:
-    views, following = list_batches(limit, next_token, _services(), as_owner=_owner())
+    views, following = list_batches(limit, next_token, http.services(), as_owner=http.owner())
     return BatchList(items=views, next_token=following)
 
 
@@ -232,11 +206,10 @@ def list_batches_route(
     },
 )
 def get_batch_route(batch_id: BatchIdPath) -> BatchStatusView:
-    services = _services()
-    view = BatchStatusView(**get_batch(batch_id, services, as_owner=_owner()).model_dump())
-    if view.output_key is not None:
-        view.output_url = batch_store(services).presigned_output_url(batch_id, expires_in=OUTPUT_URL_SECONDS)
-    return view
+    services = http.services()
+    view = get_batch(batch_id, services, as_owner=http.owner())
+    url = output_url(view, services, expires_in=OUTPUT_URL_SECONDS)
+    return BatchStatusView(**view.model_dump(), output_url=url)
 
 
 @batch_router.delete(
@@ -255,9 +228,9 @@ def get_batch_route(batch_id: BatchIdPath) -> BatchStatusView:
     },
 )
 def cancel_batch_route(batch_id: BatchIdPath) -> BatchView:
-    view, cancelled = cancel_batch(batch_id, _services(), as_owner=_owner())
+    view, cancelled = cancel_batch(batch_id, http.services(), as_owner=http.owner())
     if cancelled:
-        _metric("BatchesCancelled")
+        http.metric("BatchesCancelled")
     elif view.status != "cancelled":
         raise BatchAlreadyFinished(batch_id, view.status)
     return view

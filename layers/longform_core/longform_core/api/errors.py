@@ -20,9 +20,10 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from ..batch import BatchNotFound
-from ..batch_request import BatchInvalid
 from ..errors import (
+    BatchConflict,
+    BatchInvalid,
+    BatchNotFound,
     IdempotencyConflict,
     JobNotFound,
     JobStateInvalid,
@@ -162,6 +163,13 @@ def _batch_not_found(exc: BatchNotFound, event: APIGatewayProxyEvent) -> ErrorBo
     return _body("BatchNotFound", str(exc), ("batch_id", "no such batch"), batch_id=batch_id)
 
 
+def _batch_conflict(exc: BatchConflict, event: APIGatewayProxyEvent) -> ErrorBody:
+    batch_id = (event.path_parameters or {}).get("batch_id")
+    return _body(
+        "BatchConflict", str(exc), ("batch_id", "changed under this request; try again"), batch_id=batch_id
+    )
+
+
 def _file_not_found(exc: FileNotFound, _: APIGatewayProxyEvent) -> ErrorBody:
     return _body("FileNotFound", str(exc), ("file_id", "no such file"))
 
@@ -222,6 +230,7 @@ ERRORS: dict[type[Exception], ErrorRule[Any]] = {
     BatchNotFound: ErrorRule(HTTPStatus.NOT_FOUND, _batch_not_found),
     FileNotFound: ErrorRule(HTTPStatus.NOT_FOUND, _file_not_found),
     BatchAlreadyFinished: ErrorRule(HTTPStatus.CONFLICT, _batch_already_finished),
+    BatchConflict: ErrorRule(HTTPStatus.CONFLICT, _batch_conflict),
     Exception: ErrorRule(HTTPStatus.INTERNAL_SERVER_ERROR, _internal_error),
 }
 

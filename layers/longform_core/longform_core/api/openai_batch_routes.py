@@ -31,11 +31,11 @@ from ..openai import batches
 from ..openai.errors import OpenAIErrorBody
 from ..openai.files import FileNotFound, FileStore, batch_of_file, output_file_object, split_output
 from ..openai.multipart import parse_form
-from .batch_routes import BatchReference, _read_reference
-from .routes import IDEMPOTENCY_KEY_MAX, _owner, _request_body, _services
+from .route_helpers import IDEMPOTENCY_KEY_MAX, RouteHelpers
 from .schemas import JSON
 
 openai_batch_router = APIGatewayRouter()  # type: ignore[no-untyped-call]  # Powertools' __init__ has no annotations
+http = RouteHelpers(openai_batch_router)
 OBJECT = {JSON: {"schema": {"type": "object"}}}
 ERROR = {JSON: {"model": OpenAIErrorBody}}
 
@@ -53,11 +53,11 @@ def _doc(summary: str, description: str, *codes: int) -> dict[str, Any]:
 
 
 def _files() -> FileStore:
-    return FileStore(_services(), _owner())
+    return FileStore(http.services(), http.owner())
 
 
 def _json_body() -> Any:
-    raw = _request_body(_services().settings.api_max_body_bytes, "required: a JSON object")
+    raw = http.request_body(http.services().settings.api_max_body_bytes, "required: a JSON object")
     try:
         return json.loads(raw)
     except ValueError as exc:
@@ -72,9 +72,8 @@ def _json_body() -> Any:
     ),
 )
 def create_file() -> dict[str, Any]:
-    body = _request_body(_services().settings.api_max_body_bytes, "required: a multipart form")
-    headers = {k.lower(): v for k, v in openai_batch_router.current_event.headers.items()}
-    form = parse_form(headers.get("content-type", ""), body)
+    body = http.request_body(http.services().settings.api_max_body_bytes, "required: a multipart form")
+    form = parse_form(http.header("content-type"), body)
     problems = [Problem(name, "required") for name in ("purpose", "file") if name not in form]
     if problems:
         raise RequestInvalid(problems)
@@ -98,7 +97,7 @@ def _batch_file(file_id: str) -> tuple[bytes, dict[str, Any]] | None:
         return None
     batch_id, errors = found
     try:
-        output, ended = batches.batch_output(batch_id, _services(), _owner())
+        output, ended = batches.batch_output(batch_id, http.services(), http.owner())
     except Exception as exc:
         raise FileNotFound(file_id) from exc
     data = split_output(output, errors=errors)
@@ -159,12 +158,7 @@ def create_batch_route(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=IDEMPOTENCY_KEY_MAX)
     ] = None,
 ) -> dict[str, Any]:
-    services = _services()
-
-    def read_uri(uri: str) -> tuple[bytes, str]:
-        return _read_reference(BatchReference(input_uri=uri), services)
-
-    return batches.create_batch(_json_body(), services, _owner(), idempotency_key, read_uri)
+    return batches.create_batch(_json_body(), http.services(), http.owner(), idempotency_key)
 
 
 @openai_batch_router.get(
@@ -176,7 +170,7 @@ def list_batches_route(
     after: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
-    return batches.list_page(_services(), _owner(), after, limit)
+    return batches.list_page(http.services(), http.owner(), after, limit)
 
 
 @openai_batch_router.get(
@@ -185,7 +179,7 @@ def list_batches_route(
     **_doc("One batch", "OpenAI's batch object: status, request_counts, output_file_id, error_file_id.", 404),
 )
 def get_batch_route(batch_id: str) -> dict[str, Any]:
-    return batches.retrieve_batch(batch_id, _services(), _owner())
+    return batches.retrieve_batch(batch_id, http.services(), http.owner())
 
 
 @openai_batch_router.post(
@@ -196,4 +190,4 @@ def get_batch_route(batch_id: str) -> dict[str, Any]:
     ),
 )
 def cancel_batch_route(batch_id: str) -> dict[str, Any]:
-    return batches.cancel(batch_id, _services(), _owner())
+    return batches.cancel(batch_id, http.services(), http.owner())

@@ -9,10 +9,11 @@ from typing import Any
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from ..openai.chat import model_list
-from .routes import _services
+from .route_helpers import RouteHelpers
 from .schemas import JSON
 
 openai_router = APIGatewayRouter()  # type: ignore[no-untyped-call]  # Powertools' __init__ has no annotations
+http = RouteHelpers(openai_router)
 
 
 @openai_router.get(
@@ -26,6 +27,6 @@ openai_router = APIGatewayRouter()  # type: ignore[no-untyped-call]  # Powertool
     },
 )
 def list_models() -> dict[str, Any]:
-    settings = _services().settings
+    settings = http.services().settings
     models = list(dict.fromkeys((settings.default_model, *settings.allowed_models)))
     return model_list(models, int(time.time()))

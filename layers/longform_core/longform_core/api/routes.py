@@ -1,123 +1,43 @@
-"""The routes: HTTP in, one use-case call, HTTP out. The work is in ``submit``, ``status``,
-``output`` and ``cancel``; what goes wrong is raised and answered by ``errors.py``."""
+"""The /generations routes: HTTP in, one use-case call, HTTP out. The work is in ``submit``,
+``status``, ``output`` and ``cancel``; what goes wrong is raised and answered by ``errors.py``; what
+every router shares (services, caller, body, base path, metrics) is ``route_helpers.py``."""
 
-import base64
-import binascii
-import contextlib
-from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from aws_lambda_powertools.logging.exceptions import OrphanedChildLoggerError
 
 from ..cancel import cancel_job
-from ..errors import Problem, RequestInvalid
 from ..models import JOB_ID_PATTERN
 from ..output import OUTPUT_CONTENT_TYPE, OutputSlice, read_output
 from ..request import parse_request
-from ..runtime import get_services
-from ..services import Services
 from ..status import JobView, current_status, get_job, list_jobs
 from ..submit import submit_job
-from .errors import JobAlreadyFinished, PayloadTooLarge
+from .errors import JobAlreadyFinished
+from .route_helpers import IDEMPOTENCY_KEY_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, RouteHelpers
 from .schemas import JSON, JobList, Links, OutputPage, SubmitAccepted, error_responses
 
 logger = Logger(child=True)
 
-IDEMPOTENCY_KEY_MAX = 255
-LIST_LIMIT_DEFAULT = 20
-LIST_LIMIT_MAX = 100
-
 router = APIGatewayRouter()  # type: ignore[no-untyped-call]  # Powertools' __init__ has no annotations
-
-
-# ---- HTTP in and out -------------------------------------------------------------------------------
-
-
-def _services() -> Services:
-    """The services ``handle`` was given, else the Lambda container's (the resolver's context,
-    which every included router shares: the batch routes use these helpers too)."""
-    services: Services | None = router.context.get("services")
-    return services if services is not None else get_services()
-
-
-def _metric(name: str) -> None:
-    metrics = router.context.get("metrics")
-    if metrics is not None:
-        metrics.add_metric(name=name, unit="Count", value=1)
+http = RouteHelpers(router)
 
 
 def _log_job(job_id: str) -> None:
-    """The job id on every log line of this request (the handler's Logger clears it per request)."""
-    with contextlib.suppress(OrphanedChildLoggerError):  # no parent Logger: served without the handler
-        logger.append_keys(job_id=job_id)
-
-
-def _base_path() -> str:
-    """The stage prefix when the client called the execute-api endpoint (its URLs include the stage)."""
-    ctx = router.current_event.request_context
-    domain = ctx.domain_name or router.current_event.headers.get("host") or ""
-    stage = ctx.stage
-    if stage and stage != "$default" and ".execute-api." in domain:
-        return f"/{stage}"
-    return ""
-
-
-def caller_owner(identity: Mapping[str, Any] | None, owner_identity: str) -> str:
-    """Who the caller is, as the owner of the jobs it submits (``Manifest.owner``).
-
-    From API Gateway's request context: the API key's id when the API uses keys
-    (``ApiAuth=API_KEY``), else the IAM principal that signed the request (``userArn``, else
-    ``caller``). A request with neither only reaches the function where nothing authenticates it
-    (``longform serve`` on loopback, whose requests all come from 127.0.0.1): its source address.
-    """
-    identity = identity or {}
-    if owner_identity == "API_KEY" and identity.get("apiKeyId"):
-        return f"apikey:{identity['apiKeyId']}"
-    for field in ("userArn", "caller"):
-        if identity.get(field):
-            return f"iam:{identity[field]}"
-    if identity.get("sourceIp"):
-        return f"ip:{identity['sourceIp']}"
-    return "anonymous"
-
-
-def _owner() -> str:
-    """The owner of this request's caller: the only one whose jobs it sees."""
-    context = router.current_event.raw_event.get("requestContext") or {}
-    return caller_owner(context.get("identity"), _services().settings.owner_identity)
+    """The job id on every log line of this request."""
+    http.log_keys(job_id=job_id)
 
 
 def _links(job_id: str) -> Links:
-    base = f"{_base_path()}/generations/{job_id}"
+    base = f"{http.base_path()}/generations/{job_id}"
     return Links(self_=base, output=f"{base}/output", cancel=base)
 
 
-def _request_body(limit: int, required: str = "required: a JSON request with messages or prompt") -> bytes:
-    """The raw body (base64 decoded), at most ``limit`` bytes and not blank (else ``required``)."""
-    event = router.current_event
-    raw = event.body or ""
-    if event.is_base64_encoded:
-        try:
-            body = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise RequestInvalid([Problem("(body)", "not valid base64")]) from exc
-    else:
-        body = raw.encode("utf-8")
-    if len(body) > limit:
-        raise PayloadTooLarge(len(body), limit)
-    if not body.strip():
-        raise RequestInvalid([Problem("(body)", required)])
-    return body
-
-
 def _wants_markdown() -> bool:
-    headers = router.current_event.headers
-    accept = (headers.get("accept") or headers.get("Accept") or "").lower()
+    accept = http.header("accept").lower()
     return "text/markdown" in accept and JSON not in accept
 
 
@@ -184,16 +104,16 @@ def create_generation(
         ),
     ] = None,
 ) -> Response[SubmitAccepted]:
-    services = _services()
-    request = parse_request(_request_body(services.settings.api_max_body_bytes))
-    job = submit_job(request, services, idempotency_key=idempotency_key, owner=_owner())
+    services = http.services()
+    request = parse_request(http.request_body(services.settings.api_max_body_bytes))
+    job = submit_job(request, services, idempotency_key=idempotency_key, owner=http.owner())
     _log_job(job.job_id)
     status = current_status(job.job_id, services)
     links = _links(job.job_id)
     headers = {"Location": links.self_}
     if job.created:
         logger.info("job submitted", extra={"model": job.model, "idempotent": idempotency_key is not None})
-        _metric("JobsSubmitted")
+        http.metric("JobsSubmitted")
     else:
         headers["Idempotent-Replayed"] = "true"
         logger.info("idempotent replay", extra={"status": status})
@@ -226,7 +146,7 @@ def list_generations(
         str | None, Query(min_length=1, max_length=4096, description="from the previous page")
     ] = None,
 ) -> JobList:
-    views, following = list_jobs(limit, next_token, _services(), as_owner=_owner())
+    views, following = list_jobs(limit, next_token, http.services(), as_owner=http.owner())
     return JobList(items=views, next_token=following)
 
 
@@ -243,7 +163,7 @@ def list_generations(
 )
 def get_generation(job_id: JobIdPath) -> JobView:
     _log_job(job_id)
-    return get_job(job_id, _services(), as_owner=_owner())
+    return get_job(job_id, http.services(), as_owner=http.owner())
 
 
 @router.get(
@@ -274,7 +194,7 @@ def get_output(
     offset: Annotated[int, Query(ge=0, le=2**53, description="character offset to start at")] = 0,
 ) -> Response[OutputPage | str]:
     _log_job(job_id)
-    page = read_output(job_id, offset, _services(), as_owner=_owner())
+    page = read_output(job_id, offset, http.services(), as_owner=http.owner())
     if _wants_markdown():
         return _markdown(page)
     return Response(status_code=200, content_type=JSON, body=OutputPage(**page.model_dump()))
@@ -297,10 +217,10 @@ def get_output(
 )
 def delete_generation(job_id: JobIdPath) -> JobView:
     _log_job(job_id)
-    view, cancelled = cancel_job(job_id, _services(), as_owner=_owner())
+    view, cancelled = cancel_job(job_id, http.services(), as_owner=http.owner())
     if cancelled:
         logger.info("job cancelled", extra={"chunks": view.progress.chunks})
-        _metric("JobsCancelled")
+        http.metric("JobsCancelled")
     elif view.status != "cancelled":  # cancelling twice: what the client asked for holds
         raise JobAlreadyFinished(job_id, view.status)
     return view

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..batch_models import BatchStatus
+from ..batch.models import BatchStatus
 from ..models import JobStatus
 from ..output import DraftSlice
 from ..status import JobView

@@ -1,5 +1,5 @@
-"""OpenAI's Batch API as a thin translation onto longform's batch workflow (``batch.py``: the one
-batch submit path): create reads the uploaded input file and calls ``submit_batch``; retrieve, cancel
+"""OpenAI's Batch API as a thin translation onto longform's batch workflow (``batch/submit.py``: the
+one batch submit path): create reads the uploaded input file and calls ``submit_batch``; retrieve, cancel
 and list answer OpenAI's ``batch`` object made from the ``BatchView``.
 
 What OpenAI has and longform does not keep is stored beside the batch, under the caller's files
@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field, ValidationError
 
-from ..batch import BatchNotFound, BatchView, batch_store, cancel_batch, get_batch, list_batches, submit_batch
-from ..batch_models import BATCH_ID_PATTERN, BatchSource
-from ..errors import Problem, RequestInvalid
-from ..job_store import is_missing
+from ..batch.cancel import cancel_batch
+from ..batch.models import BATCH_ID_PATTERN, BatchSource
+from ..batch.status import BatchView, get_batch, get_output, list_batches
+from ..batch.submit import read_input_uri, submit_batch
+from ..errors import BatchNotFound, Problem, RequestInvalid
+from ..objects import JSON, Objects
 from ..services import Services
 from .files import FileNotFound, FileStore, batch_file_id, owner_prefix
 
@@ -66,22 +66,17 @@ class _Extras:
     """The OpenAI fields of the caller's batches, beside its files."""
 
     def __init__(self, services: Services, owner: str):
-        self.s3 = services.store.s3
-        self.bucket = services.store.bucket
+        self.objects: Objects = services.store.objects
         self.prefix = f"{owner_prefix(owner)}batches/"
 
     def put(self, batch_id: str, extras: dict[str, Any]) -> None:
-        body = json.dumps(extras).encode()
-        self.s3.put_object(Bucket=self.bucket, Key=f"{self.prefix}{batch_id}.json", Body=body)
+        self.objects.put(f"{self.prefix}{batch_id}.json", json.dumps(extras).encode(), JSON)
 
     def get(self, batch_id: str) -> dict[str, Any]:
-        try:
-            raw = self.s3.get_object(Bucket=self.bucket, Key=f"{self.prefix}{batch_id}.json")["Body"].read()
-        except ClientError as exc:
-            if is_missing(exc):  # a batch submitted by longform's own API, the CLI or the drop folder
-                return {}
-            raise
-        data: dict[str, Any] = json.loads(raw)
+        got = self.objects.get(f"{self.prefix}{batch_id}.json")
+        if got is None:  # a batch submitted by longform's own API, the CLI or the drop folder
+            return {}
+        data: dict[str, Any] = json.loads(got[0])
         return data
 
 
@@ -92,7 +87,7 @@ def _ts(value: Any) -> int | None:
 def batch_object(view: BatchView, extras: dict[str, Any]) -> dict[str, Any]:
     """OpenAI's ``batch`` object of a longform batch."""
     counts = view.counts
-    # the lines that answered 200 (batch_output.py): in the output file; the others in the error file
+    # the lines that answered 200 (batch/output.py): in the output file; the others in the error file
     ok = (counts.succeeded + counts.context_exhausted + counts.incomplete) if counts else 0
     bad = (counts.failed + counts.cancelled) if counts else 0
     status = {"queued": "validating", "running": "in_progress"}.get(view.status, view.status)
@@ -101,7 +96,7 @@ def batch_object(view: BatchView, extras: dict[str, Any]) -> dict[str, Any]:
     elif view.status == "running" and counts is not None and counts.total and counts.done == counts.total:
         status = "finalizing"
     elif view.status in ("completed", "cancelled") and view.output_key is None:
-        # the terminal status is committed before the output is written (batch.finalize_batch):
+        # the terminal status is committed before the output is written (batch/finalize.py):
         # until the summary says the output is in place, there is no output file to name
         status = "finalizing"
     ended = _ts(view.finished_at) if status == view.status else None
@@ -147,11 +142,10 @@ def create_batch(
     services: Services,
     owner: str,
     idempotency_key: str | None,
-    read_uri: Callable[[str], tuple[bytes, str]],
 ) -> dict[str, Any]:
     """Validate, read the input file, submit it through the one batch submit path. ``input_file_id``
-    may also be an ``s3://{bucket}/batch-inputs/...`` URI (``read_uri``: an input larger than the
-    API's body limit, as ``POST /batches`` takes it)."""
+    may also be an ``s3://{bucket}/batch-inputs/...`` URI (an input larger than the API's body
+    limit, as ``POST /batches`` takes it)."""
     try:
         create = BatchCreate.model_validate(body)
     except ValidationError as exc:
@@ -163,7 +157,7 @@ def create_batch(
         raise RequestInvalid(problems)
     files = FileStore(services, owner)
     if create.input_file_id.startswith("s3://"):
-        data, key = read_uri(create.input_file_id)
+        data, key = read_input_uri(create.input_file_id, services)
     else:
         try:
             data = files.content(create.input_file_id)
@@ -228,8 +222,5 @@ def list_page(services: Services, owner: str, after: str | None, limit: int) -> 
 def batch_output(batch_id: str, services: Services, owner: str) -> tuple[bytes, int]:
     """The batch's output.jsonl (a batch of the caller's that has ended) and when it ended."""
     _check_id(batch_id)
-    view = get_batch(batch_id, services, as_owner=owner)
-    data = batch_store(services).get_output(batch_id) if view.output_key else None
-    if data is None:
-        raise BatchNotFound(f"batch {batch_id} has no output yet")
+    view, data = get_output(batch_id, services, as_owner=owner)
     return data, _ts(view.finished_at) or 0

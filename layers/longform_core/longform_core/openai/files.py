@@ -20,11 +20,10 @@ import secrets
 import time
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from ..errors import LongformError, Problem, RequestInvalid
-from ..job_store import is_missing
+from ..objects import JSON
 from ..services import Services
 
 FILES_PREFIX = "openai-files/"
@@ -62,11 +61,10 @@ def owner_prefix(owner: str) -> str:
 
 
 class FileStore:
-    """The caller's uploaded files (``owner``: ``api.routes.caller_owner``)."""
+    """The caller's uploaded files (``owner``: ``api.route_helpers.caller_owner``)."""
 
     def __init__(self, services: Services, owner: str):
-        self.s3 = services.store.s3
-        self.bucket = services.store.bucket
+        self.objects = services.store.objects
         self.prefix = owner_prefix(owner)
 
     def _key(self, file_id: str, name: str) -> str:
@@ -91,11 +89,8 @@ class FileStore:
             filename=(filename or "upload.jsonl")[:FILENAME_MAX],
             purpose=purpose,
         )
-        self.s3.put_object(Bucket=self.bucket, Key=self._key(file.id, "content"), Body=data)
-        meta = file.model_dump_json().encode()
-        self.s3.put_object(
-            Bucket=self.bucket, Key=self._key(file.id, "meta.json"), Body=meta, ContentType="application/json"
-        )
+        self.objects.put(self._key(file.id, "content"), data, "application/octet-stream")
+        self.objects.put(self._key(file.id, "meta.json"), file.model_dump_json().encode(), JSON)
         return file
 
     def get(self, file_id: str) -> FileObject:
@@ -108,12 +103,12 @@ class FileStore:
     def delete(self, file_id: str) -> None:
         self.get(file_id)
         for name in ("meta.json", "content"):
-            self.s3.delete_object(Bucket=self.bucket, Key=self._key(file_id, name))
+            self.objects.delete(self._key(file_id, name))
 
     def list(self) -> list[FileObject]:
         files: list[FileObject] = []
-        paginator = self.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+        paginator = self.objects.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.objects.bucket, Prefix=self.prefix):
             for entry in page.get("Contents", []):
                 if entry["Key"].endswith("/meta.json"):
                     file_id = entry["Key"][len(self.prefix) :].split("/", 1)[0]
@@ -124,12 +119,10 @@ class FileStore:
         return sorted(files, key=lambda f: f.created_at, reverse=True)
 
     def _read(self, key: str, file_id: str) -> bytes:
-        try:
-            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if is_missing(exc):
-                raise FileNotFound(file_id) from exc
-            raise
+        got = self.objects.get(key)
+        if got is None:
+            raise FileNotFound(file_id)
+        return got[0]
 
 
 def batch_file_id(batch_id: str, *, errors: bool) -> str:

@@ -7,17 +7,17 @@ Two line shapes are accepted, freely mixed:
       {"custom_id": "acme", "method": "POST", "url": "/v1/chat/completions",
        "body": {"model": "...", "messages": [...], "max_tokens": 30000, "max_chunks": 40}}
 
-  ``body`` is a chat request plus any longform request field (``request.py``: ``max_output_tokens``,
+  ``body`` is a chat request plus any longform request field (``../request.py``: ``max_output_tokens``,
   ``max_chunks``, ``prefill_style``, ...). ``max_tokens`` / ``max_completion_tokens`` (the whole
   answer's budget in a chat request) become ``max_output_tokens`` (the job's budget: the answer may
   take many requests); message content given as text parts is joined into one string.
 - a plain prompt: ``{"custom_id": "acme", "prompt": "..."}`` (any other request field beside it).
   ``custom_id`` may be left out here: it is then ``line-{n}``.
 
-:func:`parse_batch` validates the whole file before anything starts and raises
-:class:`BatchInvalid` naming every bad line by its number (1-based, as an editor shows it) and
-field; a duplicate ``custom_id`` is an error, so is a file over the configured lines or bytes.
-Blank lines are skipped (their numbers still count).
+:func:`parse_batch` validates the whole file before anything starts and raises ``BatchInvalid``
+(``errors.py``) naming every bad line by its number (1-based, as an editor shows it) and field;
+a duplicate ``custom_id`` is an error, so is a file over the configured lines or bytes. Blank lines
+are skipped (their numbers still count).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Problem, RequestInvalid
-from .request import NOT_TEXT, GenerationRequest, is_text, parse_request, text_problems
+from ..errors import BatchInvalid, LineProblem, Problem, RequestInvalid
+from ..request import NOT_TEXT, GenerationRequest, is_text, parse_request, text_problems
 
 CHAT_URLS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/openai/chat/completions"})
 OPENAI_KEYS = frozenset({"custom_id", "method", "url", "body"})
@@ -47,42 +47,6 @@ class BatchLine:
     line: int  # 1-based line number in the file
     custom_id: str
     request: GenerationRequest
-
-
-@dataclass(frozen=True)
-class LineProblem:
-    line: int
-    custom_id: str | None
-    field: str
-    message: str
-
-    def to_problem(self) -> Problem:
-        return Problem(f"line {self.line}: {self.field}", self.message)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "custom_id": self.custom_id, "field": self.field, "message": self.message}
-
-
-class BatchInvalid(RequestInvalid):
-    """The batch failed validation; every bad line is named (``lines``), nothing was started."""
-
-    def __init__(
-        self, problems: list[LineProblem], *, not_listed: int = 0, whole: list[Problem] | None = None
-    ):
-        self.line_problems = problems
-        self.not_listed = not_listed
-        listed = [*(whole or []), *(p.to_problem() for p in problems)]
-        if not_listed:
-            listed.append(Problem("(batch)", f"{not_listed} more problem(s) not listed"))
-        super().__init__(listed)
-
-    def to_dict(self) -> dict[str, object]:
-        body = super().to_dict()
-        body["error"] = "BatchInvalid"
-        body["lines"] = [p.to_dict() for p in self.line_problems]
-        if self.not_listed:
-            body["problems_not_listed"] = self.not_listed
-        return body
 
 
 def whole_batch_problem(message: str) -> BatchInvalid:

@@ -1,4 +1,5 @@
-"""The batch store: every S3 key of a batch (a sibling of ``job_store.py``, same bucket).
+"""The batch store: every S3 key of a batch (a sibling of ``job_store.py``, same bucket, same object
+layer: ``objects.py``).
 
 Layout::
 
@@ -13,7 +14,8 @@ Layout::
     batch-runs/{id}/summary.json       the summary (written last: its presence says the output is in place)
     results/{name}.jsonl               the drop folder's output (a copy of output.jsonl)
     results/{name}.batch.json          the drop folder's summary
-    results/{name}.error.json          a drop-folder batch that started nothing: every bad line
+    results/{name}.batch-error.json    a drop-folder batch that started nothing: every bad line
+                                       (``results.py`` builds every results/ key)
 
 The batch's own files live under ``batch-runs/``, not ``batches/{id}/``: the drop folder watches
 ``batches/``, and an ``output.jsonl`` written there would be taken for a new batch of its own
@@ -22,16 +24,15 @@ output. Each line is a normal job under ``jobs/{id}/`` (``job_store.py``).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
 from pydantic import TypeAdapter
 
-from .batch_models import BatchItem, BatchManifest, BatchSummary
-from .errors import JobStateInvalid
-from .job_store import RESULTS_PREFIX, JobStore, is_missing, is_precondition_failure
-from .models import utcnow
+from ..errors import BatchConflict, JobStateInvalid
+from ..models import utcnow
+from ..objects import JSON, CappedObject, Objects, WriteConflict
+from ..results import JSONL, Results
+from .models import BatchItem, BatchManifest, BatchSummary
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -61,151 +62,77 @@ class BatchKeys:
         self.summary = self.prefix + "summary.json"
 
 
-class BatchResultKeys:
-    """The drop folder's answer to ``batches/{name}.jsonl``."""
-
-    def __init__(self, name: str):
-        self.output = f"{RESULTS_PREFIX}{name}.jsonl"
-        self.summary = f"{RESULTS_PREFIX}{name}.batch.json"
-        self.error = f"{RESULTS_PREFIX}{name}.error.json"
-
-
-class BatchConflict(JobStateInvalid):
-    """``batch.json`` changed under this call (a cancel and the end of the batch racing)."""
-
-
 class BatchStore:
+    """Typed access to a batch's objects (``Services.batches``)."""
+
     def __init__(self, s3: S3Client, bucket: str):
-        self.s3 = s3
-        self.bucket = bucket
+        self.objects = Objects(s3, bucket)
+        self.results = Results(self.objects)
 
-    # ---- low level --------------------------------------------------------------------------
-
-    def _get(self, key: str) -> tuple[bytes, str] | None:
-        try:
-            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if is_missing(exc):
-                return None
-            raise
-        return obj["Body"].read(), obj["ETag"]
-
-    def _put(self, key: str, body: bytes, content_type: str, **kwargs: Any) -> str:
-        resp = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **kwargs)
-        return resp["ETag"]
-
-    def _put_if_new(self, key: str, body: bytes, content_type: str) -> bool:
-        try:
-            self._put(key, body, content_type, IfNoneMatch="*")
-        except ClientError as exc:
-            if is_precondition_failure(exc):
-                return False
-            raise
-        return True
+    @property
+    def bucket(self) -> str:
+        return self.objects.bucket
 
     # ---- the manifest -----------------------------------------------------------------------
 
     def find_batch(self, batch_id: str) -> tuple[BatchManifest, str] | None:
-        got = self._get(BatchKeys(batch_id).manifest)
+        got = self.objects.get(BatchKeys(batch_id).manifest)
         return None if got is None else (BatchManifest.model_validate_json(got[0]), got[1])
 
     def put_batch(
         self, manifest: BatchManifest, *, if_match: str | None = None, only_if_new: bool = False
     ) -> str:
         manifest.updated_at = utcnow()
-        kwargs: dict[str, Any] = {}
-        if if_match is not None:
-            kwargs["IfMatch"] = if_match
-        if only_if_new:
-            kwargs["IfNoneMatch"] = "*"
+        body = manifest.model_dump_json(indent=1).encode()
+        key = BatchKeys(manifest.batch_id).manifest
         try:
-            return self._put(
-                BatchKeys(manifest.batch_id).manifest,
-                manifest.model_dump_json(indent=1).encode(),
-                "application/json",
-                **kwargs,
-            )
-        except ClientError as exc:
-            if is_precondition_failure(exc):
-                raise BatchConflict(f"batch {manifest.batch_id}: batch.json changed under us") from exc
-            raise
+            return self.objects.put(key, body, JSON, if_match=if_match, if_none_match=only_if_new)
+        except WriteConflict as exc:
+            raise BatchConflict(f"batch {manifest.batch_id}: batch.json changed under us") from exc
 
     # ---- input and items --------------------------------------------------------------------
 
     def put_input(self, batch_id: str, data: bytes) -> bool:
-        return self._put_if_new(BatchKeys(batch_id).input, data, "application/jsonl")
+        return self.objects.put_if_new(BatchKeys(batch_id).input, data, JSONL)
 
     def get_input(self, batch_id: str) -> bytes:
-        got = self._get(BatchKeys(batch_id).input)
+        got = self.objects.get(BatchKeys(batch_id).input)
         if got is None:
             raise JobStateInvalid(f"batch {batch_id} has no input.jsonl")
         return got[0]
 
     def put_items(self, batch_id: str, items: list[BatchItem]) -> None:
-        body = _ITEMS.dump_json(items)
-        self._put(BatchKeys(batch_id).items, body, "application/json")
+        self.objects.put(BatchKeys(batch_id).items, _ITEMS.dump_json(items), JSON)
 
     def get_items(self, batch_id: str) -> list[BatchItem]:
-        got = self._get(BatchKeys(batch_id).items)
+        got = self.objects.get(BatchKeys(batch_id).items)
         if got is None:
             raise JobStateInvalid(f"batch {batch_id} has no items.json")
         return _ITEMS.validate_json(got[0])
 
+    def read_upload(self, key: str, cap: int) -> CappedObject | None:
+        """An uploaded batch (``batches/``, ``batch-inputs/``) read up to ``cap`` bytes; None: gone."""
+        return self.objects.read_capped((key,), cap)
+
     # ---- outputs ----------------------------------------------------------------------------
 
     def output_writer(self, batch_id: str) -> OutputWriter:
-        return OutputWriter(self.s3, self.bucket, BatchKeys(batch_id).output)
+        return OutputWriter(self.objects.s3, self.bucket, BatchKeys(batch_id).output)
 
     def put_summary(self, summary: BatchSummary) -> None:
-        self._put(
-            BatchKeys(summary.batch_id).summary,
-            summary.model_dump_json(indent=1).encode(),
-            "application/json",
-        )
+        body = summary.model_dump_json(indent=1).encode()
+        self.objects.put(BatchKeys(summary.batch_id).summary, body, JSON)
 
     def get_summary(self, batch_id: str) -> BatchSummary | None:
-        got = self._get(BatchKeys(batch_id).summary)
+        got = self.objects.get(BatchKeys(batch_id).summary)
         return None if got is None else BatchSummary.model_validate_json(got[0])
 
     def get_output(self, batch_id: str) -> bytes | None:
-        got = self._get(BatchKeys(batch_id).output)
+        got = self.objects.get(BatchKeys(batch_id).output)
         return None if got is None else got[0]
 
-    def write_source_results(self, batch_id: str, name: str, summary: BatchSummary) -> None:
-        """The drop folder's answer: ``results/{name}.jsonl`` (a server-side copy) and ``.batch.json``."""
-        keys = BatchResultKeys(name)
-        self.s3.copy_object(
-            Bucket=self.bucket,
-            Key=keys.output,
-            CopySource={"Bucket": self.bucket, "Key": BatchKeys(batch_id).output},
-            ContentType="application/jsonl",
-            MetadataDirective="REPLACE",
-        )
-        self._put(keys.summary, summary.model_dump_json(indent=1).encode(), "application/json")
-
-    def write_source_error(self, name: str, body: dict[str, Any]) -> str:
-        key = BatchResultKeys(name).error
-        self._put(key, json.dumps(body, indent=1).encode(), "application/json")
-        return key
-
-    def delete_source_error(self, name: str) -> None:
-        self.s3.delete_object(Bucket=self.bucket, Key=BatchResultKeys(name).error)
-
     def presigned_output_url(self, batch_id: str, *, expires_in: int) -> str:
-        return self.s3.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": BatchKeys(batch_id).output,
-                "ResponseContentType": "application/jsonl",
-            },
-            ExpiresIn=expires_in,
-        )
-
-    def read_upload(self, key: str, cap: int) -> tuple[bytes | None, int, str | None] | None:
-        """An uploaded batch read up to ``cap`` bytes: (data, None when larger; size; etag); None: gone."""
-        read = JobStore(self.s3, self.bucket).read_capped((key,), cap)
-        return None if read is None else (read.data, read.size, read.etag)
+        return self.objects.presign(BatchKeys(batch_id).output, content_type=JSONL, expires_in=expires_in)
 
 
 class OutputWriter:

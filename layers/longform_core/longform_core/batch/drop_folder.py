@@ -2,10 +2,11 @@
 
 ::
 
-    batches/{name}.jsonl   a batch (batch_request.py): OpenAI Batch lines, or {"custom_id", "prompt"}
+    batches/{name}.jsonl   a batch (batch/request.py): OpenAI Batch lines, or {"custom_id", "prompt"}
       -> when the batch ends: results/{name}.jsonl (OpenAI Batch output shape) and
          results/{name}.batch.json (the summary)
-      -> a bad batch: results/{name}.error.json naming every bad line; nothing starts
+      -> a bad batch: results/{name}.batch-error.json naming every bad line; nothing starts
+         (not results/{name}.error.json: that is a bad requests/{name}.json's, ``results.py``)
 
 The events are the drop folder's (``drop_folder.created_objects``: EventBridge ``Object Created``
 or S3 notification records). Idempotency: the batch's key is the bucket, the key and a SHA-256 of
@@ -20,13 +21,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .batch import submit_batch
-from .batch_models import BatchSource
-from .batch_request import whole_batch_problem
-from .batch_store import BATCH_UPLOAD_SUFFIX, BATCH_UPLOADS_PREFIX, BatchStore
-from .drop_folder import CreatedObject, created_objects, drop_folder_owner, idempotency_key
-from .errors import RequestInvalid
-from .services import MetricsSink, Services
+from ..drop_folder import CreatedObject, created_objects, drop_folder_owner, idempotency_key
+from ..errors import RequestInvalid
+from ..services import MetricsSink, Services
+from .models import BatchSource
+from .request import whole_batch_problem
+from .store import BATCH_UPLOAD_SUFFIX, BATCH_UPLOADS_PREFIX
+from .submit import submit_batch
 
 Action = Literal["started", "duplicate", "rejected", "ignored"]
 
@@ -52,8 +53,8 @@ def batch_name(key: str) -> str | None:
 
 
 def handle_object(obj: CreatedObject, services: Services) -> BatchDropOutcome:
-    store = services.store
-    if obj.bucket != store.bucket:
+    batches = services.batches
+    if obj.bucket != batches.bucket:
         return BatchDropOutcome(
             key=obj.key, action="ignored", reason=f"bucket {obj.bucket!r} is not the jobs bucket"
         )
@@ -63,26 +64,25 @@ def handle_object(obj: CreatedObject, services: Services) -> BatchDropOutcome:
         return BatchDropOutcome(
             key=obj.key, action="ignored", reason=f"not a {BATCH_UPLOADS_PREFIX}{{name}}.jsonl"
         )
-    batches = BatchStore(store.s3, store.bucket)
     cap = services.settings.batch_max_bytes
     for key, name in candidates:
         read = batches.read_upload(key, cap)
         if read is None:
             continue
-        data, size, etag = read
+        etag = read.etag
         try:
-            if data is None:
-                raise whole_batch_problem(f"the batch is {size} bytes; the limit is {cap}")
+            if read.data is None:
+                raise whole_batch_problem(f"the batch is {read.size} bytes; the limit is {cap}")
             batch = submit_batch(
-                data,
+                read.data,
                 services,
-                idempotency_key=idempotency_key(store.bucket, key, data),
-                owner=drop_folder_owner(store.bucket),
+                idempotency_key=idempotency_key(batches.bucket, key, read.data),
+                owner=drop_folder_owner(batches.bucket),
                 source=BatchSource(kind="s3", key=key, name=name, etag=etag),
             )
         except RequestInvalid as exc:
             body: dict[str, Any] = {**exc.to_dict(), "key": key, "etag": etag}
-            written = batches.write_source_error(name, body)
+            written = batches.results.write_batch_error(name, body)
             return BatchDropOutcome(
                 key=key,
                 action="rejected",
@@ -91,7 +91,7 @@ def handle_object(obj: CreatedObject, services: Services) -> BatchDropOutcome:
                 problems=[p.to_dict() for p in exc.problems],
             )
         if batch.created:
-            batches.delete_source_error(name)
+            batches.results.delete_batch_error(name)
         return BatchDropOutcome(
             key=key,
             action="started" if batch.created else "duplicate",

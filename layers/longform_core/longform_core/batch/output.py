@@ -26,9 +26,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .batch_models import BatchItem
-from .job_status import STATUSES
-from .models import JobResult, JobStatus, Manifest
+from ..job_status import STATUSES
+from ..models import JobResult, JobStatus, Manifest
+from .models import BatchItem
 
 OPENAI_FINISH = {"stop": "stop", "content_filter": "content_filter", "tool_calls": "tool_calls"}
 NOT_STARTED = "cancelled before it started"

@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import TERMINAL_STATUSES, JobStatus, utcnow
+from ..models import TERMINAL_STATUSES, JobStatus, utcnow
 
 # queued: accepted, the workflow not yet past its split; running: lines being generated;
 # completed: every line ran to its own end (each line's status is in the counts); cancelled: stopped

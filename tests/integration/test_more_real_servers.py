@@ -63,7 +63,11 @@ def test_transformers_serve_is_continued_on_the_raw_completion_rung_byte_for_byt
         assert output == expected(request, emulator).answer
         chunks = [cloud.store.get_chunk(result.job_id, i) for i in range(result.chunks)]
         first = next(c for c in chunks if c.prefill_style != "none")
-        assert first.prefill_ladder == ["assistant:ignored", "vllm:refused", "prefix:ignored"]
+        assert [str(s) for s in first.prefill_ladder] == [
+            "assistant:ignored",
+            "vllm:refused",
+            "prefix:ignored",
+        ]
         assert result.prefill_style == "completion"
     assert any(r["status"] == 422 for r in emulator.requests)
 

@@ -66,7 +66,11 @@ def test_a_refused_prefill_steps_down_to_the_continue_message(
         assert output == expected(REQUEST, emulator).answer
         assert learned(cloud, result) == ("continue_message", 4)
         first = next(c for c in chunks_of(cloud, result) if c.prefill_style != "none")
-        assert first.prefill_ladder == ["assistant:refused", "vllm:refused", "prefix:refused"]
+        assert [str(s) for s in first.prefill_ladder] == [
+            "assistant:refused",
+            "vllm:refused",
+            "prefix:refused",
+        ]
         # the next job on this (base URL, model) starts from the cache: no refusal at all
         again, _ = run_clean(cloud, emulator, REQUEST)
         assert again.prefill_style_source == "cache"
@@ -87,7 +91,7 @@ def test_trailing_whitespace_refused_is_trimmed_and_put_back(make_cloud: CloudFa
         result, output = run_clean(cloud, emulator, request)
         assert output.startswith("The keepers ") and "  " not in output[:40]
         chunks = chunks_of(cloud, result)
-        assert chunks[0].prefill_ladder == ["assistant:trailing_whitespace"]
+        assert [str(s) for s in chunks[0].prefill_ladder] == ["assistant:trailing_whitespace"]
         assert chunks[0].prefill_trimmed_chars == 1
         assert learned(cloud, result) == ("assistant", 2)
 
@@ -100,7 +104,11 @@ def test_an_ignored_prefill_is_noticed_and_the_job_falls_back(make_cloud: CloudF
         assert output == answer
         assert output.count(answer[:60]) == 1  # the opening only once
         first = next(c for c in chunks_of(cloud, result) if c.prefill_style != "none")
-        assert first.prefill_ladder == ["assistant:ignored", "vllm:ignored", "prefix:ignored"]
+        assert [str(s) for s in first.prefill_ladder] == [
+            "assistant:ignored",
+            "vllm:ignored",
+            "prefix:ignored",
+        ]
         assert first.discarded_completion_tokens > 0
         assert learned(cloud, result) == ("continue_message", 4)
 
@@ -115,7 +123,11 @@ def test_an_ignored_prefill_with_a_known_template_is_continued_as_a_raw_completi
         result, output = run_clean(cloud, emulator, REQUEST)
         assert output == expected(REQUEST, emulator).answer  # exact seams: no restart, no preamble
         first = next(c for c in chunks_of(cloud, result) if c.prefill_style != "none")
-        assert first.prefill_ladder == ["assistant:ignored", "vllm:ignored", "prefix:ignored"]
+        assert [str(s) for s in first.prefill_ladder] == [
+            "assistant:ignored",
+            "vllm:ignored",
+            "prefix:ignored",
+        ]
         assert learned(cloud, result) == ("completion", 4)
         later = [c for c in chunks_of(cloud, result) if c.prefill_style != "none"][1:]
         assert later and all(c.prefill_style == "completion" and not c.prefill_ladder for c in later)
@@ -152,7 +164,7 @@ def test_no_completions_endpoint_steps_down_to_the_continue_message(
         result, output = run_clean(cloud, emulator, request)
         assert output == expected(REQUEST, emulator).answer
         first = next(c for c in chunks_of(cloud, result) if c.prefill_style != "none")
-        assert first.prefill_ladder == [
+        assert [str(s) for s in first.prefill_ladder] == [
             "assistant:ignored",
             "vllm:ignored",
             "prefix:ignored",
@@ -173,7 +185,11 @@ def test_a_new_turn_glued_to_the_text_is_probed_never_learned_and_never_glued(
         result, output = run_clean(cloud, emulator, REQUEST)
         assert output == expected(REQUEST, emulator).answer  # no new turn glued into the text
         first = next(c for c in chunks_of(cloud, result) if c.prefill_style != "none")
-        assert first.prefill_ladder == ["assistant:ignored", "vllm:ignored", "prefix:ignored"]
+        assert [str(s) for s in first.prefill_ladder] == [
+            "assistant:ignored",
+            "vllm:ignored",
+            "prefix:ignored",
+        ]
         style = "completion" if completions == "chatml" else "continue_message"
         assert learned(cloud, result) == (style, 4)
         cached = cloud.store.get_learned_style(emulator.base_url, WRITER)
@@ -301,7 +317,9 @@ def test_a_continuation_that_repeats_the_last_chunk_is_asked_again_once(
         result, output = run_clean(cloud, emulator, request)
         assert output == expected(request, emulator).answer
         later = [c for c in chunks_of(cloud, result) if c.prefill_style == "continue_message"]
-        assert later and all(c.prefill_ladder == ["continue_message:repeated"] for c in later)
+        assert later and all(
+            [str(s) for s in c.prefill_ladder] == ["continue_message:repeated"] for c in later
+        )
         assert all(c.discarded_completion_tokens > 0 for c in later)
         repeated = [r for r in emulator.requests if r.get("repeated")]
         assert len(repeated) == len(later)  # one repeat per seam, each asked again once
@@ -322,4 +340,4 @@ def test_a_model_that_only_ever_repeats_stops_incomplete_with_its_text(
         answer = expected(request, emulator).answer
         assert output and answer.startswith(output)  # the first chunk's text, kept
         last = chunks_of(cloud, result)[-1]
-        assert last.prefill_ladder == ["continue_message:repeated"] and last.text == ""
+        assert [str(s) for s in last.prefill_ladder] == ["continue_message:repeated"] and last.text == ""

@@ -557,7 +557,7 @@ def test_a_refused_prefill_steps_down_and_the_style_is_cached(store: JobStore, m
     assert run(services, job) == ["length", "stop"]
     assert provider.bodies[2]["continue_final_message"] is True
     chunk = store.get_chunk(job, 1)
-    assert (chunk.prefill_style, chunk.prefill_ladder) == ("vllm", ["assistant:refused"])
+    assert (chunk.prefill_style, [str(s) for s in chunk.prefill_ladder]) == ("vllm", ["assistant:refused"])
     learned = store.get_learned_style(services.settings.provider_base_url, "deepseek-ai/DeepSeek-V3.2")
     assert learned is not None and (learned.style, learned.requests) == ("vllm", 2)
     # the next job starts from what was learned
@@ -565,7 +565,7 @@ def test_a_refused_prefill_steps_down_and_the_style_is_cached(store: JobStore, m
     job2 = start(store, {"prompt": "q"}, job_id="job2")
     assert run(make_services(provider2), job2) == ["length", "stop"]
     assert provider2.bodies[1].get("continue_final_message") is True
-    assert store.get_chunk(job2, 1).prefill_ladder == []
+    assert [str(s) for s in store.get_chunk(job2, 1).prefill_ladder] == []
 
 
 def test_an_explicit_style_is_not_stepped_down(store: JobStore, make_services) -> None:
@@ -616,7 +616,7 @@ def test_an_ignored_prefill_falls_back_to_the_continue_message(store: JobStore, 
     assert [m["role"] for m in last[-2:]] == ["assistant", "user"]
     assert last[-2]["content"] == OPENING
     chunk = store.get_chunk(job, 1)
-    assert chunk.prefill_ladder == ["assistant:ignored", "vllm:ignored", "prefix:ignored"]
+    assert [str(s) for s in chunk.prefill_ladder] == ["assistant:ignored", "vllm:ignored", "prefix:ignored"]
     assert chunk.seam_preamble.startswith("Sure") and chunk.seam_overlap_chars == len("every evening at dusk")
     finalize(FinalizeTaskInput(job_id=job), services)
     assert store.get_text(f"jobs/{job}/output.md") == OPENING + " and slept."
@@ -631,7 +631,7 @@ def test_a_continuation_that_only_repeats_ends_no_progress(store: JobStore, make
     services = make_services(provider, prefill_style="continue_message")
     job = start(store, {"prompt": "q"})
     assert run(services, job) == ["length", "no_progress"]
-    assert store.get_chunk(job, 1).prefill_ladder == ["continue_message:repeated"]
+    assert [str(s) for s in store.get_chunk(job, 1).prefill_ladder] == ["continue_message:repeated"]
     assert finalize(FinalizeTaskInput(job_id=job), services).status == "incomplete"
     result = store.get_result(job)
     assert result is not None and result.incomplete_reason == "no_progress"
@@ -655,3 +655,52 @@ def test_a_model_stuck_repeating_a_passage_ends_repetition(store: JobStore, make
     assert stored.stop_detail == "the last 200 characters repeated 3 times: the model is looping"
     assert stored.chunk_prefill_styles == ["none", "assistant"]
     assert store.get_text(f"jobs/{job}/output.md") == OPENING + passage * 3  # the output is kept
+
+
+@pytest.mark.parametrize(
+    ("script", "raw", "error"),
+    [
+        ((outcome("More text.", "stop"),), {"prompt": "p"}, None),  # a chunk committed
+        (
+            (ContextWindowExceeded("full", limit=ContextLimit(context_length=10, prompt_tokens=10)),),
+            {"prompt": "p"},
+            ContextExhausted,
+        ),
+        ((), {"prompt": "p", "max_output_tokens": 1}, None),  # a budget reached before the chunk
+    ],
+)
+def test_an_attempt_never_changes_the_job_it_read(
+    store: JobStore,
+    make_services,
+    monkeypatch: pytest.MonkeyPatch,
+    script: tuple[Any, ...],
+    raw: dict[str, Any],
+    error: type[Exception] | None,
+) -> None:
+    """The attempt's snapshot (chunk_job.ChunkJob) stays as read: the commit, the context
+    exhaustion and the budget stop each move their own copy of the manifest on (issue 17)."""
+    import longform_core.chunk as chunk_module
+
+    read: list[tuple[Any, dict[str, Any]]] = []
+
+    def spy(*args: Any) -> Any:
+        job = chunk_module.read_job.__wrapped__(*args)  # type: ignore[attr-defined]
+        read.append((job, job.manifest.model_dump()))
+        return job
+
+    spy.__wrapped__ = chunk_module.read_job  # type: ignore[attr-defined]
+    monkeypatch.setattr(chunk_module, "read_job", spy)
+    job_id = start(store, raw)
+    if raw.get("max_output_tokens"):
+        manifest, etag = store.get_manifest(job_id)
+        manifest.completion_tokens_total = 5
+        store.put_manifest(manifest, if_match=etag)
+    services = make_services(ScriptedProvider(*script))
+    if error is None:
+        generate_chunk(ChunkTaskInput(job_id=job_id), services, remaining_ms=lambda: 600_000)
+    else:
+        with pytest.raises(error):
+            generate_chunk(ChunkTaskInput(job_id=job_id), services, remaining_ms=lambda: 600_000)
+    ((job, as_read),) = read
+    assert job.manifest.model_dump() == as_read
+    assert store.get_manifest(job_id)[0].model_dump() != as_read  # the committed copy moved on

@@ -454,7 +454,7 @@ def test_a_stream_that_ignored_the_prefill_deletes_its_drafts_before_stepping_do
     assert any(provider.during)  # the ignored stream did checkpoint
     assert out.finish_reason == "length" and len(provider.bodies) == 2
     record = store.get_chunk(JOB, 1)
-    assert record.prefill_ladder == ["assistant:ignored"] and record.prefill_style == "vllm"
+    assert [str(s) for s in record.prefill_ladder] == ["assistant:ignored"] and record.prefill_style == "vllm"
     assert record.text == "The continuation."
     assert store.get_draft(JOB, 1) is None
 
@@ -554,7 +554,8 @@ def test_a_failing_draft_delete_does_not_fail_a_committed_chunk(store: JobStore,
 def test_the_draft_view_of_a_continue_message_reply_is_what_the_commit_files(store: JobStore) -> None:
     """Readers of a draft (Ctrl-C's --out, output --follow, the live terminal) see the seam cleaned
     as the commit will clean it: no preamble, no repeated overlap."""
-    from longform_core.chunk import _draft_view, _read_job
+    from longform_core.chunk_draft import draft_view as _draft_view
+    from longform_core.chunk_job import read_job as _read_job
     from longform_core.echo import SentPrefill
     from longform_core.prefill import Rung
 

@@ -16,7 +16,7 @@ from longform_core.errors import (
     ProviderRequestInvalid,
     ProviderUnavailable,
 )
-from longform_core.provider import ProviderClient
+from longform_core.provider import OutcomeKind, ProviderClient
 from longform_core.retry import RetryPolicy
 
 BASE_URL = "https://provider.test/v1/openai/"
@@ -348,6 +348,7 @@ def test_stream_that_ends_without_finish_is_asked_again_without_streaming() -> N
     assert (out.content, out.finish_reason, out.ended_by) == ("Once upon a time.", "stop", "finished")
     assert out.streamed is False
     assert out.detail is not None and "answered without streaming" in out.detail
+    assert out.kind is OutcomeKind.ANSWERED_WITHOUT_STREAMING
 
 
 def test_empty_stream_that_ends_without_finish_learns_the_context_error() -> None:

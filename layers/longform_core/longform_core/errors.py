@@ -8,6 +8,7 @@ workflow's contract (see ``statemachine/generation.asl.json``): rename one and t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from .sse import replace_lone_surrogates
@@ -163,14 +164,30 @@ class ProviderRateLimited(ProviderError):
         self.retry_after = retry_after
 
 
+class OutageCause(StrEnum):
+    """Why the provider was unavailable, as the client saw it (said when the call is retried)."""
+
+    UNREACHABLE = "unreachable"  # the connection failed (refused, reset, DNS) before any text
+    TIMED_OUT = "timed_out"  # the client's own timeout (connect or read) before any text
+    OUTAGE = "outage"  # a 5xx, a stream with no text, no time left: its message says which
+
+
 class ProviderUnavailable(ProviderError):
     """5xx, connection failures, timeouts, a stream that broke before any text arrived."""
 
     retryable = True
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        cause: OutageCause = OutageCause.OUTAGE,
+    ):
         super().__init__(message, status=status)
         self.retry_after = retry_after
+        self.cause = cause
 
 
 class ProviderAuthenticationFailed(ProviderError):

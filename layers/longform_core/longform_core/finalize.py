@@ -151,19 +151,17 @@ def finalize_job(
         if kept is not None:
             chunks.append(kept)
     answer, reasoning = _final_text(manifest, chunks, request.answer_start())
-    manifest.status = ending.status
-    manifest.finished_at = utcnow()
-    manifest.error = ending.error or manifest.error
-    manifest.incomplete_reason = ending.incomplete_reason
-    manifest.stop_detail = ending.detail or manifest.stop_detail
-    if manifest.stop_reason is None and ending.status == "failed":
-        manifest.stop_reason = "error"
-    manifest.context_length = (
-        manifest.context_length or request.context_length or services.settings.context_length
+    manifest.record_end(
+        ending.status,
+        now=utcnow(),
+        error=ending.error,
+        incomplete_reason=ending.incomplete_reason,
+        detail=ending.detail,
+        context_length=request.context_length or services.settings.context_length,
+        # the final output is cleaned (no blank lines after a think block): lengths now describe it
+        answer_chars=len(answer),
+        reasoning_chars=len(reasoning),
     )
-    # the final output is cleaned (no blank lines after a think block): lengths now describe it
-    manifest.answer_chars = len(answer)
-    manifest.reasoning_chars = len(reasoning)
     record_finalize(
         manifest.infra,
         chunks=len(chunks),
@@ -227,13 +225,7 @@ def _keep_chunk_in_flight(
     )
     manifest.record_chunk(
         chunk,
-        TextState(
-            reasoning_format=chunk.format_after,
-            reasoning_phase=chunk.phase_after,
-            held_text=chunk.held_after,
-            answer_chars=len(answer) + len(chunk.text),
-            reasoning_chars=len(reasoning) + len(chunk.reasoning),
-        ),
+        TextState.after_chunk(chunk, answer_before=answer, reasoning_before=reasoning),
         learned_context=None,
         max_tokens_per_request=manifest.max_tokens_per_request
         or request.max_tokens_per_request

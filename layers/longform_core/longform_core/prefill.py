@@ -30,15 +30,25 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PlainSerializer, PlainValidator, WithJsonSchema
 
 from .reasoning import CLOSE, OPEN
 
 ConcreteStyle = Literal["assistant", "vllm", "prefix", "completion", "continue_message"]
 LADDER: tuple[ConcreteStyle, ...] = ("assistant", "vllm", "prefix", "completion", "continue_message")
-StepReason = Literal["refused", "trailing_whitespace", "ignored"]
+
+
+class StepReason(StrEnum):
+    """Why a rung failed (the part after the colon of a ``prefill_ladder`` entry)."""
+
+    REFUSED = "refused"  # a 400 refused the prefill in this form (or the rung is not served)
+    TRAILING_WHITESPACE = "trailing_whitespace"  # refused for its trailing whitespace: trim it
+    IGNORED = "ignored"  # the server answered afresh (starts_over, or the style probe)
+    REPEATED = "repeated"  # a continue message asked again after a reply that only repeated the answer
+
 
 CONTINUE_INSTRUCTION = (
     "Continue exactly where you stopped, without repeating anything and without any preamble."
@@ -87,12 +97,54 @@ class Rung:
     def describe(self) -> str:
         return f"{self.style}{'+trim' if self.trim else ''}"
 
+    @classmethod
+    def parse(cls, text: str) -> Rung:
+        """The rung :meth:`describe` wrote (``"assistant+trim"``)."""
+        style, plus, trim = text.partition("+")
+        if style not in LADDER or (plus and trim != "trim"):
+            raise ValueError(f"not a prefill rung: {text!r}")
+        return cls(style, trim=bool(plus))
+
+
+@dataclass(frozen=True)
+class LadderStep:
+    """One rung that failed before the one a chunk used, and why. Stored (chunk records, the style
+    cache) as the string ``"{rung}:{reason}"``: ``"assistant:refused"``, ``"prefix+trim:ignored"``."""
+
+    rung: Rung
+    reason: StepReason
+
+    def __str__(self) -> str:
+        return f"{self.rung.describe()}:{self.reason.value}"
+
+    @classmethod
+    def parse(cls, text: str) -> LadderStep:
+        rung, colon, reason = text.rpartition(":")
+        if not colon or reason not in StepReason.__members__.values():
+            raise ValueError(f"not a prefill ladder step: {text!r}")
+        return cls(Rung.parse(rung), StepReason(reason))
+
+
+def _steps(value: Any) -> list[LadderStep]:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError("prefill ladder steps must be a list")
+    return [s if isinstance(s, LadderStep) else LadderStep.parse(str(s)) for s in value]
+
+
+# a list of ladder steps in a pydantic model: read from and written as the strings above
+LadderSteps = Annotated[
+    list[LadderStep],
+    PlainValidator(_steps),
+    PlainSerializer(lambda steps: [str(s) for s in steps], return_type=list[str]),
+    WithJsonSchema({"type": "array", "items": {"type": "string"}}),
+]
+
 
 def next_rung(rung: Rung, reason: StepReason, *, ladder: bool, completion: bool = False) -> Rung | None:
     """Where to go after ``rung`` failed for ``reason`` (None: nowhere left). ``completion``: a
     chat template is known, so the raw-completion rung can be tried (else it is skipped)."""
     no_trim = ("continue_message", "completion")
-    if reason == "trailing_whitespace" and not rung.trim and rung.style not in no_trim:
+    if reason == StepReason.TRAILING_WHITESPACE and not rung.trim and rung.style not in no_trim:
         return Rung(rung.style, trim=True)
     if not ladder:
         return None
@@ -186,7 +238,7 @@ class LearnedStyle(BaseModel):
     learned_at: datetime
     job_id: str | None = None
     requests: int = 1  # requests it took to learn (the rungs tried, this one included)
-    steps: list[str] = []
+    steps: LadderSteps = []
 
     def fresh(self, now: datetime, ttl_seconds: int) -> bool:
         return now - self.learned_at < timedelta(seconds=ttl_seconds)

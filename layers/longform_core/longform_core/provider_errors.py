@@ -16,6 +16,7 @@ from typing import Any
 from .errors import (
     ContextLimit,
     ContextWindowExceeded,
+    OutageCause,
     PrefillRejected,
     ProviderAuthenticationFailed,
     ProviderError,
@@ -255,3 +256,16 @@ def classify_error(status: int, body: Any, *, retry_after: float | None = None) 
             return ContextWindowExceeded(message, limit=limit, status=status)
         return ProviderUnavailable(message, status=status, retry_after=retry_after)
     return ProviderRequestInvalid(message, status=status)
+
+
+def describe_retryable(exc: ProviderError) -> str:
+    """A retried error in a few words: "rate limited (429)", "provider unreachable", ... (by its
+    type and typed cause, never by its wording)."""
+    if isinstance(exc, ProviderRateLimited):
+        return "rate limited by the provider (429)"
+    cause = exc.cause if isinstance(exc, ProviderUnavailable) else OutageCause.OUTAGE
+    if cause is OutageCause.UNREACHABLE:
+        return "provider unreachable"
+    if cause is OutageCause.TIMED_OUT:
+        return "provider timed out"
+    return f"provider unavailable ({str(exc)[:80]})"

@@ -214,4 +214,5 @@ def test_the_graph_sees_the_project() -> None:
 def test_no_import_cycle(root: str) -> None:
     graph = import_graph()
     found = [c for c in cycles(graph) if c[0].split(".")[0] == root]
-    assert not found, f"import cycles (break them; a function-level import hides a cycle, it does not end it): {found}"
+    hint = "a function-level import hides a cycle, it does not end it"
+    assert not found, f"import cycles ({hint}): {found}"

@@ -112,6 +112,7 @@ def resume(job_id: str, options: RunOptions) -> RunSummary:
             f"(longform show {job_id} shows its progress)"
         )
     options = with_recorded_options(options, state.load_run(job_id))
+    _check_extendable(state, job_id, options)  # refused at once, before the local stack starts
     started = time.monotonic()
     cap = cap_for(options, None)
     ui = JobProgress(options.mode, cap=cap)
@@ -158,6 +159,25 @@ def _new_budgets(options: RunOptions) -> Any:
     except ValidationError as exc:
         problem = exc.errors()[0]
         raise JobNotExtendable(f"{problem['loc'][0]}: {problem['msg']}") from None
+
+
+def _check_extendable(state: StateDir, job_id: str, options: RunOptions) -> None:
+    """New budgets that cannot extend the job: ``JobNotExtendable``, read from disk (no stack)."""
+    from longform_core.job_store import JobKeys
+    from longform_core.models import Manifest
+    from longform_core.reopen import reopen_problem
+    from longform_core.request import GenerationRequest
+
+    budgets = _new_budgets(options)
+    keys = JobKeys(job_id)
+    manifest, request = state.read_object(keys.manifest), state.read_object(keys.request)
+    if not budgets.given or manifest is None or request is None:
+        return
+    problem = reopen_problem(
+        Manifest.model_validate_json(manifest), GenerationRequest.model_validate_json(request), budgets
+    )
+    if problem is not None:
+        raise JobNotExtendable(problem)
 
 
 def _extend(cloud: LocalCloud, job_id: str, budgets: Any) -> Any:

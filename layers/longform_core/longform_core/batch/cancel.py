@@ -6,29 +6,26 @@ stop the workflow, write the output (``finalize.py``): lines not started are rep
 
 from __future__ import annotations
 
-from ..errors import BatchConflict
 from ..services import Services
 from .finalize import BatchOutputTaskInput, finalize_batch
-from .lines import COMMIT_ATTEMPTS, cancel_line, in_parallel
+from .lines import cancel_line, in_parallel
 from .models import BatchManifest
-from .status import BatchView, find_batch, get_batch
+from .status import BatchView, commit_batch, find_batch, get_batch
 
 CANCEL_ERROR = "Cancelled"
 
 
 def _flag(batch_id: str, services: Services, as_owner: str | None) -> BatchManifest:
     """batch.json: ``cancel_requested`` (If-Match), unless the batch has ended."""
-    manifest, etag = find_batch(batch_id, services, as_owner=as_owner)
-    for _ in range(COMMIT_ATTEMPTS):
+    found = find_batch(batch_id, services, as_owner=as_owner)
+
+    def flag(manifest: BatchManifest) -> bool:
         if manifest.terminal or manifest.cancel_requested:
-            break
+            return False
         manifest.cancel_requested = True
-        try:
-            services.batches.put_batch(manifest, if_match=etag)
-            break
-        except BatchConflict:
-            manifest, etag = find_batch(batch_id, services)
-    return manifest
+        return True
+
+    return commit_batch(found, services, flag) or find_batch(batch_id, services)[0]
 
 
 def cancel_batch(batch_id: str, services: Services, *, as_owner: str | None = None) -> tuple[BatchView, bool]:

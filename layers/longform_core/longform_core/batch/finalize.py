@@ -15,7 +15,7 @@ from ..errors import BatchConflict
 from ..finalize import describe_error
 from ..models import utcnow
 from ..services import MetricsSink, Services
-from .lines import COMMIT_ATTEMPTS, cancel_line, fail_line, in_parallel, read_line, windows
+from .lines import cancel_line, fail_line, in_parallel, read_line, windows
 from .models import (
     BatchCounts,
     BatchItem,
@@ -26,7 +26,7 @@ from .models import (
     BatchTokens,
 )
 from .output import encode_line, not_started_status, output_line
-from .status import find_batch
+from .status import commit_batch, find_batch
 from .store import BatchKeys
 
 OUTPUT_WINDOW = 64  # lines read ahead while the output is written in order
@@ -58,19 +58,19 @@ def final_batch_status(task: BatchOutputTaskInput, manifest: BatchManifest) -> B
 
 def _commit_end(task: BatchOutputTaskInput, services: Services) -> BatchManifest:
     """batch.json: its terminal status (If-Match; a batch that has ended keeps its own)."""
-    manifest, etag = find_batch(task.batch_id, services)
-    for _ in range(COMMIT_ATTEMPTS):
+
+    def end(manifest: BatchManifest) -> bool:
         if manifest.terminal:
-            return manifest
+            return False
         manifest.status = final_batch_status(task, manifest)
         manifest.finished_at = utcnow()
         manifest.error = describe_error(task.error) or manifest.error
-        try:
-            services.batches.put_batch(manifest, if_match=etag)
-            return manifest
-        except BatchConflict:
-            manifest, etag = find_batch(task.batch_id, services)
-    raise BatchConflict(f"batch {task.batch_id}: batch.json keeps changing under us")
+        return True
+
+    committed = commit_batch(find_batch(task.batch_id, services), services, end)
+    if committed is None:
+        raise BatchConflict(f"batch {task.batch_id}: batch.json keeps changing under us")
+    return committed
 
 
 def finalize_batch(

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import BatchConflict, JobStateInvalid, RequestInvalid
+from ..errors import JobStateInvalid, RequestInvalid
 from ..finalize import FinalizeTaskInput, finalize_job
 from ..models import utcnow
 from ..services import Services
 from ..submit import apply_deployment_limits, prepare_job
-from .lines import COMMIT_ATTEMPTS, cancel_line, in_parallel
+from .lines import cancel_line, in_parallel
 from .models import BatchItem, BatchManifest
 from .request import BatchLine, parse_batch
-from .status import find_batch
+from .status import commit_batch, find_batch
 from .store import BatchKeys
 
 
@@ -57,18 +57,15 @@ def _prepare_line(item: BatchItem, line: BatchLine, manifest: BatchManifest, ser
 
 def _mark_running(manifest: BatchManifest, etag: str, services: Services) -> BatchManifest:
     """batch.json: queued -> running (If-Match, tried again when a cancel wrote it meanwhile)."""
-    batch_id = manifest.batch_id
-    for _ in range(COMMIT_ATTEMPTS):
+
+    def start(manifest: BatchManifest) -> bool:
         if manifest.status != "queued" or manifest.cancel_requested:
-            break
+            return False
         manifest.status = "running"
         manifest.started_at = utcnow()
-        try:
-            services.batches.put_batch(manifest, if_match=etag)
-            break
-        except BatchConflict:
-            manifest, etag = find_batch(batch_id, services)
-    return manifest
+        return True
+
+    return commit_batch((manifest, etag), services, start) or find_batch(manifest.batch_id, services)[0]
 
 
 def split_batch(task: BatchTaskInput, services: Services) -> SplitOutput:

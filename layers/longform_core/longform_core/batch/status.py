@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from ..errors import BatchNotFound
+from ..errors import BatchConflict, BatchNotFound
 from ..services import Services
-from .lines import in_parallel, line_counts
+from .lines import COMMIT_ATTEMPTS, in_parallel, line_counts
 from .models import BatchCounts, BatchManifest, BatchStatus, BatchSummary, BatchTokens
 
 
@@ -47,6 +48,24 @@ def find_batch(
     if got is None or not owned(got[0], as_owner):
         raise BatchNotFound(f"no batch {batch_id!r}")
     return got
+
+
+def commit_batch(
+    found: tuple[BatchManifest, str], services: Services, change: Callable[[BatchManifest], bool]
+) -> BatchManifest | None:
+    """batch.json changed by ``change`` and put with If-Match, read again and changed again after a
+    conflict. ``change`` edits the manifest in place and says whether there is anything to write
+    (False: the manifest as it stands is the answer). None after ``COMMIT_ATTEMPTS`` conflicts."""
+    manifest, etag = found
+    for _ in range(COMMIT_ATTEMPTS):
+        if not change(manifest):
+            return manifest
+        try:
+            services.batches.put_batch(manifest, if_match=etag)
+            return manifest
+        except BatchConflict:
+            manifest, etag = find_batch(manifest.batch_id, services)
+    return None
 
 
 def batch_view(manifest: BatchManifest, *, summary: BatchSummary | None = None) -> BatchView:

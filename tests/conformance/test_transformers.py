@@ -9,9 +9,7 @@ greedy chat call, with no sentence left unfinished at a seam and no new turn glu
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +21,8 @@ from .conftest import (
     Processes,
     fidelity,
     free_port,
-    learned_styles,
-    longform,
     repeated_passage,
-    run_args,
+    run_job,
 )
 
 pytestmark = pytest.mark.conformance
@@ -78,25 +74,15 @@ def test_a_greedy_job_is_learned_onto_the_completion_rung_and_reproduces_one_unc
             "messages": [{"role": "user", "content": PROMPT}],
         }
     ).json()["choices"][0]["message"]["content"]
-    state = tempfile.mkdtemp(prefix="longform-state-")
-    out = tmp_path / "story.md"
-    summary = longform(
-        *run_args(server.base_url, model, PROMPT, out, per_request=32, budget=budget),
-        env={"LONGFORM_STATE_DIR": state},
-    )
-    text = out.read_text(encoding="utf-8")
-    result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-    styles = learned_styles(state)
+    job = run_job(server.base_url, model, PROMPT, tmp_path / "story.md", per_request=32, budget=budget)
+    summary, text, result, styles = job.summary, job.text, job.result, job.styles
     score = fidelity(text, reference)
-    figures.update(
+    job.figures(
+        figures,
         case="transformers serve: greedy, 32-token chunks",
         server="transformers serve 5.23.0",
-        status=summary["status"],
-        chunks=summary["chunks"],
-        output_tokens=summary["output_tokens"],
         fidelity=score,
         learning_requests=styles[0]["requests"] if styles else None,
-        seconds=summary["wall_seconds"],
         note=f"learned {[s['style'] for s in styles]} after {styles[0]['steps'] if styles else None}",
     )
     assert summary["status"] in ("succeeded", "incomplete"), summary["stderr"][-3000:]

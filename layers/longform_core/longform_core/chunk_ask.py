@@ -41,6 +41,7 @@ from .prefill import LadderStep, Rung, StepReason, next_rung
 from .provider import StreamOutcome
 from .raw_completion import CompletionRung
 from .services import Services
+from .style_probe import evict_style
 
 # context-window errors one chunk may answer by shrinking: with numbers one or two are enough; a
 # wording without numbers is answered by halving, which needs up to log2(cap) tries
@@ -201,6 +202,9 @@ class _Asking:
                 expected_prompt_tokens=self.prompt_estimate if self.exact else None,
             )
             lower = self._below() if ignored else None
+            if ignored:  # a style found wrong leaves the cache (style_probe.evict_style)
+                settings = self.services.settings
+                evict_style(self.services.store, settings.provider_base_url, self.model, self.rung)
             if lower is not None:
                 # the server started over: what it streamed is no continuation to resume from
                 self._drop_drafts(answer)
@@ -209,8 +213,10 @@ class _Asking:
             probe = self.services.settings.prefill_probe and learning(
                 self.choice, self.steps, self.job, self.rung
             )
+            seen = outcome.usage.prompt_tokens if outcome.usage else None
+            due = self.prompt_estimate if self.exact and not self.job.reasoning_so_far else None
             if probe and not probe_passes(
-                self.services, self.job, self.model, self.rung, echo.content, self.deadline
+                self.services, self.job, self.model, self.rung, echo.content, self.deadline, (seen, due)
             ):
                 # a new turn glued to the text (llama-cpp-python's server): never learned, never cached
                 self._drop_drafts(answer)

@@ -14,7 +14,7 @@ from .chunk_job import ChunkJob, sent_prefill
 from .models import utcnow
 from .prefill import LadderStep, LearnedStyle, Rung
 from .services import Services
-from .style_probe import probe_style
+from .style_probe import evict_style, probe_style
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +74,20 @@ def learning(choice: StyleChoice, steps: list[LadderStep], job: ChunkJob, rung: 
     (a reasoning model's thought is not cut for a probe: its style stands on the reply's evidence;
     the completion rung sends no chat prefill to ignore)."""
     learning = choice.source == "probe" or bool(steps)
+    # a cached style is probed once a job (its first prefill): a server may report no usage to
+    # check it by (llama-cpp-python streams none), and a wrong one is then evicted
+    learning = learning or (choice.source == "cache" and job.manifest.prefill_style in (None, "none"))
     return learning and rung.style != "completion" and not job.reasoning_so_far
 
 
 def probe_passes(
-    services: Services, job: ChunkJob, model: str, rung: Rung, reply: str, deadline: float
+    services: Services,
+    job: ChunkJob,
+    model: str,
+    rung: Rung,
+    reply: str,
+    deadline: float,
+    prompts: tuple[int | None, int | None] = (None, None),
 ) -> bool:
     """Does ``rung`` really continue a prefill here? (``style_probe.py``; unknown counts as yes)
     ``reply``: what the server wrote after the prefill (echo stripped)."""
@@ -92,6 +101,8 @@ def probe_passes(
         reply=reply,
         deadline=deadline,
         now=services.clock(),
+        prompt_tokens=prompts[0],  # reported by the server for the reply
+        expected_prompt_tokens=prompts[1],  # what an honoured prefill costs (exact only)
     )
     if result is None:
         return True
@@ -104,4 +115,5 @@ def probe_passes(
             result.reply[:40],
             result.expected,
         )
+        evict_style(services.store, services.settings.provider_base_url, model, rung)
     return result.passed

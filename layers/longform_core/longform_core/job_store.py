@@ -261,6 +261,10 @@ class JobStore:
     def put_learned_style(self, learned: LearnedStyle) -> None:
         self._put_json(style_key(learned.base_url, learned.model), learned)
 
+    def delete_learned_style(self, base_url: str, model: str) -> None:
+        """Evict a style found wrong (``style_probe.evict_style``)."""
+        self.s3.delete_object(Bucket=self.bucket, Key=style_key(base_url, model))
+
     # ---- final outputs ----------------------------------------------------------------------
 
     def put_result(self, result: JobResult) -> None:

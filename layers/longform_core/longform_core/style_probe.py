@@ -7,6 +7,13 @@ in the reply gives it away. So before a style is kept, one small request asks th
 continue the answer cut in the middle of a word (``...lighthouse kee``): a server that continues the
 prefill completes the word (``per``); one that opens a new turn starts something new (a capital, a
 space, a newline). Greedy, a few tokens: a cheap and decisive question.
+
+The prompt tokens the server reports are a second, free witness: an honoured prefill costs the last
+prompt plus what the last chunk generated; a server that closes the prefill as a finished turn
+reports an end-of-turn and a new assistant header more (6 tokens on llama-cpp-python's server 0.3.36
+and on transformers serve 5.23.0, with SmolLM2's template). When they show a new turn the probe is not
+even sent. A style found wrong after it was cached is evicted from the cache (:func:`evict_style`),
+so no later job starts on it; the job itself steps down the ladder.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from dataclasses import dataclass
 from .continuation import build_body
 from .echo import SentPrefill, strip_echo
 from .errors import ProviderError
-from .prefill import Rung
+from .job_store import JobStore
+from .prefill import FRESH_TURN_PROMPT_EXCESS, Rung
 from .request import GenerationRequest
 from .services import StreamingProvider
 
@@ -37,6 +45,38 @@ class ProbeResult:
     prefill_tail: str  # the end of the cut prefill (for the log)
     reply: str  # what the server answered (echo stripped)
     expected: str  # the rest of the word that was cut
+    prompt_excess: int | None = None  # prompt tokens past an honoured prefill's (None: unknown)
+
+
+def prompt_excess(prompt_tokens: int | None, expected_prompt_tokens: int | None) -> int | None:
+    """Prompt tokens the server reports past what an honoured prefill costs (the last prompt plus
+    the last completion); None when either figure is unknown."""
+    if prompt_tokens is None or expected_prompt_tokens is None:
+        return None
+    return prompt_tokens - expected_prompt_tokens
+
+
+def opens_new_turn(prompt_tokens: int | None, expected_prompt_tokens: int | None) -> bool:
+    """Does the prompt the server reports hold an end-of-turn and a new assistant header more than
+    an honoured prefill would cost? (A seam re-tokenised differently moves it by a token or so.)"""
+    excess = prompt_excess(prompt_tokens, expected_prompt_tokens)
+    return excess is not None and excess >= FRESH_TURN_PROMPT_EXCESS
+
+
+def evict_style(store: JobStore, base_url: str, model: str, rung: Rung) -> bool:
+    """Remove the cached style of (``base_url``, ``model``) when it is ``rung``'s, found wrong: no
+    later job starts on it (each learns again). True when a record was evicted."""
+    cached = store.get_learned_style(base_url, model)
+    if cached is None or cached.style != rung.style:
+        return False
+    store.delete_learned_style(base_url, model)
+    logger.warning(
+        "prefill style %s (cached by job %s) found wrong on %s: evicted from the cache",
+        rung.describe(),
+        cached.job_id,
+        model,
+    )
+    return True
 
 
 def word_cut(text: str, start: int = 0) -> int | None:
@@ -71,11 +111,20 @@ def probe_style(
     reply: str,
     deadline: float,
     now: float,
+    prompt_tokens: int | None = None,
+    expected_prompt_tokens: int | None = None,
 ) -> ProbeResult | None:
     """Ask ``rung`` to continue ``prefill + reply`` (the text the server has just written after the
     prefill it was sent) cut mid-word inside ``reply``: the model's own words, so a continued
     prefill completes the word. None when it cannot be asked (no word to cut, an error, too little
-    time): the style then stands on the reply's own evidence."""
+    time): the style then stands on the reply's own evidence.
+
+    ``prompt_tokens``: what the server reported for the reply's request; ``expected_prompt_tokens``:
+    what an honoured prefill costs there (exact figures only). A new turn shown by them fails the
+    style without a request."""
+    excess = prompt_excess(prompt_tokens, expected_prompt_tokens)
+    if opens_new_turn(prompt_tokens, expected_prompt_tokens):
+        return ProbeResult(False, prefill[-40:], reply[:40], "", excess)
     text = prefill + reply
     at = word_cut(text, len(prefill))
     if at is None or now + 2 > deadline:
@@ -98,4 +147,4 @@ def probe_style(
         first_delta=outcome.first_delta,
         echo_seen=False,
     )
-    return ProbeResult(continues_the_word(rest, echo.content), cut[-40:], echo.content, rest)
+    return ProbeResult(continues_the_word(rest, echo.content), cut[-40:], echo.content, rest, excess)

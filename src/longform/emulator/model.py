@@ -95,9 +95,12 @@ def message_text(message: Mapping[str, Any]) -> str:
     return str(content)
 
 
+MESSAGE_OVERHEAD = 4  # prompt tokens a message costs besides its content
+
+
 def prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
-    """Prompt tokens of a request: 3 + sum(4 + tokens of each message's content)."""
-    return 3 + sum(4 + count_tokens(message_text(m)) for m in messages)
+    """Prompt tokens of a request: 3 + sum(MESSAGE_OVERHEAD + tokens of each message's content)."""
+    return 3 + sum(MESSAGE_OVERHEAD + count_tokens(message_text(m)) for m in messages)
 
 
 # --------------------------------------------------------------------------- settings

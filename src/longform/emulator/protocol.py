@@ -28,6 +28,7 @@ from longform.emulator.errors import (
     unexpected_fields_body,
 )
 from longform.emulator.model import (
+    MESSAGE_OVERHEAD,
     Canonical,
     Style,
     canonical_output,
@@ -150,10 +151,14 @@ def _plan(
     trailing = read_trailing(messages, request.body, settings)
     log.update(trailing.log_fields())
     prompt = prompt_tokens(messages)
+    if trailing.continued:
+        # a continued prefill is billed its text only: no end of message (real servers: the
+        # last prompt plus what it generated)
+        prompt -= MESSAGE_OVERHEAD
     if trailing.ignored and settings.prefill_style == "new_turn":
-        # as seen on llama-cpp-python: the prompt it reports does not give the new turn away (no
-        # more than a continued prefill would cost)
-        prompt -= 4
+        # the prompt it reports: no more than a continued prefill would cost (gives nothing away),
+        # or an end-of-turn and a new header more (llama-cpp-python 0.3.36: 6)
+        prompt += -MESSAGE_OVERHEAD + (settings.new_turn_header_tokens or 0)
     log["prompt_tokens"] = prompt
     ignore = settings.ignore_max_tokens or (fault is not None and fault["type"] == "ignore_max_tokens")
     limit, silent = _limit(

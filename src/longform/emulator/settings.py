@@ -135,6 +135,11 @@ class EmulatorSettings:
 
     An ignored prefill is taken for a finished turn: the reply is the canonical answer from
     its beginning (logged ``prefill_ignored: true``)."""
+    new_turn_header_tokens: int | None = None
+    """prefill_style="new_turn": the prompt tokens reported past a continued prefill's. None: 4
+    fewer, giving nothing away (the hardest case: only the probe finds it); 6 is what
+    llama-cpp-python's server 0.3.36 really reports with SmolLM2's template (an end-of-turn and a
+    new assistant header; measured in tests/conformance/test_llama_cpp_python.py)."""
     prefill_refusal: PrefillRefusal = "anthropic"
     """prefill_style="reject": whose 400 ("anthropic", "llamacpp_thinking", "gateway"); see
     ``errors.PREFILL_REFUSAL_MESSAGES``."""
@@ -206,6 +211,9 @@ def _check_setting(name: str, value: Any) -> None:
     elif name in _FLOAT_SETTINGS:
         if not is_number(value) or value < 0:
             raise ValueError(f"{name} must be a number >= 0")
+    elif name == "new_turn_header_tokens":
+        if value is not None and not is_int(value):
+            raise ValueError("new_turn_header_tokens must be an integer or null")
     elif name == "api_key":
         if value is not None and not isinstance(value, str):
             raise ValueError("api_key must be a string or null")

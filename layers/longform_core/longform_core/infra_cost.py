@@ -172,7 +172,7 @@ def infra_cost(manifest: Manifest, prices: InfraPrices | None = None) -> InfraCo
 def summary_line(cost: InfraCost) -> str:
     """One line for the CLI: the AWS bill beside the tokens."""
     share = (
-        f" ({cost.share_of_token_cost:.1%} of the tokens' ${cost.token_cost_usd:.4f})"
+        f" ({cost.share_of_token_cost:.1%} of the answer's token cost, ${cost.token_cost_usd:.4f})"
         if (cost.share_of_token_cost is not None and cost.token_cost_usd is not None)
         else ""
     )

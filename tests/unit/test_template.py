@@ -294,6 +294,10 @@ def test_function_s3_access_is_confined_to_jobs_prefix(
                 if path == "jobs/*/drafts/*" and name == "GenerateChunkFunction":
                     # the chunk function deletes the drafts its commit supersedes, and nothing else
                     assert actions == {"s3:DeleteObject"}, (name, actions)
+                elif path == "styles/*" and name == "GenerateChunkFunction":
+                    # a learned prefill style is read, written, and evicted when found wrong
+                    # (style_probe.evict_style), and nothing else under styles/ exists
+                    assert actions == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}, (name, actions)
                 elif path == "results/*.error.json" and "results/" in allowed:
                     # the drop folder writes error files, and clears one a good request replaces
                     assert actions <= {"s3:PutObject", "s3:DeleteObject"}, (name, actions)

@@ -65,3 +65,46 @@ def test_an_error_after_the_text_began_gives_the_last_row_back() -> None:
     )
     assert "\x1b[1;" in shown and "The answer begins" in shown  # the scroll region was set
     assert shown.rfind("\x1b[r") > shown.rfind("\x1b[1;"), repr(shown[-300:])  # and given back
+
+
+def test_a_status_never_lands_while_a_full_row_waits_to_wrap() -> None:
+    """A row just filled to its last column leaves the cursor waiting to wrap, and DECSC/DECRC do
+    not keep that: a status drawn then made the answer's next character overwrite the last one on
+    the row (tmux showed "writer" as "write"). The status waits until the answer moves on."""
+    shown = _in_a_terminal(
+        """
+        import sys
+        sys.path[:0] = ["src", "layers/longform_core"]
+        from longform.local.status_line import StatusLine
+        status = StatusLine(sys.stderr)
+        status.start()
+        row = "w" * 99 + "\\u4e16"  # 99 cells and one wide character: 101 cells, past the 100 columns
+        sys.stdout.write("x" * 100); sys.stdout.flush(); status.wrote("x" * 100)
+        status.show("AT-BOUNDARY"); sys.stderr.flush()
+        sys.stdout.write("y"); sys.stdout.flush(); status.wrote("y")
+        status.show("MID-ROW"); sys.stderr.flush()
+        sys.stdout.write("\\n" + "z" * 60); sys.stdout.flush(); status.wrote("\\n" + "z" * 60)
+        status.show("AFTER-NEWLINE"); sys.stderr.flush()
+        status.stop()
+        """
+    )
+    # the status asked for on the boundary is drawn only after the answer's next character ("y")
+    assert "AT-BOUNDARY" not in shown[: shown.index("y")], (
+        "a status was drawn while a full row waited to wrap"
+    )
+    assert (
+        shown.index("y") < shown.index("AT-BOUNDARY") < shown.index("MID-ROW") < shown.index("AFTER-NEWLINE")
+    )
+
+
+def test_the_column_is_counted_in_cells() -> None:
+    from longform.local.status_line import StatusLine
+
+    status = StatusLine(open(os.devnull, "w"))  # noqa: SIM115 (not a terminal: it stays inactive)
+    status.columns = 10
+    status.wrote("abc\n" + "\u4e16" * 5)  # five wide characters: ten cells, the row is full
+    assert status.column == 10 and status.at_wrap_boundary
+    status.wrote("d")
+    assert status.column == 11 and not status.at_wrap_boundary
+    status.wrote("e\n")
+    assert status.column == 0 and not status.at_wrap_boundary

@@ -12,12 +12,21 @@ the scrollback as usual (xterm, VTE, tmux). ``stop`` gives the whole screen back
 The text written to the terminal is untouched: the answer's bytes go to stdout as they come; this
 module writes only the escape sequences and the status text, on the stream it is given (stderr,
 when it is the same terminal as stdout).
+
+One trap: a line that has just filled the last column leaves the cursor in the "pending wrap"
+state (the next character goes to the next row). DECSC/DECRC do not keep that state (xterm, tmux),
+so a status drawn at that moment put the cursor back on the last column and the answer's next
+character overwrote the one there (seen in tmux: "writer" shown as "write"). The answer's column is
+therefore followed (``wrote``, in terminal cells as rich counts them) and a redraw that falls on a
+wrap boundary waits for the next piece of text.
 """
 
 from __future__ import annotations
 
 import os
 from typing import TextIO
+
+from rich.cells import cell_len
 
 SAVE, RESTORE = "\0337", "\0338"  # DECSC / DECRC: cursor position (and attributes)
 DIM, RESET = "\033[2m", "\033[0m"
@@ -58,6 +67,8 @@ class StatusLine:
         self.rows = 0
         self.columns = 80
         self.text = ""
+        self.column = 0  # cells written on the answer's current line (it may span rows)
+        self._deferred = False
 
     @property
     def active(self) -> bool:
@@ -73,12 +84,30 @@ class StatusLine:
         # saved and restored around), then back up to that line
         self._write(f"\n{SAVE}\033[1;{self.rows - 1}r{RESTORE}\033[1A")
 
+    def wrote(self, text: str) -> None:
+        """The answer wrote ``text`` on the terminal: follow its column, and draw a status that
+        had to wait for the cursor to leave a wrap boundary."""
+        end = text.rfind("\n")
+        self.column = cell_len(text[end + 1 :]) if end >= 0 else self.column + cell_len(text)
+        if self._deferred and self.active and not self.at_wrap_boundary:
+            self.show(self.text)
+
+    @property
+    def at_wrap_boundary(self) -> bool:
+        """Is the cursor (probably) in the pending-wrap state: the row just filled to its last column?"""
+        return self.column > 0 and self.columns > 0 and self.column % self.columns == 0
+
     def show(self, text: str) -> None:
-        """Draw ``text`` (one line, cut to the width) on the last row."""
+        """Draw ``text`` (one line, cut to the width) on the last row; on a wrap boundary, as soon as
+        the answer has moved on (see the module doc)."""
         if not self.active:
             return
         self._follow_resize()
         self.text = text
+        if self.at_wrap_boundary:
+            self._deferred = True
+            return
+        self._deferred = False
         line = text[: max(0, self.columns - 1)]
         self._write(f"{SAVE}\033[{self.rows};1H\033[2K{DIM}{line}{RESET}{RESTORE}")
 

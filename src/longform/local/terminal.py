@@ -143,12 +143,18 @@ class JobProgress:
         if head:
             self.stdout.write(head)
             self.stdout.flush()
+            self._wrote(head)
             self._at_line_start = True
             self._flush_pending()
         if tail:
             self.stdout.write(tail)
             self.stdout.flush()
+            self._wrote(tail)
             self._at_line_start = tail.endswith("\n")
+
+    def _wrote(self, text: str) -> None:
+        if self._status is not None:
+            self._status.wrote(text)
 
     def _flush_pending(self) -> None:
         pending, self._pending = self._pending, []

@@ -25,7 +25,7 @@ def _flag(batch_id: str, services: Services, as_owner: str | None) -> BatchManif
         manifest.cancel_requested = True
         return True
 
-    return commit_batch(found, services, flag) or find_batch(batch_id, services)[0]
+    return commit_batch(found, services, flag)[0]
 
 
 def cancel_batch(batch_id: str, services: Services, *, as_owner: str | None = None) -> tuple[BatchView, bool]:

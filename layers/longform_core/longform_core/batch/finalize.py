@@ -67,10 +67,10 @@ def _commit_end(task: BatchOutputTaskInput, services: Services) -> BatchManifest
         manifest.error = describe_error(task.error) or manifest.error
         return True
 
-    committed = commit_batch(find_batch(task.batch_id, services), services, end)
-    if committed is None:
+    manifest, settled = commit_batch(find_batch(task.batch_id, services), services, end)
+    if not settled:
         raise BatchConflict(f"batch {task.batch_id}: batch.json keeps changing under us")
-    return committed
+    return manifest
 
 
 def finalize_batch(

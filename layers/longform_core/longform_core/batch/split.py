@@ -65,7 +65,7 @@ def _mark_running(manifest: BatchManifest, etag: str, services: Services) -> Bat
         manifest.started_at = utcnow()
         return True
 
-    return commit_batch((manifest, etag), services, start) or find_batch(manifest.batch_id, services)[0]
+    return commit_batch((manifest, etag), services, start)[0]
 
 
 def split_batch(task: BatchTaskInput, services: Services) -> SplitOutput:

@@ -52,20 +52,21 @@ def find_batch(
 
 def commit_batch(
     found: tuple[BatchManifest, str], services: Services, change: Callable[[BatchManifest], bool]
-) -> BatchManifest | None:
+) -> tuple[BatchManifest, bool]:
     """batch.json changed by ``change`` and put with If-Match, read again and changed again after a
     conflict. ``change`` edits the manifest in place and says whether there is anything to write
-    (False: the manifest as it stands is the answer). None after ``COMMIT_ATTEMPTS`` conflicts."""
+    (False: the manifest as it stands is the answer). (the manifest last read or written, settled:
+    False after ``COMMIT_ATTEMPTS`` conflicts in a row)."""
     manifest, etag = found
     for _ in range(COMMIT_ATTEMPTS):
         if not change(manifest):
-            return manifest
+            return manifest, True
         try:
             services.batches.put_batch(manifest, if_match=etag)
-            return manifest
+            return manifest, True
         except BatchConflict:
             manifest, etag = find_batch(manifest.batch_id, services)
-    return None
+    return manifest, False
 
 
 def batch_view(manifest: BatchManifest, *, summary: BatchSummary | None = None) -> BatchView:

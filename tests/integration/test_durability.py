@@ -11,6 +11,7 @@ from longform_core.job_store import JobStore
 from longform_core.runtime import get_services
 
 from .conftest import CloudFactory, answer_requests, expected, run_job
+from .virtual_time import virtual_time
 
 pytestmark = pytest.mark.integration
 
@@ -158,22 +159,26 @@ def test_s3_requests_per_chunk_stay_constant(make_cloud: CloudFactory, emulator)
         assert per_chunk[0].count("GetObject") == 3 and per_chunk[0].count("PutObject") == 4
 
 
-def test_a_model_that_goes_silent_is_cut_at_the_deadline(make_cloud: CloudFactory, emulator) -> None:
+def test_a_model_that_goes_silent_is_cut_at_the_deadline(
+    make_cloud: CloudFactory, emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The stream stalls (no bytes at all) past the invocation's deadline: the chunk is cut at the
     deadline with its text kept, and no invocation reaches its timeout."""
     request = {"prompt": prompt(1_500), "max_tokens_per_request": 1_500}
-    # 200 tokens arrive over ~1 s, then silence: httpx's per-read timeout (fixed at the start of the
-    # request) would let that read block until ~1 s past the deadline; the watchdog cuts it there
-    emulator.configure(token_delay=0.005)
-    emulator.inject({"type": "stall", "after_tokens": 200, "seconds": 6})
+    # 200 tokens at once, then 30 s of silence: httpx's per-read timeout (fixed at the start of the
+    # request) would let that read block past the deadline; the watchdog cuts it there. In virtual
+    # time that does not move (virtual_time.py): the handler's work before and after the request
+    # takes none of the 2 s before the deadline however loaded the machine, so only the watchdog's
+    # real 2 s timer can end the stream, long before the silence does
+    emulator.inject({"type": "stall", "after_tokens": 200, "seconds": 30})
     with make_cloud(timeouts={"GenerateChunkFunction": 3.0}, deadline_margin_seconds=1.0) as cloud:
-        result, _, output = run_job(cloud, request)
-        emulator.configure(token_delay=0.0)
+        with virtual_time(cloud, monkeypatch, seconds_per_delta=0.0):
+            result, _, output = run_job(cloud, request)
         assert output == expected(request, emulator).answer
         first = cloud.store.get_chunk(result.job_id, 0)
         assert first.finish_reason == "deadline"
-        # at most the 200 tokens sent before the silence (fewer on a loaded machine, where the
-        # deadline can come first): a test asserts on behaviour, not on this machine's speed
+        # at most the 200 tokens sent before the silence (fewer if the watchdog fired while the
+        # reader was still behind): a test asserts on behaviour, not on this machine's speed
         assert 0 < first.completion_tokens <= 200
         assert all(not i.timed_out for i in cloud.invocations), [
             (i.function, round(i.duration_seconds, 2)) for i in cloud.invocations

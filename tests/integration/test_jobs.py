@@ -7,6 +7,7 @@ from longform_core.errors import RequestInvalid
 from longform_core.job_store import JobKeys
 
 from .conftest import WRITER, CloudFactory, answer_requests, expected, is_probe, run_job
+from .virtual_time import virtual_time
 
 pytestmark = pytest.mark.integration
 
@@ -138,16 +139,29 @@ def test_stream_cut_midway_is_continued_seamlessly(make_cloud: CloudFactory, emu
         assert len(first.text) > 0
 
 
-def test_deadline_cuts_a_slow_chunk_and_the_job_goes_on(make_cloud: CloudFactory, emulator) -> None:
-    emulator.configure(token_delay=0.002)
-    request = {"prompt": prompt(1_500), "max_tokens_per_request": 1_500}
-    with make_cloud(timeouts={"GenerateChunkFunction": 2.0}, deadline_margin_seconds=0.6) as cloud:
-        result, _, output = run_job(cloud, request)
+def test_deadline_cuts_a_slow_chunk_and_the_job_goes_on(
+    make_cloud: CloudFactory, emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk whose request would outlast the invocation is cut at the deadline (its text
+    committed), and the next chunks continue it. In virtual time (``virtual_time.py``): the deadline
+    comes after exactly (timeout - margin) / delay tokens, however loaded the machine; a full
+    request (1,500 tokens, 75 s) would run 15 s past the 60 s timeout."""
+    timeout, margin, delay = 60.0, 20.0, 0.05
+    request = {"prompt": prompt(2_000), "max_tokens_per_request": 1_500}
+    with make_cloud(timeouts={"GenerateChunkFunction": timeout}, deadline_margin_seconds=margin) as cloud:
+        with virtual_time(cloud, monkeypatch, seconds_per_delta=delay):
+            result, _, output = run_job(cloud, request)
         assert output == expected(request, emulator).answer
-        finishes = [cloud.store.get_chunk(result.job_id, i).finish_reason for i in range(result.chunks)]
-        assert finishes[0] == "deadline" and finishes[-1] == "stop"
-        assert result.chunks >= 2
-        assert all(not i.timed_out for i in cloud.invocations), "an invocation ran past its timeout"
+        chunks = [cloud.store.get_chunk(result.job_id, i) for i in range(result.chunks)]
+        finishes = [c.finish_reason for c in chunks]
+        # 2,000 tokens: 800 before each of two deadlines (the 801st read is when the check finds the
+        # clock past it: 800 x 0.05 s adds up to a hair under 40), then the 398 left, and a stop
+        assert finishes == ["deadline", "deadline", "stop"], finishes
+        cut_after = round((timeout - margin) / delay)
+        assert all(cut_after <= c.completion_tokens <= cut_after + 1 for c in chunks[:2]), chunks
+        assert all(not i.timed_out for i in cloud.invocations), [
+            (i.function, i.duration_seconds) for i in cloud.invocations if i.timed_out
+        ]
 
 
 def test_bad_request_is_rejected_with_every_problem_named(make_cloud: CloudFactory) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -49,7 +51,8 @@ def read_api_key(secret_arn: str | None) -> str | None:
     return text
 
 
-def build_provider(settings: Settings) -> ProviderClient:
+def build_provider(settings: Settings, clock: Callable[[], float] = time.monotonic) -> ProviderClient:
+    """The provider client; ``clock`` is what its deadlines are read on (the services' clock)."""
     import httpx
 
     from .provider import ProviderClient
@@ -64,6 +67,7 @@ def build_provider(settings: Settings) -> ProviderClient:
             max_attempts=settings.provider_max_attempts, base_delay=settings.provider_retry_base_seconds
         ),
         connect_timeout=settings.request_timeout_connect,
+        clock=clock,
     )
 
 

@@ -43,7 +43,13 @@ class InvocationKilled(BaseException):
 class LambdaContext:
     """The parts of the Lambda context object the handlers use (the local cloud's and the tests')."""
 
-    def __init__(self, function_name: str, timeout_seconds: float, memory_mb: int = 512):
+    def __init__(
+        self,
+        function_name: str,
+        timeout_seconds: float,
+        memory_mb: int = 512,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"
@@ -51,10 +57,11 @@ class LambdaContext:
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_seconds
+        self._clock = clock
+        self._deadline = clock() + timeout_seconds
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        return max(0, int((self._deadline - self._clock()) * 1000))
 
 
 @dataclass
@@ -139,6 +146,10 @@ class LambdaRuntime:
         self._lock = threading.Lock()
         self._root = root
         self._handlers: dict[str, Handler] = {}
+        # what an invocation's remaining time and duration are measured by: tests give one that
+        # moves only when they say (``tests/integration/virtual_time.py``), so a deadline is reached
+        # by the emulator's pacing, never by how fast this machine is
+        self.clock: Callable[[], float] = time.monotonic
 
     def load_handlers(self) -> None:
         """Import every handler module, as a cold start does: after the environment is in place
@@ -155,7 +166,8 @@ class LambdaRuntime:
         return float(self._timeouts.get(logical_id, self.specs[logical_id].timeout_seconds))
 
     def context_for(self, logical_id: str) -> LambdaContext:
-        return LambdaContext(logical_id, self.timeout_for(logical_id), self.specs[logical_id].memory_mb)
+        spec = self.specs[logical_id]
+        return LambdaContext(logical_id, self.timeout_for(logical_id), spec.memory_mb, clock=self.clock)
 
     def call(self, logical_id: str, event: dict[str, Any]) -> Any:
         """The handler's return value (an exception propagates): for a direct, in-process call."""
@@ -166,7 +178,7 @@ class LambdaRuntime:
         name = function_name_of(name_or_arn)
         timeout = self.timeout_for(name)
         context = self.context_for(name)
-        started = time.monotonic()
+        started = self.clock()
         error_type: str | None = None
         try:
             after = self.fault_hook(name, event) if self.fault_hook else None
@@ -188,7 +200,7 @@ class LambdaRuntime:
                 "requestId": context.aws_request_id,
                 "stackTrace": traceback.format_exception(exc)[-8:],
             }
-        duration = time.monotonic() - started
+        duration = self.clock() - started
         if duration > timeout and error_type is None:
             # the real runtime would have killed the invocation: its result never arrives
             error_type = "Sandbox.Timedout"

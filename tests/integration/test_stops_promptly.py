@@ -7,6 +7,8 @@ timeout is a hang guard far above the 2 s the commands keep (they end themselves
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import multiprocessing
 import os
@@ -60,30 +62,99 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _longform(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
+def _longform(*args: str, cwd: Path, script: str | None = None) -> subprocess.Popen[bytes]:
+    """``longform ARGS`` in a child process; with ``script``, that Python code runs instead of the
+    plain CLI (it reads its own arguments first, then calls ``longform.cli.main``)."""
     env = {**os.environ, "DEEPINFRA_API_KEY": ""}
+    command = ["-c", script] if script is not None else ["-m", "longform.cli"]
     return subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "longform.cli", *args],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        [sys.executable, *command, *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
 
 
-def _stop(proc: subprocess.Popen[bytes], signum: int) -> tuple[str, str]:
-    sent = time.monotonic()
-    proc.send_signal(signum)
+def _ended(proc: subprocess.Popen[bytes]) -> None:
+    """A child the test is done with: killed if it still runs (a failed assertion), and reaped."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+def _non_main_thread(pid: int) -> int:
+    """The id of one of a process's threads other than its main one."""
+    others = [int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid]
+    assert others, f"process {pid} has no thread but its main one"
+    return others[0]
+
+
+def _threads(pid: int) -> str:
+    """Each thread of a live process as the kernel sees it: id, state, where it waits (wchan)."""
+    rows = []
+    for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+        task = Path(f"/proc/{pid}/task/{tid}")
+        try:
+            state = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0]
+            wchan = task.joinpath("wchan").read_text() or "-"
+        except OSError:
+            continue
+        rows.append(
+            f"  thread {tid}{' (main)' if int(tid) == pid else ''}: state {state}, waiting in {wchan}"
+        )
+    return "\n".join(rows)
+
+
+def _hang_report(proc: subprocess.Popen[bytes], what: str) -> str:
+    """What a process still running after ``what`` was doing: its threads as the kernel sees them,
+    every Python thread's stack (SIGUSR1: faulthandler, registered by ``longform.local.stopping``),
+    then SIGKILL; and all it printed."""
     try:
-        out, err = proc.communicate(timeout=HANG_GUARD_SECONDS)
+        kernel = _threads(proc.pid)
+    except OSError as exc:  # no /proc (not Linux), or gone meanwhile
+        kernel = f"  (no /proc view: {exc})"
+    proc.send_signal(signal.SIGUSR1)
+    try:
+        out, err = proc.communicate(timeout=10)  # it may end meanwhile; else the dump is on stderr
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        pytest.fail(
-            f"still running {HANG_GUARD_SECONDS}s after {signal.Signals(signum).name}: {err.decode()[-2000:]}"
-        )
-    print(f"\n{signal.Signals(signum).name} -> exit {proc.returncode} in {time.monotonic() - sent:.2f}s")
+    return (
+        f"still running {HANG_GUARD_SECONDS}s after {what}\n{kernel}\n"
+        f"--- stdout ---\n{out.decode()[-3000:]}\n--- stderr (SIGUSR1's stacks at the end) ---\n"
+        f"{err.decode()[-12000:]}"
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes], signum: int, *, to_thread: bool = False) -> tuple[str, str]:
+    """Send ``signum`` (to the process, or with ``to_thread`` to one of its other threads, as the
+    kernel may hand a process-wide signal to any thread that does not block it) and wait for the
+    exit; on a hang, fail with where every thread was."""
+    name = signal.Signals(signum).name
+    sent = time.monotonic()
+    if to_thread:
+        tid = _non_main_thread(proc.pid)
+        _libc().tgkill(proc.pid, tid, signum)
+        name += f" to thread {tid}"
+    else:
+        proc.send_signal(signum)
+    out, err = _exit_of(proc, name)
+    print(f"\n{name} -> exit {proc.returncode} in {time.monotonic() - sent:.2f}s")
+    return out, err
+
+
+def _exit_of(proc: subprocess.Popen[bytes], what: str) -> tuple[str, str]:
+    """What a process printed (stdout, stderr) once it has ended; a hang guard (failing with where
+    every thread was) far above the time it is expected to take."""
+    try:
+        out, err = proc.communicate(timeout=HANG_GUARD_SECONDS)
+    except subprocess.TimeoutExpired:
+        pytest.fail(_hang_report(proc, what))
     return out.decode(), err.decode()
+
+
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "tgkill"):
+        pytest.skip("no tgkill (glibc 2.30+ on Linux) to send a signal to one thread of another process")
+    return libc
 
 
 def _manifests(state: Path) -> list[dict]:
@@ -100,12 +171,24 @@ def _wait_for(condition, what: str, proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.1)
 
 
-def test_serve_stops_under_load_with_jobs_in_flight(tmp_path: Path, cpu_load: None) -> None:
+@contextlib.contextmanager
+def _serving(
+    tmp_path: Path, *args: str, script: str | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], ApiClient, Path]]:
+    """``longform serve --emulator ARGS`` on a free port and ``tmp_path/state``, once its API
+    answers: (the process, a client of its API, the state directory); killed at the end if alive."""
     port, state = _free_port(), tmp_path / "state"
     serve = _longform(
-        "serve", "--emulator", "--emulator-token-delay", "0.002", "--port", str(port),
-        "--state-dir", str(state), cwd=tmp_path,
-    )  # fmt: skip
+        "serve",
+        "--emulator",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state),
+        *args,
+        cwd=tmp_path,
+        script=script,
+    )
     try:
         client = ApiClient(f"http://127.0.0.1:{port}")
 
@@ -117,17 +200,30 @@ def test_serve_stops_under_load_with_jobs_in_flight(tmp_path: Path, cpu_load: No
             return True
 
         _wait_for(up, "API", serve)
+        yield serve, client, state
+    finally:
+        _ended(serve)
+
+
+def _drafting(serve: subprocess.Popen[bytes], state: Path, job_id: str) -> None:
+    """Wait until the job's chunk in flight has written a draft (executions are writing)."""
+    drafts = state / "bucket" / "jobs" / job_id / "drafts"
+    _wait_for(lambda: any(drafts.glob("*")), "draft", serve)
+
+
+# "thread": SIGTERM handed to a thread other than the main one (the kernel may do so with a
+# process-wide signal). Python runs its handler only when the main thread next runs bytecode: while
+# serve's main thread slept for an hour (time.sleep(3600), before 872bfac) that was an hour later,
+# a hang with nothing on stderr, as a fresh-clone `make test` once saw; it now sleeps 0.2 s at a time
+@pytest.mark.parametrize("target", ["process", "thread"])
+def test_serve_stops_under_load_with_jobs_in_flight(tmp_path: Path, cpu_load: None, target: str) -> None:
+    with _serving(tmp_path, "--emulator-token-delay", "0.002") as (serve, client, state):
         jobs = [
             client.submit({"prompt": f"{PROMPT} {n}", "max_tokens_per_request": 500})["job_id"]
             for n in range(3)
         ]
-        drafts = state / "bucket" / "jobs" / jobs[0] / "drafts"
-        _wait_for(lambda: any(drafts.glob("*")), "draft", serve)
-        out, err = _stop(serve, signal.SIGTERM)
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.communicate()
+        _drafting(serve, state, jobs[0])
+        out, err = _stop(serve, signal.SIGTERM, to_thread=target == "thread")
     assert serve.returncode == 0, err
     assert "Traceback" not in out + err
     assert "unfinished job(s) resume at the next start" in out
@@ -146,9 +242,7 @@ def test_run_stops_under_load_keeping_what_is_committed(tmp_path: Path, cpu_load
         _wait_for(lambda: any(m["chunks"] >= 1 for m in _manifests(state)), "committed chunk", run)
         _, err = _stop(run, signal.SIGINT)
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
+        _ended(run)
     assert run.returncode == 130, err
     assert "Traceback" not in err
     [manifest] = _manifests(state)
@@ -177,9 +271,7 @@ def test_batch_stops_under_load_keeping_the_lines_that_ended(tmp_path: Path, cpu
         )
         _, err = _stop(batch, signal.SIGTERM)
     finally:
-        if batch.poll() is None:
-            batch.kill()
-            batch.communicate()
+        _ended(batch)
     assert batch.returncode == 130, err
     assert "Traceback" not in err
     assert not out.exists()  # no output file for an unfinished batch
@@ -209,32 +301,14 @@ raise SystemExit(main(sys.argv[1:]))
 
 
 def test_serve_stops_when_moto_fails_under_it(tmp_path: Path) -> None:
-    port, state = _free_port(), tmp_path / "state"
-    env = {**os.environ, "DEEPINFRA_API_KEY": ""}
-    serve = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-c", FAILING_LISTING, "serve", "--emulator", "--emulator-token-delay", "0.01",
-         "--port", str(port), "--state-dir", str(state)],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        client = ApiClient(f"http://127.0.0.1:{port}")
-
-        def up() -> bool:
-            try:
-                client.list()
-            except Exception:
-                return False
-            return True
-
-        _wait_for(up, "API", serve)
+    with _serving(tmp_path, "--emulator-token-delay", "0.01", script=FAILING_LISTING) as (
+        serve,
+        client,
+        state,
+    ):
         job_id = client.submit({"prompt": PROMPT, "max_tokens_per_request": 1000})["job_id"]
-        drafts = state / "bucket" / "jobs" / job_id / "drafts"
-        _wait_for(lambda: any(drafts.glob("*")), "draft", serve)
+        _drafting(serve, state, job_id)
         out, err = _stop(serve, signal.SIGTERM)
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.communicate()
     assert serve.returncode == 0, err
     assert "Traceback" not in err
     assert "1 unfinished job(s) resume at the next start" in out
@@ -291,21 +365,17 @@ START_POINTS = [
 @pytest.mark.parametrize("target", ["main", "other"])
 @pytest.mark.parametrize("point", START_POINTS)
 def test_serve_stops_on_sigterm_at_every_point_of_its_start(tmp_path: Path, point: str, target: str) -> None:
-    env = {**os.environ, "DEEPINFRA_API_KEY": ""}
-    proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-c", AT_POINT, point, target, "serve", "--emulator", "--port", str(_free_port()),
-         "--state-dir", str(tmp_path / "state")],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = _longform(
+        point, target, "serve", "--emulator", "--port", str(_free_port()),
+        "--state-dir", str(tmp_path / "state"), cwd=tmp_path, script=AT_POINT,
     )  # fmt: skip
     try:
-        out, err = proc.communicate(timeout=HANG_GUARD_SECONDS)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"serve still running {HANG_GUARD_SECONDS}s after SIGTERM at {point!r}: {err.decode()}")
-    assert proc.returncode == 0, err.decode()
-    assert "longform serve stopped" in out.decode()
-    assert "Traceback" not in err.decode() and "interrupted" not in err.decode()
+        out, err = _exit_of(proc, f"SIGTERM at {point!r}")
+    finally:
+        _ended(proc)
+    assert proc.returncode == 0, err
+    assert "longform serve stopped" in out
+    assert "Traceback" not in err and "interrupted" not in err
 
 
 # A job submitted through the API while serve starts is the API's, never one to resume: the
@@ -331,20 +401,16 @@ raise SystemExit(main(sys.argv[1:]))
 
 
 def test_serve_takes_no_request_before_it_has_resumed_the_unfinished_jobs(tmp_path: Path) -> None:
-    port, env = _free_port(), {**os.environ, "DEEPINFRA_API_KEY": ""}
-    serve = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-c", SUBMIT_WHILE_LISTING, "serve", "--emulator", "--port", str(port),
-         "--state-dir", str(tmp_path / "state")],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    serve = _longform(
+        "serve", "--emulator", "--port", str(_free_port()), "--state-dir", str(tmp_path / "state"),
+        cwd=tmp_path, script=SUBMIT_WHILE_LISTING,
     )  # fmt: skip
     try:
         assert serve.stdout is not None
         banner = [serve.stdout.readline().decode() for _ in range(4)]
         _, err = _stop(serve, signal.SIGTERM)
     finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.communicate()
+        _ended(serve)
     assert "submitted during the listing" not in err
     assert "resumed" not in banner[3], banner  # nothing was unfinished: nothing resumed
 
@@ -374,18 +440,15 @@ def test_serve_failing_at_start_ends_at_once_without_waiting_for_the_jobs_it_res
         env={**env, SIGKILL_ENV: "chunks/:1"}, capture_output=True, timeout=HANG_GUARD_SECONDS * 5,
     )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL
-    serve = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-c", API_FAILS, "serve", "--emulator", "--emulator-token-delay", "0.05",
-         "--port", str(_free_port()), "--state-dir", str(state)],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    serve = _longform(
+        "serve", "--emulator", "--emulator-token-delay", "0.05", "--port", str(_free_port()),
+        "--state-dir", str(state), cwd=tmp_path, script=API_FAILS,
     )  # fmt: skip
     try:
-        _, err = serve.communicate(timeout=HANG_GUARD_SECONDS)
-    except subprocess.TimeoutExpired:
-        serve.kill()
-        _, err = serve.communicate()
-        pytest.fail(f"serve still running {HANG_GUARD_SECONDS}s after failing at start: {err.decode()}")
-    assert serve.returncode == 1, err.decode()
-    assert err.decode().strip() == "longform: serve failed: RuntimeError: the API could not start"
+        _, err = _exit_of(serve, "failing at start")
+    finally:
+        _ended(serve)
+    assert serve.returncode == 1, err
+    assert err.strip() == "longform: serve failed: RuntimeError: the API could not start"
     [manifest] = _manifests(state)
     assert manifest["status"] in ("queued", "running")  # resumed, then abandoned: to resume again

@@ -30,6 +30,7 @@ before the API starts, and ends at once on an error (``commands/serve.py``).
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -86,11 +87,26 @@ def write_line(text: str, stream: TextIO | None = None) -> None:
         out.flush()
 
 
+def dump_stacks_on_request() -> Callable[[], None]:
+    """From now on ``kill -USR1 PID`` prints where every thread of the process is, on stderr, and
+    the process goes on. faulthandler writes it from the C signal handler itself, so it answers
+    even when the main thread is blocked in a C call (a lock, a join, a long sleep) and Python's own
+    handlers wait for it: a hang guard sends it before SIGKILL, so a hang shows where it was.
+    Returns what takes it back."""
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (AttributeError, ValueError, RuntimeError, OSError):  # no SIGUSR1 (Windows), no stderr fd
+        return lambda: None
+    return lambda: faulthandler.unregister(signal.SIGUSR1)
+
+
 def raise_on_signals(code: int) -> Callable[[], None]:
     """SIGTERM (systemd, Docker, kill) and SIGINT (Ctrl-C) raise KeyboardInterrupt in the main
-    thread, with the process's end armed (``arm_exit(code)``) whatever happens next. Call it from
-    the main thread; it returns what puts the previous handlers back (in-process callers, tests)."""
+    thread, with the process's end armed (``arm_exit(code)``) whatever happens next; SIGUSR1 prints
+    every thread's stack (:func:`dump_stacks_on_request`). Call it from the main thread; it returns
+    what puts the previous handlers back (in-process callers, tests)."""
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    no_dumps = dump_stacks_on_request()
 
     def stop(signum: int, frame: Any) -> None:
         arm_exit(code)
@@ -102,5 +118,6 @@ def raise_on_signals(code: int) -> Callable[[], None]:
     def restore() -> None:
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
+        no_dumps()
 
     return restore

@@ -452,3 +452,40 @@ def test_serve_failing_at_start_ends_at_once_without_waiting_for_the_jobs_it_res
     assert err.strip() == "longform: serve failed: RuntimeError: the API could not start"
     [manifest] = _manifests(state)
     assert manifest["status"] in ("queued", "running")  # resumed, then abandoned: to resume again
+
+
+# serve's main thread blocked in a C call that has no timeout (here a lock taken twice; in life a
+# join, a lock, a read): Python runs a signal's handler only in the main thread, between two of its
+# bytecodes, so a SIGTERM the kernel hands to another thread waits for that call forever. The stop
+# deadline is armed by the signal itself (the C handler writes its number to the wakeup fd, which a
+# thread of its own reads), not by the Python handler: the process ends in time all the same.
+MAIN_BLOCKED = """
+import sys, threading
+import longform.commands.serve as serve_command
+printed = serve_command._print_serving
+def print_then_block(*args):
+    printed(*args)
+    print("main thread blocked", flush=True)
+    lock = threading.Lock()
+    lock.acquire()
+    lock.acquire()  # never returns
+serve_command._print_serving = print_then_block
+from longform.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_serve_stops_when_its_main_thread_is_blocked_and_another_thread_gets_the_signal(
+    tmp_path: Path,
+) -> None:
+    with _serving(tmp_path, "--emulator-token-delay", "0.01", script=MAIN_BLOCKED) as (serve, client, state):
+        assert serve.stdout is not None
+        while "main thread blocked" not in serve.stdout.readline().decode():
+            pass
+        job_id = client.submit({"prompt": PROMPT, "max_tokens_per_request": 1000})["job_id"]
+        _drafting(serve, state, job_id)
+        _, err = _stop(serve, signal.SIGTERM, to_thread=True)
+    assert serve.returncode == 0, err
+    assert err.strip() == "longform: stopped (1 s after the signal; what is on disk is whole)"
+    [manifest] = _manifests(state)
+    assert manifest["status"] in ("queued", "running")  # unfinished, to resume at the next start

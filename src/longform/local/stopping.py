@@ -66,13 +66,17 @@ def arm_exit(code: int, grace: float = STOP_GRACE_SECONDS) -> threading.Thread:
 
     def fire() -> None:
         time.sleep(grace)
-        with contextlib.suppress(Exception):
-            sys.stderr.write(f"longform: stopped ({grace:g} s after the signal; what is on disk is whole)\n")
+        _say_stopped(grace)
         exit_now(code)
 
     thread = threading.Thread(target=fire, name="longform-stop-deadline", daemon=True)
     thread.start()
     return thread
+
+
+def _say_stopped(grace: float) -> None:
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"longform: stopped ({grace:g} s after the signal; what is on disk is whole)\n")
 
 
 def _quiet_thread_error(args: threading.ExceptHookArgs) -> None:
@@ -104,20 +108,63 @@ def raise_on_signals(code: int) -> Callable[[], None]:
     """SIGTERM (systemd, Docker, kill) and SIGINT (Ctrl-C) raise KeyboardInterrupt in the main
     thread, with the process's end armed (``arm_exit(code)``) whatever happens next; SIGUSR1 prints
     every thread's stack (:func:`dump_stacks_on_request`). Call it from the main thread; it returns
-    what puts the previous handlers back (in-process callers, tests)."""
+    what puts the previous handlers back (in-process callers, tests).
+
+    The end is armed by the signal itself, not by the Python handler: Python runs a handler only
+    in the main thread, between two of its bytecodes, so while the main thread is blocked in a C
+    call without a timeout (a lock, a join, a read) a signal the kernel handed to another thread
+    waits for that call, possibly forever. Python's C-level handler writes the signal's number to
+    the wakeup fd at once, in whichever thread took it; a thread of ours reads it and arms the end
+    (:func:`_arm_on_wakeup`). The Python handler then only raises KeyboardInterrupt: it starts no
+    thread (``Thread.start`` takes ``threading``'s module lock, which the interrupted main thread
+    may be holding)."""
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     no_dumps = dump_stacks_on_request()
 
     def stop(signum: int, frame: Any) -> None:
-        arm_exit(code)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    unwatch = _arm_on_wakeup(code)
 
     def restore() -> None:
+        unwatch()
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
         no_dumps()
 
     return restore
+
+
+def _arm_on_wakeup(code: int, grace: float = STOP_GRACE_SECONDS) -> Callable[[], None]:
+    """The process ends ``grace`` seconds after the first SIGTERM or SIGINT it receives, read from
+    the signal wakeup fd by a daemon thread (so even while the main thread cannot run its Python
+    handler). Returns what puts the previous wakeup fd back and ends the thread."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # the C handler never blocks on it
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    wanted = {int(signal.SIGTERM), int(signal.SIGINT)}
+
+    def watch() -> None:
+        while True:
+            try:
+                data = os.read(read_end, 64)
+            except OSError:
+                data = b""
+            if not data:  # the write end closed: restored
+                os.close(read_end)
+                return
+            if wanted & set(data):
+                threading.excepthook = _quiet_thread_error
+                time.sleep(grace)
+                _say_stopped(grace)
+                exit_now(code)
+
+    threading.Thread(target=watch, name="longform-stop-deadline", daemon=True).start()
+
+    def unwatch() -> None:
+        signal.set_wakeup_fd(previous)
+        os.close(write_end)
+
+    return unwatch

@@ -25,6 +25,16 @@ was up, so a job submitted during the start-up was started a second time. Any ot
 start-up went through ``LocalCloud.__exit__``, which waits for every running execution while the
 API thread goes on serving. serve now installs the handlers first inside that ``try``, resumes
 before the API starts, and ends at once on an error (``commands/serve.py``).
+
+The one hang a fresh-clone ``make test`` saw (serve still running 60 s after SIGTERM, nothing on
+stderr) fits a SIGTERM the kernel handed to another thread while serve's main thread slept in
+``time.sleep(3600)``: Python runs a signal's handler only in the main thread, when it next runs
+bytecode, so the stop waited for the sleep (reproduced by sending the signal to one thread,
+``test_serve_stops_under_load_with_jobs_in_flight[thread]``). The main thread now sleeps 0.2 s at a
+time, and, for any other C call it may block in, the deadline is armed from the wakeup fd by a thread
+of its own (:func:`raise_on_signals`). A hang guard in the tests sends SIGUSR1 before SIGKILL and
+prints the threads' kernel states: a thread stuck in uninterruptible I/O (an fsync on a saturated
+disk holds ``os._exit`` back) would show there as state ``D``, which no code here can shorten.
 """
 
 from __future__ import annotations

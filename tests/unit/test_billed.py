@@ -77,16 +77,9 @@ def chunk(index: int, kept: str | None) -> bytes:
 
 
 def request(index: int, rid: str, prompt: int, output: int, cost: float | None = None) -> bytes:
-    record = BilledRequest(
-        job_id="j",
-        chunk_index=index,
-        request_id=rid,
-        prompt_tokens=prompt,
-        completion_tokens=output,
-        estimated_cost_usd=cost,
-        at=AT,
-    )
-    return record.model_dump_json().encode()
+    where = {"job_id": "j", "chunk_index": index, "request_id": rid, "at": AT}
+    usage = {"prompt_tokens": prompt, "completion_tokens": output, "estimated_cost_usd": cost}
+    return BilledRequest.model_validate(where | usage).model_dump_json().encode()
 
 
 def test_every_reply_with_reported_usage_is_recorded_and_named_in_its_outcome() -> None:

@@ -4,43 +4,22 @@ Finished`` event's detail (``notify.finished_event_detail``) and a batch line's 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from longform_core.batch.output import longform_fields
 from longform_core.models import JobResult
 from longform_core.notify import finished_event_detail
 
-AT = datetime(2026, 1, 1, tzinfo=UTC)
-
-RESULT = JobResult(
-    job_id="j1",
-    status="incomplete",
-    finish_reason="budget",
-    stop_reason="max_chunks",
-    incomplete_reason="max_chunks",
-    stop_detail="3 chunks",
-    error=None,
-    model="m",
-    chunks=3,
-    prompt_tokens=12,
-    prompt_tokens_total=400,
-    output_tokens=300,
-    cached_tokens=20,
-    estimated_cost_usd=0.25,
-    context_length=4096,
-    context_used=0.5,
-    output_key="jobs/j1/output.md",
-    reasoning_key=None,
-    output_chars=1200,
-    reasoning_chars=0,
-    created_at=AT,
-    started_at=AT,
-    finished_at=AT,
-    duration_seconds=7.5,
-    chunk_durations_ms=[1, 2, 3],
-    prefill_style="assistant",
-)
+RESULT = JobResult.model_validate_json("""{
+    "job_id": "j1", "status": "incomplete", "finish_reason": "budget", "stop_reason": "max_chunks",
+    "incomplete_reason": "max_chunks", "stop_detail": "3 chunks", "error": null, "model": "m",
+    "chunks": 3, "prompt_tokens": 12, "prompt_tokens_total": 400, "output_tokens": 300,
+    "cached_tokens": 20, "estimated_cost_usd": 0.25, "context_length": 4096, "context_used": 0.5,
+    "output_key": "jobs/j1/output.md", "reasoning_key": null, "output_chars": 1200, "reasoning_chars": 0,
+    "created_at": "2026-01-01T00:00:00Z", "started_at": "2026-01-01T00:00:00Z",
+    "finished_at": "2026-01-01T00:00:00Z", "duration_seconds": 7.5, "chunk_durations_ms": [1, 2, 3],
+    "prefill_style": "assistant"
+}""")
 
 SHARED: list[tuple[str, Any]] = [
     ("job_id", "j1"),

@@ -118,4 +118,11 @@ def test_a_resumed_summary_bills_what_the_killed_process_asked_too(
     shown = rows(capsys.readouterr().out)
     bill = f"prompt {prompt:,} over {len(billed)} requests, cached {cached:,}, output {output:,}"
     assert shown["billed"] == bill
+    assert main(["show", job_dir.name, "--state-dir", str(state), "--json"]) == 0
+    as_json = json.loads(capsys.readouterr().out)["billed"]
+    assert (as_json["requests"], as_json["prompt_tokens"], as_json["output_tokens"]) == (
+        len(billed),
+        prompt,
+        output,
+    )
     assert abs(float(shown["estimated cost"].lstrip("$")) - cost) < 1e-6

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,12 +125,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
     view = job_view(manifest)
     raw = state.read_object(keys.result)
     result = JobResult.model_validate_json(raw) if raw else None
+    bill = state_bill(state, manifest)  # every billed request, of every process that ran the job
     if args.json:
         print(
             json.dumps(
                 {
                     "job": view.model_dump(mode="json"),
                     "result": result.model_dump(mode="json") if result else None,
+                    "billed": asdict(bill),
                 }
             )
         )
@@ -142,7 +144,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         ("prompt", job.prompt[:120]),
         ("chunks", str(view.progress.chunks)),
         ("output tokens", f"{view.progress.output_tokens:,}"),
-        ("billed", _billed_row(bill := state_bill(state, manifest))),
+        ("billed", _billed_row(bill)),
         ("characters", f"{view.output_chars:,}"),
     ]
     if view.stop_reason:

@@ -23,7 +23,7 @@ from .providers import Provider, ProviderKind, ProviderOptions
 class RunSettings(BaseModel):
     """The settings of a local run that its record keeps, and ``resume`` takes back when not given."""
 
-    max_tokens_per_request: int | None = Field(default=None, ge=1)
+    max_tokens_per_request: int | None = None
     context_length: int | None = None
     chunk_timeout: float | None = None
     deadline_margin: float = 30.0

@@ -4,7 +4,9 @@ the emulator on loopback."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,3 +74,19 @@ def run_job(cloud: LocalCloud, request: dict[str, Any], **kwargs: Any) -> tuple[
     output = cloud.store.get_text(result.output_key)
     assert output is not None
     return result, desc, output
+
+
+def freeze_after_first_chunk(state: Path, frozen: Path) -> Callable[[LocalCloud], None]:
+    """An ``on_cloud`` hook for ``runner.run``: once the job's first chunk is committed, the state
+    directory is copied to ``frozen`` as a process that died there would have left it (once)."""
+
+    def install(cloud: LocalCloud) -> None:
+        def hook(function: str, event: dict[str, Any]) -> None:
+            if function == "GenerateChunkFunction" and not frozen.exists():
+                manifest = cloud.store.find_manifest(event["job_id"])
+                if manifest is not None and manifest.chunks == 1:
+                    shutil.copytree(state, frozen, ignore=shutil.ignore_patterns("lock"))
+
+        cloud.fault_hook = hook
+
+    return install

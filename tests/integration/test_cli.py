@@ -10,6 +10,8 @@ import pytest
 from longform.cli import main
 from longform.emulator.model import uncapped_answer
 
+from .conftest import freeze_after_first_chunk
+
 pytestmark = pytest.mark.integration
 
 
@@ -313,24 +315,8 @@ def test_list_show_and_resume_of_a_finished_job(tmp_path: Path, capsys, monkeypa
 
 def test_a_job_survives_its_process_and_resumes_from_disk(tmp_path: Path, capsys, monkeypatch) -> None:
     """A job whose process died mid-way (here: its state copied while it ran) resumes from disk."""
-    import shutil
-
-    from longform.local.cloud import LocalCloud
-
     monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
     state, frozen = tmp_path / "state", tmp_path / "frozen"
-    copied: list[bool] = []
-
-    def freeze_after_first_chunk(cloud: LocalCloud) -> None:
-        def hook(function: str, event: dict) -> object:
-            if function == "GenerateChunkFunction" and not copied:
-                manifest = cloud.store.find_manifest(event["job_id"])
-                if manifest is not None and manifest.chunks == 1:
-                    shutil.copytree(state, frozen, ignore=shutil.ignore_patterns("lock"))
-                    copied.append(True)
-            return None
-
-        cloud.fault_hook = hook
 
     from longform.local.providers import ProviderOptions
     from longform.local.runner import RunOptions, run
@@ -343,9 +329,9 @@ def test_a_job_survives_its_process_and_resumes_from_disk(tmp_path: Path, capsys
             out=tmp_path / "first.md",
             state_dir=state,
         ),
-        on_cloud=freeze_after_first_chunk,
+        on_cloud=freeze_after_first_chunk(state, frozen),
     )
-    assert copied
+    assert frozen.is_dir()
     job_id = next((frozen / "bucket" / "jobs").iterdir()).name
     out = tmp_path / "resumed.md"
     assert main(["resume", job_id, "--out", str(out), "--state-dir", str(frozen), "--json"]) == 0

@@ -148,15 +148,17 @@ def test_s3_requests_per_chunk_stay_constant(make_cloud: CloudFactory, emulator)
         assert result.chunks == 13
         counts = [len(c) for c in per_chunk]
         # the first chunk has no text so far to read; from then on 4 GETs (request, manifest, text,
-        # the draft a dead attempt may have left) and 3 PUTs, however long the job, but for the first
-        # chunk that sends a prefill: it looks up the learned prefill style (styles/{digest}.json, a
-        # GET) and, none being known, stores what it learned (a PUT). These chunks are too short for
-        # a draft checkpoint (5 s and 2,000 tokens by default): no draft PUT, no DELETE. The first
-        # attempt of all also marks the queued job running (one manifest PUT, once per job)
-        assert counts == [7, 9] + [7] * 11, counts
-        assert per_chunk[1].count("GetObject") == 5 and per_chunk[1].count("PutObject") == 4
-        assert per_chunk[5] == ["GetObject"] * 4 + ["PutObject"] * 3
-        assert per_chunk[0].count("GetObject") == 3 and per_chunk[0].count("PutObject") == 4
+        # the draft a dead attempt may have left) and 4 PUTs (the billed reply, billed.py, then the
+        # record, manifest and text), however long the job, but for the first chunk that sends a
+        # prefill: it looks up the learned prefill style (styles/{digest}.json, a GET), probes it
+        # (one more billed reply, a PUT) and, none being known, stores what it learned (a PUT). These
+        # chunks are too short for a draft checkpoint (5 s and 2,000 tokens by default): no draft
+        # PUT, no DELETE. The first attempt of all also marks the queued job running (one manifest
+        # PUT, once per job)
+        assert counts == [8, 11] + [8] * 11, counts
+        assert per_chunk[1].count("GetObject") == 5 and per_chunk[1].count("PutObject") == 6
+        assert per_chunk[5] == ["GetObject"] * 4 + ["PutObject"] * 4
+        assert per_chunk[0].count("GetObject") == 3 and per_chunk[0].count("PutObject") == 5
 
 
 def test_a_model_that_goes_silent_is_cut_at_the_deadline(

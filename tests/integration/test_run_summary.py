@@ -68,3 +68,61 @@ def test_a_budget_stop_has_no_finish_row_and_the_emulator_cost_is_an_illustratio
     assert "finish" not in table  # "budget (stop: max_chunks)" only repeated the status
     assert re.fullmatch(r"prompt [0-9,]+ over 1 request, cached [0-9,]+, output 1,000", table["tokens"])
     assert table["estimated cost"].endswith("(the emulator's illustrative price: nothing is billed)")
+
+
+def test_a_resumed_summary_bills_what_the_killed_process_asked_too(
+    tmp_path: Path, capsys: Any, emulator: Any
+) -> None:
+    """A server that ignores the assistant prefill (the reply of that rung is discarded, the vllm rung
+    kept and then probed): the first process is killed before chunk 1 is committed, after it was billed
+    for chunk 0, the discarded reply, the kept reply and the probe. ``resume`` in a new process asks
+    chunk 1 again and finishes; its summary bills every request both processes made."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from longform.local.store_faults import SIGKILL_ENV
+
+    emulator.configure(prefill_style="vllm")
+    state, out = tmp_path / "state", tmp_path / "kelp.md"
+    env = {**os.environ, "DEEPINFRA_API_KEY": "", SIGKILL_ENV: "chunks/:2"}  # before chunk 1's record
+    run = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "longform.cli", "run", "--base-url", emulator.base_url, "--model", WRITER,
+         "--prompt", PROMPT, "--max-tokens-per-request", "1000", "--state-dir", str(state),
+         "--out", str(out), "--quiet"],
+        env=env, capture_output=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == -signal.SIGKILL, run.stderr.decode()
+    killed = [r for r in emulator.requests if r["status"] == 200]
+    # chunk 0, then chunk 1: the assistant rung's reply discarded, the vllm rung's kept, the probe
+    assert len(killed) == 4, [(r["max_tokens"], r["messages"]) for r in killed]
+    [job_dir] = (state / "bucket" / "jobs").iterdir()
+    assert main(["resume", job_dir.name, "--state-dir", str(state), "--out", str(out)]) == 0
+    table = rows(capsys.readouterr().out)
+    billed = [r for r in emulator.requests if r["status"] == 200]
+    asked = answer_requests(emulator)
+    assert len(billed) > len(killed) + 1, [(r["max_tokens"], r["messages"]) for r in billed]
+    prompt = sum(r["prompt_tokens"] for r in billed)
+    cached = sum(r["cached_tokens"] for r in billed)
+    output = sum(r["completion_tokens"] for r in billed)
+    assert table["tokens"] == (
+        f"prompt {prompt:,} over {len(billed)} requests ({len(billed) - 3} not kept as a chunk: "
+        "the style probe, a discarded reply); "
+        f"the first {asked[0]['prompt_tokens']:,}, cached {cached:,}, output {output:,} (3,000 in the answer)"
+    )
+    price = emulator.settings.price_input_per_mtok, emulator.settings.price_output_per_mtok
+    cost = sum(r["prompt_tokens"] * price[0] + r["completion_tokens"] * price[1] for r in billed) / 1e6
+    assert abs(float(table["estimated cost"].lstrip("$")) - cost) < 1e-6, (table["estimated cost"], cost)
+    assert main(["show", job_dir.name, "--state-dir", str(state)]) == 0  # show reads the same bill
+    shown = rows(capsys.readouterr().out)
+    bill = f"prompt {prompt:,} over {len(billed)} requests, cached {cached:,}, output {output:,}"
+    assert shown["billed"] == bill
+    assert main(["show", job_dir.name, "--state-dir", str(state), "--json"]) == 0
+    as_json = json.loads(capsys.readouterr().out)["billed"]
+    assert (as_json["requests"], as_json["prompt_tokens"], as_json["output_tokens"]) == (
+        len(billed),
+        prompt,
+        output,
+    )
+    assert abs(float(shown["estimated cost"].lstrip("$")) - cost) < 1e-6

@@ -130,6 +130,29 @@ def _serve_up(state: Path, port: int, *extra: str) -> tuple[subprocess.Popen[byt
     raise AssertionError(f"longform serve exited {proc.wait()}")
 
 
+def _batch_stopped_midway(state: Path, port: int, body: str, *, cap: int, delay: str, succeeded: int) -> str:
+    """``serve`` started, a batch posted with ``max_concurrency=cap``, serve stopped by SIGTERM once
+    ``succeeded`` of its lines succeeded (the batch not finished): the batch's id."""
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    first, _ = _serve_up(state, port, "--emulator-token-delay", delay)
+    try:
+        accepted = httpx.post(
+            f"{base}/batches?max_concurrency={cap}", content=body.encode(), timeout=60
+        ).json()
+        batch_id = accepted["batch_id"]
+        while True:  # some lines done, the batch not: stop it there
+            view = httpx.get(f"{base}/batches/{batch_id}", timeout=60).json()
+            assert view["status"] in ("queued", "running"), view
+            if view["counts"] and view["counts"]["succeeded"] >= succeeded:
+                return str(batch_id)
+            time.sleep(0.2)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+
+
 def test_serve_restarted_mid_batch_resumes_it_as_a_batch(tmp_path: Path) -> None:
     """Seen: restarted mid-batch, serve resumed the lines as single jobs, all at once (10 lines for
     a cap of 2), never the batch, which stayed running forever with no output."""
@@ -139,19 +162,7 @@ def test_serve_restarted_mid_batch_resumes_it_as_a_batch(tmp_path: Path) -> None
     base = f"http://127.0.0.1:{port}"
     prompts = [f"A note on lighthouse {n} [emulator answer_tokens=300]" for n in range(6)]
     body = "".join(json.dumps({"prompt": p, "max_tokens_per_request": 100}) + "\n" for p in prompts)
-    first, _ = _serve_up(state, port, "--emulator-token-delay", "0.01")
-    try:
-        accepted = httpx.post(f"{base}/batches?max_concurrency=2", content=body.encode(), timeout=60).json()
-        batch_id = accepted["batch_id"]
-        while True:  # some lines done, the batch not: stop it there
-            view = httpx.get(f"{base}/batches/{batch_id}", timeout=60).json()
-            assert view["status"] in ("queued", "running"), view
-            if view["counts"] and view["counts"]["succeeded"] >= 1:
-                break
-            time.sleep(0.2)
-    finally:
-        first.send_signal(signal.SIGTERM)
-        first.communicate(timeout=120)
+    batch_id = _batch_stopped_midway(state, port, body, cap=2, delay="0.01", succeeded=1)
     second, emulator = _serve_up(state, port)
     try:
         while True:
@@ -188,19 +199,7 @@ def test_a_cancel_after_a_restart_keeps_the_lines_that_had_succeeded(tmp_path: P
     base = f"http://127.0.0.1:{port}"
     prompts = [f"A note on harbour {n} [emulator answer_tokens=300]" for n in range(6)]
     body = "".join(json.dumps({"prompt": p, "max_tokens_per_request": 100}) + "\n" for p in prompts)
-    first, _ = _serve_up(state, port, "--emulator-token-delay", "0.002")
-    try:
-        accepted = httpx.post(f"{base}/batches?max_concurrency=1", content=body.encode(), timeout=60).json()
-        batch_id = accepted["batch_id"]
-        while True:  # some lines done, the batch not: stop it there
-            view = httpx.get(f"{base}/batches/{batch_id}", timeout=60).json()
-            assert view["status"] in ("queued", "running"), view
-            if view["counts"] and view["counts"]["succeeded"] >= 3:
-                break
-            time.sleep(0.2)
-    finally:
-        first.send_signal(signal.SIGTERM)
-        first.communicate(timeout=120)
+    batch_id = _batch_stopped_midway(state, port, body, cap=1, delay="0.002", succeeded=3)
     store = StateDir(state)
     succeeded = {
         p.parent.name for p in (state / "bucket" / "jobs").glob("*/manifest.json")

@@ -81,3 +81,29 @@ def test_resume_takes_what_was_not_given_from_the_record() -> None:
     # --emulator given on resume chooses anew: the recorded server and its key variable go
     anew = record.provider_options(ProviderOptions(emulator=True))
     assert (anew.emulator, anew.base_url, anew.api_key_env, anew.model) == (True, None, None, "m")
+
+
+def test_the_record_is_built_from_the_options_and_resume_takes_each_setting_back(tmp_path: Path) -> None:
+    """One declaration of the recorded settings (``RunSettings``): a run's options make its record,
+    and a resume given none of them gets each back from it."""
+    from longform.local.run_options import RunOptions, run_record, with_recorded_options
+    from longform.local.run_record import RunSettings
+
+    given = {"context_length": 8192, "chunk_timeout": 60.0, "deadline_margin": 12.5, "stream": False}
+    options = RunOptions(request={"prompt": "p"}, out=tmp_path / "a.md", **given)
+    record = run_record(options, SERVER, 2048, "j1")
+    assert set(RunSettings.model_fields) == {"max_tokens_per_request", *given}
+    assert record.model_dump(include=set(RunSettings.model_fields)) == {
+        "max_tokens_per_request": 2048,
+        **given,
+    }
+    assert record.out == str(tmp_path / "a.md") and record.base_url == SERVER.base_url
+    resumed = with_recorded_options(RunOptions(request={}), record)
+    assert {name: getattr(resumed, name) for name in RunSettings.model_fields} == {
+        "max_tokens_per_request": 2048,
+        **given,
+        "deadline_margin": 30.0,  # always given (its default): the one of this process stands
+    }
+    assert resumed.out == tmp_path / "a.md" and resumed.provider.base_url == SERVER.base_url
+    mine = with_recorded_options(RunOptions(request={}, context_length=4096, out=tmp_path / "b.md"), record)
+    assert (mine.context_length, mine.out, mine.chunk_timeout) == (4096, tmp_path / "b.md", 60.0)

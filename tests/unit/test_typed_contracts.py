@@ -39,7 +39,10 @@ def test_a_stored_file_round_trips_byte_for_byte(
 
 
 # fields a model gained after the stored files were written (their defaults)
-ADDED_SINCE: dict[str, dict[str, object]] = {"manifest.json": {"reopened": []}}
+ADDED_SINCE: dict[str, dict[str, object]] = {
+    "manifest.json": {"reopened": []},
+    "chunk_000003.json": {"billed_request": None, "billed_records": 0},
+}
 
 
 def test_stored_ladder_strings_read_as_typed_steps() -> None:

@@ -42,6 +42,7 @@ Adapters:
 - ``batch/store``      a batch's S3 keys under ``batch-runs/{id}/``
 - ``provider``         the OpenAI-compatible provider client (httpx, retries)
 - ``provider_stream``  reading one streamed completion, its typed outcome kind
+- ``billed``           every billed reply recorded as it arrives; a job's bill over all attempts
 - ``executions``       Step Functions: start by name, stop, list
 - ``notify``           the completion events on EventBridge
 

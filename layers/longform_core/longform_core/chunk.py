@@ -12,9 +12,11 @@ and stepping down the prefill ladder (``chunk_ask.py``, ``chunk_style.py``) -> s
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict
 
+from .billed import BilledProvider
 from .chunk_ask import ask
 from .chunk_commit import ChunkTaskOutput, commit
 from .chunk_draft import reply_from_draft
@@ -56,6 +58,10 @@ def generate_chunk(
     if manifest.mark_running(utcnow()):  # the first chunk attempt starts: the job is running
         etag = store.put_manifest(manifest, if_match=etag)
     job = read_job(store, request, manifest, etag)
+    # every reply this invocation is billed for is recorded as it arrives (billed.py)
+    services = replace(
+        services, provider=BilledProvider(services.provider, store, task.job_id, manifest.chunks)
+    )
     draft = store.get_draft(task.job_id, manifest.chunks)
     if draft is not None and draft.base_etag == etag and draft.has_text:
         # an attempt of this very chunk died after a checkpoint: its text is the chunk

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from .billed import records_written
 from .chunk_filing import Filed, Guarded, file_reply, loop_guards, repeated_again
 from .chunk_job import ChunkJob, Reply
 from .continuation import chunk_finish, job_budget, next_step
@@ -65,7 +66,9 @@ def commit(services: Services, job: ChunkJob, reply: Reply, metrics: MetricsSink
     # the fence: an attempt of this chunk that stored its record first (a retry overlapping a
     # stale attempt, or an attempt that died before its commit) wins; its record is the one
     # committed, and this attempt's own text is dropped, so the stored chunk is the committed one
-    chunk = store.put_chunk(chunk_record(job, reply, filed, guarded))
+    chunk = store.put_chunk(
+        chunk_record(job, reply, filed, guarded, billed_records=records_written(services))
+    )
     manifest = job.next_manifest()
     if reply.style_source is not None:
         manifest.record_style_source(reply.style_source)
@@ -106,7 +109,9 @@ def commit(services: Services, job: ChunkJob, reply: Reply, metrics: MetricsSink
     )
 
 
-def chunk_record(job: ChunkJob, reply: Reply, filed: Filed, guarded: Guarded) -> ChunkRecord:
+def chunk_record(
+    job: ChunkJob, reply: Reply, filed: Filed, guarded: Guarded, *, billed_records: int = 0
+) -> ChunkRecord:
     """The record of the chunk this reply makes: its text after the guards, its usage, how it was
     asked (style, ladder, seam), and the fence (the manifest version it continues, the text state after)."""
     outcome, usage, text, seam = reply.outcome, reply.outcome.usage, filed.text, filed.seam
@@ -138,6 +143,8 @@ def chunk_record(job: ChunkJob, reply: Reply, filed: Filed, guarded: Guarded) ->
         prefill_ladder=list(reply.steps),
         prefill_trimmed_chars=len(reply.trimmed),
         discarded_completion_tokens=reply.discarded_tokens,
+        billed_request=outcome.billed_request,
+        billed_records=billed_records,
         seam_overlap_chars=seam.overlap_chars,
         seam_preamble=seam.preamble,
         seam_whitespace=seam.whitespace,

@@ -89,6 +89,10 @@ class ChunkRecord(BaseModel):
     format_after: ReasoningFormat = "none"
     phase_after: Phase = "start"
     held_after: str = ""
+    # the billed request (``billed.py``: ``billed/{n:06d}-{id}.json``) this chunk kept: the job's
+    # other billed requests were not kept (the style probe, discarded replies, dead attempts)
+    billed_request: str | None = None
+    billed_records: int = 0  # the billed records the attempt wrote, the kept one's included (S3 PUTs)
 
 
 class TextState(BaseModel):

@@ -105,7 +105,8 @@ def chunk_s3_requests(chunk: ChunkRecord, *, style_known: bool, style_source: st
     (its first, or a new one after a failed rung) stores it (a PUT)."""
     gets = CHUNK_GETS_FIRST if chunk.index == 0 else CHUNK_GETS_LATER
     # the first chunk's attempt marks the job running (a manifest PUT) before it asks the provider
-    puts = CHUNK_PUTS + int(chunk.index == 0) + chunk.draft_checkpoints
+    # and the billed replies it recorded (billed.py)
+    puts = CHUNK_PUTS + int(chunk.index == 0) + chunk.draft_checkpoints + chunk.billed_records
     laddered = style_source in ("cache", "learned", "probe")
     if laddered and not style_known and chunk.prefill_style != "none":
         gets += 1

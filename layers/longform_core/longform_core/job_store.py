@@ -7,6 +7,7 @@ Layout (``jobs/{id}/``)::
     chunks/{n:06d}.json   each chunk: text, reasoning, finish reason, usage, timing
     drafts/{n:06d}.json   the chunk in flight, checkpointed while it streams (``draft.py``);
                           deleted when chunk n commits
+    billed/{n:06d}-{r}.json  each reply the provider billed while chunk n was asked (``billed.py``)
     output.md             the answer so far (raw while running, final after finalize)
     reasoning.md          the reasoning so far (only when the model reasons)
     result.json           the final result (written by finalize)
@@ -28,8 +29,8 @@ commit and the text write leaves output.md short; the next reader rebuilds it fr
 A crash at any point loses at most the text of the chunk in flight since its last draft
 checkpoint (``draft.py``): the next attempt commits the draft written against its manifest
 version. The number of S3 requests per chunk does not depend on how many chunks came before: 4 GETs
-(request, manifest, output.md, the draft) and 3 PUTs, plus one PUT per draft checkpoint and one
-DELETE when the chunk wrote drafts.
+(request, manifest, output.md, the draft) and 3 PUTs, plus one PUT per draft checkpoint, one per
+billed reply (``billed.py``) and one DELETE when the chunk wrote drafts.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ chunk moves a job forward live in one place.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -365,3 +365,17 @@ class JobResult(BaseModel):
                 None,
             ),
         )
+
+    def ending_fields(self) -> dict[str, Any]:
+        """How the job ended: the first fields of both wire formats that report it, the completion
+        event (``notify.finished_event_detail``) and a batch line's ``longform`` object
+        (``batch/output.longform_fields``), in their order."""
+        return {
+            "job_id": self.job_id,
+            "status": self.status,
+            "finish_reason": self.finish_reason,
+            "stop_reason": self.stop_reason,
+            "incomplete_reason": self.incomplete_reason,
+            "stop_detail": self.stop_detail,
+            "chunks": self.chunks,
+        }

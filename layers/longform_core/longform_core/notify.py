@@ -18,13 +18,7 @@ DETAIL_TYPE = "Generation Finished"
 
 def finished_event_detail(result: JobResult, *, bucket: str) -> dict[str, Any]:
     return {
-        "job_id": result.job_id,
-        "status": result.status,
-        "finish_reason": result.finish_reason,
-        "stop_reason": result.stop_reason,
-        "incomplete_reason": result.incomplete_reason,
-        "stop_detail": result.stop_detail,
-        "chunks": result.chunks,
+        **result.ending_fields(),
         "prompt_tokens": result.prompt_tokens,
         "output_tokens": result.output_tokens,
         "estimated_cost_usd": result.estimated_cost_usd,

@@ -67,6 +67,8 @@ class StreamOutcome:
     error: str | None = None
     lone_surrogates: int = 0  # replaced by U+FFFD (sse.replace_lone_surrogates)
     kind: OutcomeKind = OutcomeKind.REPLY
+    # the record of what this reply was billed (billed.py), when one was written
+    billed_request: str | None = None
 
     @property
     def has_text(self) -> bool:

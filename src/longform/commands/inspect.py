@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from .arguments import add_state_argument
 from .common import fail, state_dir_of
 
 if TYPE_CHECKING:
+    from longform_core.billed import Billed
     from longform_core.models import Manifest
 
     from longform.local.state import StateDir
@@ -112,6 +113,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from longform_core.models import JobResult
     from longform_core.status import job_view
 
+    from longform.local.billing import state_bill
     from longform.local.state import StateDir
     from longform.local.terminal import print_table
 
@@ -123,12 +125,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
     view = job_view(manifest)
     raw = state.read_object(keys.result)
     result = JobResult.model_validate_json(raw) if raw else None
+    bill = state_bill(state, manifest)  # every billed request, of every process that ran the job
     if args.json:
         print(
             json.dumps(
                 {
                     "job": view.model_dump(mode="json"),
                     "result": result.model_dump(mode="json") if result else None,
+                    "billed": asdict(bill),
                 }
             )
         )
@@ -140,6 +144,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         ("prompt", job.prompt[:120]),
         ("chunks", str(view.progress.chunks)),
         ("output tokens", f"{view.progress.output_tokens:,}"),
+        ("billed", _billed_row(bill)),
         ("characters", f"{view.output_chars:,}"),
     ]
     if view.stop_reason:
@@ -154,11 +159,21 @@ def _cmd_show(args: argparse.Namespace) -> int:
         rows.append(("error", view.error))
     if result is not None:
         rows.append(("result", str(state.object_path(keys.result))))
-        if result.estimated_cost_usd is not None:
-            rows.append(("estimated cost", f"${result.estimated_cost_usd:.6f}"))
+    reported = result.estimated_cost_usd if result is not None else None
+    if bill.cost_usd or reported is not None:  # every billed request's, as the provider priced it
+        rows.append(("estimated cost", f"${max(bill.cost_usd, reported or 0.0):.6f}"))
     rows.append(("output", str(state.object_path(keys.output))))
     print_table(rows, sys.stdout)
     return EXIT_OK
+
+
+def _billed_row(bill: Billed) -> str:
+    """What the provider billed over every request of every process (``longform_core.billed``)."""
+    requests = f"{bill.requests:,} request{'s' if bill.requests != 1 else ''}"
+    return (
+        f"prompt {bill.prompt_tokens:,} over {requests}, cached {bill.cached_tokens:,}, "
+        f"output {bill.output_tokens:,}"
+    )
 
 
 def _show_hint(state: StateDir, manifest: Manifest, job_id: str) -> str:

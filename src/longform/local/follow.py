@@ -14,7 +14,6 @@ from typing import Any
 from longform.live import LiveText
 
 from .aws import TERMINAL_EXECUTION
-from .billing import BillingMeter
 from .cloud import LocalCloud
 from .outcome import finished, interrupted
 from .providers import Provider
@@ -56,10 +55,8 @@ def follow(
     ui: JobProgress,
     *,
     started: float,
-    meter: BillingMeter | None = None,
 ) -> RunSummary:
-    """Show the job until its execution ends; write ``--out``; its summary (``meter``: what this
-    process asked the provider, for the billed figures)."""
+    """Show the job until its execution ends; write ``--out``; its summary."""
     store = cloud.store
     request = store.get_request(job_id)
     answer_start = request.answer_start()
@@ -107,12 +104,12 @@ def follow(
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         ui.close()
-        summary = interrupted(cloud, job_id, options, provider, started, answer_start, meter)
+        summary = interrupted(cloud, job_id, options, provider, started, answer_start)
         if options.on_interrupt is not None:
             options.on_interrupt(summary)
         raise Interrupted(summary) from None
     ui.close()
-    return finished(cloud, job_id, options, provider, started, desc, meter)
+    return finished(cloud, job_id, options, provider, started, desc)
 
 
 def never_retried(cloud: LocalCloud) -> frozenset[str]:

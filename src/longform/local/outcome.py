@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .billing import BillingMeter, of_manifest
+from .billing import store_bill
 from .cloud import BUCKET, LocalCloud
 from .providers import Provider
 from .run_options import STDOUT, RunOptions, out_path
@@ -103,7 +102,6 @@ def finished(
     provider: Provider,
     started: float,
     desc: dict[str, Any],
-    meter: BillingMeter | None = None,
 ) -> RunSummary:
     """The summary of a job whose execution ended, its answer written."""
     store = cloud.store
@@ -149,13 +147,8 @@ def finished(
         ),
         output_written=unwritten is None
         and (result is not None or manifest is None or not manifest.terminal),
-        billed=_billed(store.find_manifest(job_id), meter),
+        billed=store_bill(store, store.find_manifest(job_id)),
     )
-
-
-def _billed(manifest: Any, meter: BillingMeter | None) -> dict[str, Any]:
-    total = meter.total(manifest) if meter is not None else of_manifest(manifest)
-    return asdict(total)
 
 
 def resume_command(options: RunOptions, job_id: str) -> str:
@@ -172,7 +165,6 @@ def interrupted(
     provider: Provider,
     started: float,
     answer_start: str,
-    meter: BillingMeter | None = None,
 ) -> RunSummary:
     """What Ctrl-C keeps: the committed text and the draft of the chunk in flight, in ``--out``."""
     store = cloud.store
@@ -221,5 +213,5 @@ def interrupted(
         draft_tokens=draft_tokens,
         resume_command=resume_command(options, job_id) if resumable else None,
         state_dir=str(options.state_dir) if options.state_dir else None,
-        billed=_billed(manifest, meter),
+        billed=store_bill(store, manifest),
     )

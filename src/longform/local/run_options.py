@@ -1,21 +1,25 @@
 """How a local job runs (``RunOptions``), and how it was started (``runs/<id>.json``, the run record):
 the provider, the local cloud's configuration, the output file. ``longform resume`` takes every
-option it is not given from the run record, so a job continues as it was started."""
+option it is not given from the run record, so a job continues as it was started.
+
+``RunOptions`` is a ``RunSettings`` (``run_record.py``): the settings a record keeps are declared
+there once, and the record is built from the options' own (``run_record``)."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from longform_core.request import DEFAULT_MAX_TOKENS_PER_REQUEST
+from pydantic import ConfigDict, Field
 
 from .cloud import CloudConfig
 from .providers import Provider, ProviderOptions, choose_provider
-from .run_record import RunRecord
+from .run_record import RunRecord, RunSettings
 from .summary import RunSummary
 from .terminal import Mode
 
@@ -25,25 +29,24 @@ LOCAL_DRAFT_INTERVAL_SECONDS = 0.25
 LOCAL_DRAFT_MIN_TOKENS = 8
 
 
-@dataclass
-class RunOptions:
+class RunOptions(RunSettings):
+    """What a local run was asked (``longform run``/``resume``): the recorded settings (None: not
+    given), the request, the provider, and this process's own (output, display, Ctrl-C)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
     request: dict[str, Any]
-    provider: ProviderOptions = field(default_factory=ProviderOptions)
-    max_tokens_per_request: int | None = None
-    context_length: int | None = None
+    provider: ProviderOptions = Field(default_factory=ProviderOptions)
     out: Path | None = None  # None: out/<job id>.md; Path("-"): the answer to stdout
-    chunk_timeout: float | None = None
-    deadline_margin: float = 30.0
     retry_sleep_scale: float = 1.0
     verbose: bool = False
     state_dir: Path | None = None  # None: in memory only (nothing to resume)
     mode: Mode = "lines"
     poll_seconds: float = 0.1
-    stream: bool | None = None  # ask the provider with streaming (None: the deployment default)
     # Ctrl-C: the CLI's SIGINT handler sets ``stop``; ``on_interrupt`` gets the summary of what was
     # kept while the local cloud still runs (the CLI prints it and exits: waiting for the
     # executions would run the job on). Without it, ``Interrupted`` is raised.
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = Field(default_factory=threading.Event)
     on_interrupt: Callable[[RunSummary], None] | None = None
     # ``resume`` of an ``incomplete`` job stopped by a budget: its new budgets (reopen.py)
     max_chunks: int | None = None
@@ -93,15 +96,10 @@ def run_record(options: RunOptions, provider: Provider, cap: int, job_id: str) -
     ``out`` is absolute (``resume`` may run in another directory); None when the answer went to
     standard output (``resume`` then follows its own default)."""
     out = out_path(options, job_id)
+    settings = {name: getattr(options, name) for name in RunSettings.model_fields}
+    settings["max_tokens_per_request"] = cap
     return RunRecord.started(
-        provider,
-        options.provider,
-        max_tokens_per_request=cap,
-        context_length=options.context_length,
-        chunk_timeout=options.chunk_timeout,
-        deadline_margin=options.deadline_margin,
-        stream=options.stream,
-        out=None if out == STDOUT else str(out.resolve()),
+        provider, options.provider, **settings, out=None if out == STDOUT else str(out.resolve())
     )
 
 
@@ -110,13 +108,10 @@ def with_recorded_options(options: RunOptions, record: RunRecord | None) -> RunO
     going on into the file it was started with."""
     if record is None:
         return options
-    merged = replace(options, provider=record.provider_options(options.provider))
-    for name in ("context_length", "chunk_timeout", "max_tokens_per_request", "stream"):
-        if getattr(merged, name) is None:
-            setattr(merged, name, getattr(record, name))
-    if merged.out is None:
-        merged.out = recorded_out(record)
-    return merged
+    update = options.given_or_recorded(record)
+    update["provider"] = record.provider_options(options.provider)
+    update["out"] = options.out or recorded_out(record)
+    return options.model_copy(update=update)
 
 
 def recorded_out(record: RunRecord | None) -> Path | None:

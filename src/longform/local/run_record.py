@@ -1,6 +1,10 @@
 """``runs/{job id}.json``: how ``longform run`` started a local job, so ``resume`` continues it with
 the same provider and budgets, and ``serve`` resumes only the jobs of its own provider.
 
+The settings a record keeps are declared once, in ``RunSettings``: ``RunOptions`` (``run_options.py``,
+what a run was asked: None where not given) and ``RunRecord`` (what it was started with) both are
+``RunSettings``, so a new setting is recorded, and taken back by ``resume``, by being added there.
+
 Never the API key: only the name of the variable that holds it. Records written before this model
 (plain dicts with the same names) load as they are; a record that does not parse is no record.
 """
@@ -16,7 +20,25 @@ from pydantic import BaseModel, ConfigDict, Field
 from .providers import Provider, ProviderKind, ProviderOptions
 
 
-class RunRecord(BaseModel):
+class RunSettings(BaseModel):
+    """The settings of a local run that its record keeps, and ``resume`` takes back when not given."""
+
+    max_tokens_per_request: int | None = None
+    context_length: int | None = None
+    chunk_timeout: float | None = None
+    deadline_margin: float = 30.0
+    stream: bool | None = None  # ask the provider with streaming (None: the deployment default)
+
+    def given_or_recorded(self, record: RunSettings) -> dict[str, Any]:
+        """Each setting of ``self``, or where it was not given (None), the recorded one."""
+        mine = {name: getattr(self, name) for name in RunSettings.model_fields}
+        return {name: getattr(record, name) if value is None else value for name, value in mine.items()}
+
+
+class RunRecord(RunSettings):
+    """``runs/{id}.json``: the settings a job was started with (the per-request cap resolved), its
+    provider and its ``--out``."""
+
     model_config = ConfigDict(extra="ignore")
 
     provider: ProviderKind
@@ -25,24 +47,20 @@ class RunRecord(BaseModel):
     api_key_env: str | None = None
     emulator_settings: dict[str, Any] = Field(default_factory=dict)  # EmulatorSettings fields
     max_tokens_per_request: int = Field(default=DEFAULT_MAX_TOKENS_PER_REQUEST, ge=1)
-    context_length: int | None = None
-    chunk_timeout: float | None = None
-    deadline_margin: float = 30.0
-    stream: bool | None = None
     out: str | None = None  # the absolute --out the answer is written to (None: stdout); resume's default
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
-    def started(cls, provider: Provider, chosen: ProviderOptions, **budgets: Any) -> RunRecord:
-        """The record of a job started on ``provider``, chosen by ``chosen``; ``budgets``: the
-        run's own fields (max_tokens_per_request, context_length, chunk_timeout, ...)."""
+    def started(cls, provider: Provider, chosen: ProviderOptions, **settings: Any) -> RunRecord:
+        """The record of a job started on ``provider``, chosen by ``chosen``; ``settings``: the
+        run's own (``RunSettings``: max_tokens_per_request, context_length, ...) and ``out``."""
         return cls(
             provider=provider.kind,
             base_url=None if provider.kind == "emulator" else provider.base_url,
             model=provider.model,
             api_key_env=chosen.api_key_env,
             emulator_settings=chosen.emulator_settings,
-            **budgets,
+            **settings,
         )
 
     def provider_options(self, given: ProviderOptions) -> ProviderOptions:

@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 from .aws import quiet_moto_logs
-from .billing import install_meter
 from .cloud import LOCAL_OWNER, LocalCloud
 from .follow import follow, never_retried
 from .outcome import rederive_outputs
@@ -89,12 +88,11 @@ def run(options: RunOptions, *, on_cloud: Any = None) -> RunSummary:
         with LocalCloud(cloud_config(options, provider, cap)) as cloud:
             if on_cloud is not None:
                 on_cloud(cloud)
-            meter = install_meter()
             job = cloud.submit(raw, owner=LOCAL_OWNER)
             if cloud.state is not None:
                 cloud.state.save_run(job.job_id, run_record(options, provider, cap, job.job_id))
             ui.line(f"job {job.job_id} started{_state_note(options)}")
-            return follow(cloud, job.job_id, options, provider, ui, started=started, meter=meter)
+            return follow(cloud, job.job_id, options, provider, ui, started=started)
 
 
 def resume(job_id: str, options: RunOptions) -> RunSummary:
@@ -122,9 +120,7 @@ def resume(job_id: str, options: RunOptions) -> RunSummary:
         quiet_moto_logs(),
         LocalCloud(cloud_config(options, provider, cap)) as cloud,
     ):
-        meter = install_meter()
         manifest = cloud.store.find_manifest(job_id)
-        meter.start_from(manifest)
         budgets = _new_budgets(options)
         if manifest is not None and budgets.given:
             manifest = _extend(cloud, job_id, budgets)
@@ -143,7 +139,7 @@ def resume(job_id: str, options: RunOptions) -> RunSummary:
             ui.line(f"longform: job {job_id} already ended" + (note if repaired else ""), style="bold")
             if manifest is not None and (hint := _extend_hint(manifest)):
                 ui.line(hint)
-        return follow(cloud, job_id, options, provider, ui, started=started, meter=meter)
+        return follow(cloud, job_id, options, provider, ui, started=started)
 
 
 def _new_budgets(options: RunOptions) -> Any:

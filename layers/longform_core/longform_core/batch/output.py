@@ -70,13 +70,7 @@ def chat_completion(result: JobResult, *, text: str, reasoning: str | None, crea
 
 def longform_fields(result: JobResult) -> dict[str, Any]:
     return {
-        "job_id": result.job_id,
-        "status": result.status,
-        "finish_reason": result.finish_reason,
-        "stop_reason": result.stop_reason,
-        "incomplete_reason": result.incomplete_reason,
-        "stop_detail": result.stop_detail,
-        "chunks": result.chunks,
+        **result.ending_fields(),
         "output_tokens": result.output_tokens,
         "output_chars": result.output_chars,
         "estimated_cost_usd": result.estimated_cost_usd,

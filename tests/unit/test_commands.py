@@ -39,6 +39,8 @@ def _value(action: argparse.Action) -> tuple[list[str], Any]:
         return [str(choice)], choice
     if action.type in (int, float):
         return ["3"], action.type("3")
+    if action.type is None and isinstance(action, argparse._AppendAction):
+        return ["some=value"], ["some=value"]  # a repeatable KEY=VALUE (--provider-param)
     if action.type is None:
         return ["some-value"], "some-value"
     converter: Any = action.type

@@ -407,6 +407,29 @@ def test_silent_stream_non_streamed_gets_the_reject_400(
     assert "your request has" in json.dumps(r.json())
 
 
+# --------------------------------------------------------------------------- repeat penalty
+
+
+def test_a_per_request_repeat_penalty_parts_a_continuation_from_the_uncapped_answer(
+    emu: EmulatorServer, client: httpx.Client
+) -> None:
+    # llama-cpp-python 0.3.36: repeat_penalty 1.1 unless asked, over the current request's own
+    # tokens only (tests/conformance/test_llama_cpp_python.py): a continued prefill is not the
+    # uncapped answer's rest; asked 1.0 it is, and a fresh answer is the same either way
+    emu.configure(repeat_penalty=1.1)
+    answer = uncapped_answer(convo(), model="m", settings=emu.settings)
+    head = "".join(tokenize(answer)[:20])
+    fresh = post(client, {"model": "m", "messages": convo(), "max_tokens": 20}).json()
+    assert fresh["choices"][0]["message"]["content"] == head
+    body = {"model": "m", "messages": prefilled(head), "max_tokens": 30}
+    penalised = post(client, body).json()["choices"][0]["message"]["content"]
+    greedy = post(client, {**body, "repeat_penalty": 1.0}).json()["choices"][0]["message"]["content"]
+    assert answer.startswith(head + greedy)
+    assert not answer.startswith(head + penalised) and len(tokenize(penalised)) == 30
+    with pytest.raises(ValueError, match="repeat_penalty must be a number >= 0"):
+        emu.configure(repeat_penalty=-1)
+
+
 # --------------------------------------------------------------------------- settings and CLI
 
 

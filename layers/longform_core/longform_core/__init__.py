@@ -21,6 +21,7 @@ Pure (no I/O):
 - ``style_probe``      a chat-prefill style probed before it is learned; a wrong one evicted
 - ``chat_template``    a model's Jinja chat template rendered as Hugging Face renders it
 - ``raw_completion``   the ``completion`` rung: the conversation rendered and continued raw
+- ``provider_params``  a request's fields sent to the provider as they are (e.g. ``repeat_penalty``)
 - ``preamble``         a continue-message reply cut short inside its preamble
 - ``seam``             the seam of a continuation repaired; the loop's repeat checks
 - ``echo``             prefill echoes: when a server sent the prefill back, and stripping it

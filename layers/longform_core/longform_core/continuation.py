@@ -19,6 +19,7 @@ from .config import Settings
 from .errors import ContextLimit
 from .models import CONTINUE_FINISHES, FinishReason, Manifest, StopReason
 from .prefill import ConcreteStyle, continue_instruction
+from .provider_params import with_provider_params
 from .request import GenerationRequest
 
 STOP_FINISHES = frozenset({"stop", "eos", "end_turn", "stop_sequence"})
@@ -139,7 +140,7 @@ def build_body(
         body["stop"] = list(request.stop)
     if request.reasoning_effort is not None:
         body["reasoning_effort"] = request.reasoning_effort
-    return body
+    return with_provider_params(body, request.provider_params)
 
 
 def chunk_deadline(now: float, remaining_ms: int, margin_seconds: float) -> float:

@@ -10,9 +10,10 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from .errors import Problem, RequestInvalid
+from .provider_params import check_provider_params
 
 DEFAULT_MAX_TOKENS_PER_REQUEST = 16_384
 DEFAULT_MAX_CHUNKS = 200
@@ -72,6 +73,14 @@ class GenerationRequest(BaseModel):
     # the repetition guard (None: on): a model stuck repeating itself ends the job `incomplete`
     # (`repetition`); false lets it run on until the context is full (the naive semantics)
     stop_on_repetition: bool | None = None
+    # fields sent to the provider as they are in every request (a server's own sampling settings,
+    # e.g. llama.cpp's `repeat_penalty`); see provider_params.py
+    provider_params: dict[str, JsonValue] | None = None
+
+    @field_validator("provider_params")
+    @classmethod
+    def _provider_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else check_provider_params(value)
 
     @field_validator("stop", mode="before")
     @classmethod

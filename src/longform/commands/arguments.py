@@ -70,6 +70,14 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, help="sampling temperature")
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument(
+        "--provider-param",
+        dest="provider_params",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a field sent to the provider as it is in every request (VALUE as JSON, else text), e.g. "
+        "repeat_penalty=1.0 for llama.cpp's servers; repeatable",
+    )
+    parser.add_argument(
         "--no-provider-stream",
         dest="provider_stream",
         action="store_false",

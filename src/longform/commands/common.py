@@ -81,10 +81,27 @@ def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "max_cost_usd": args.max_cost_usd,
         "temperature": args.temperature,
         "seed": args.seed,
+        "provider_params": provider_params(getattr(args, "provider_params", None)),
         "stream": False if getattr(args, "provider_stream", None) is False else None,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     return with_system_prompt(data, args)
+
+
+def provider_params(pairs: list[str] | None) -> dict[str, Any] | None:
+    """``--provider-param KEY=VALUE`` (repeatable): VALUE read as JSON (``1.0``, ``true``), else as text."""
+    if not pairs:
+        return None
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--provider-param {pair!r}: give KEY=VALUE (e.g. repeat_penalty=1.0)")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
 
 
 def with_system_prompt(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

@@ -7,12 +7,13 @@ the canonical output is realigned, anything else gets the whole canonical output
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from longform.emulator.model import THINK_CLOSE, THINK_OPEN, Canonical
 
-__all__ = ["Plan", "overlap", "plan_continuation", "split_prefill"]
+__all__ = ["Plan", "overlap", "penalised", "plan_continuation", "split_prefill"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,12 @@ def plan_continuation(canonical: Canonical, prefill: str | None) -> Plan:
         return Plan((), canonical.rest("answer", len(answer_part)), "prefix")
     found = overlap(answer_part, canonical.answer)
     return Plan((), canonical.rest("answer", found), "realigned" if found else "appended")
+
+
+def penalised(plan: Plan) -> Plan:
+    """``plan`` (a continuation) as a sampler with a repetition penalty over the current request's
+    tokens only continues it (llama-cpp-python 0.3.36's ``repeat_penalty`` 1.1 by default): as
+    long, but not the uncapped answer's words past the seam (deterministic)."""
+    content = list(plan.content)
+    random.Random(len(content)).shuffle(content)
+    return replace(plan, content=tuple(content))

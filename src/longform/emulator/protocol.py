@@ -16,7 +16,7 @@ from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from longform.emulator.continuation import plan_continuation
+from longform.emulator.continuation import penalised, plan_continuation
 from longform.emulator.emission import Emission, select, stop_strings
 from longform.emulator.errors import (
     ErrorReply,
@@ -168,7 +168,9 @@ def _plan(
     canonical = canonical_output(
         trailing.conversation, model=request.model, seed=request.seed, settings=settings
     )
-    emission = _emit(canonical, trailing, limit, request.stops, settings, log, first_ask)
+    penalty = request.body.get("repeat_penalty", settings.repeat_penalty)
+    log["repeat_penalty"] = penalty
+    emission = _emit(canonical, trailing, limit, request.stops, settings, log, first_ask, penalty != 1.0)
     echo = Echo()
     if trailing.continued and trailing.prefill and settings.echo_prefill != "off":
         echo = echo_of(trailing.prefill, canonical.style)
@@ -251,9 +253,13 @@ def _emit(
     settings: EmulatorSettings,
     log: MutableMapping[str, Any],
     first_ask: FirstAsk | None = None,
+    penalised_seam: bool = False,
 ) -> Emission:
-    """What is sent after the answer so far (the continuation plan's mode logged)."""
+    """What is sent after the answer so far (the continuation plan's mode logged; a continuation
+    under a per-request repetition penalty parts from the uncapped answer: ``penalised``)."""
     plan = plan_continuation(canonical, trailing.answer_so_far)
+    if penalised_seam and plan.mode != "fresh":
+        plan = penalised(plan)
     log["plan"] = plan.mode
     if trailing.ignored and settings.prefill_style == "new_turn":
         return select(plan.reasoning, _new_turn(plan.content, len(trailing.prefill or "")), limit, stops)

@@ -135,6 +135,12 @@ class EmulatorSettings:
 
     An ignored prefill is taken for a finished turn: the reply is the canonical answer from
     its beginning (logged ``prefill_ignored: true``)."""
+    repeat_penalty: float = 1.0
+    """The ``repeat_penalty`` of a request that sends none (llama-cpp-python 0.3.36: 1.1). Other
+    than 1.0 a continued answer (a prefill continued, or an open assistant turn on
+    ``/v1/completions``) parts from the uncapped answer at the seam: as a penalty over the tokens
+    of the current request only does (the tokens before the seam are prompt, never penalised).
+    A request's own ``repeat_penalty`` (longform's ``provider_params``) overrides it."""
     new_turn_header_tokens: int | None = None
     """prefill_style="new_turn": the prompt tokens reported past a continued prefill's. None: 4
     fewer, giving nothing away (the hardest case: only the probe finds it); 6 is what
@@ -196,7 +202,7 @@ _INT_SETTINGS = {
     "silent_stream_tokens": 0,
     "continue_overlap_chars": 0,
 }
-_FLOAT_SETTINGS = ("token_delay", "price_input_per_mtok", "price_output_per_mtok")
+_FLOAT_SETTINGS = ("token_delay", "price_input_per_mtok", "price_output_per_mtok", "repeat_penalty")
 
 
 def _check_setting(name: str, value: Any) -> None:

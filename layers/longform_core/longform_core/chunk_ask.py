@@ -205,7 +205,8 @@ class _Asking:
             )
             # every reply with text that reports its prompt: a new turn fails the style whatever its
             # text says (an empty reply has no turn to glue: a full context stops so, llama.cpp)
-            ignored = ignored or (bool(echo.content) and new_turn_shown(self.job, self.rung, seen, due))
+            said = bool(echo.content or echo.reasoning)
+            ignored = ignored or (said and new_turn_shown(self.job, self.rung, seen, due))
             lower = self._below() if ignored else None
             if ignored:  # a style found wrong leaves the cache (style_probe.evict_style)
                 settings = self.services.settings

@@ -252,26 +252,6 @@ def fidelity(text: str, reference: str) -> float:
     return first_difference(text, reference) / max(1, len(reference))
 
 
-def run_args(
-    base_url: str,
-    model: str,
-    prompt: str,
-    out: Path,
-    *,
-    per_request: int,
-    budget: int | None,
-    request: Path | None = None,
-) -> list[str]:
-    """``longform run`` greedy in ``per_request``-token chunks up to ``budget`` tokens (None: no
-    output budget); ``request``: a request file to send instead of the bare prompt."""
-    source = ("--request", str(request)) if request is not None else ("--prompt", prompt)
-    return [
-        *("run", "--base-url", base_url, "--model", model, "--max-tokens-per-request", str(per_request)),
-        *(("--max-output-tokens", str(budget)) if budget is not None else ()),
-        *("--temperature", "0", *source, "--out", str(out)),
-    ]
-
-
 def repeated_passage(text: str, size: int = 120) -> str | None:
     """A passage of ``size`` characters that appears twice in ``text`` (None: none does)."""
     seen: set[str] = set()
@@ -327,17 +307,20 @@ def run_job(
     env: dict[str, str] | None = None,
     fields: dict[str, Any] | None = None,
 ) -> JobRun:
-    """A greedy job (``run_args``) with its own state directory unless given one (a shared cache).
-    ``extra``: more ``longform run`` arguments; ``env``: more environment; ``fields``: request fields
-    beside the prompt (sent as a request file)."""
+    """``longform run`` greedy in ``per_request``-token chunks up to ``budget`` tokens (None: no
+    output budget), with its own state directory unless given one (a shared cache). ``extra``: more
+    ``longform run`` arguments; ``env``: more environment; ``fields``: request fields beside the
+    prompt (sent as a request file)."""
     state = state or tempfile.mkdtemp(prefix="longform-state-")
-    request = None
+    source = ("--prompt", prompt)
     if fields is not None:
         request = out.with_name(f"{out.stem}-request.json")
         request.write_text(json.dumps({"prompt": prompt, **fields}), encoding="utf-8")
+        source = ("--request", str(request))
     summary = longform(
-        *run_args(base_url, model, prompt, out, per_request=per_request, budget=budget, request=request),
-        *extra,
+        *("run", "--base-url", base_url, "--model", model, "--max-tokens-per-request", str(per_request)),
+        *(("--max-output-tokens", str(budget)) if budget is not None else ()),
+        *("--temperature", "0", *source, "--out", str(out), *extra),
         env={**(env or {}), "LONGFORM_STATE_DIR": state},
     )
     text = out.read_text(encoding="utf-8") if out.exists() else ""

@@ -88,6 +88,12 @@ class LlamaServer:
     def complete(self, body: dict[str, Any], *, timeout: float = REQUEST_TIMEOUT) -> httpx.Response:
         return httpx.post(f"{self.base_url}/completions", json=body, timeout=timeout, headers=self.headers)
 
+    def uncapped(self, model: str, prompt: str, max_tokens: int) -> str:
+        """One greedy chat call for the whole budget: the text a greedy job must reproduce."""
+        body = {"model": model, "temperature": 0, "max_tokens": max_tokens}
+        reply = self.chat({**body, "messages": [{"role": "user", "content": prompt}]}).json()
+        return str(reply["choices"][0]["message"]["content"])
+
 
 @pytest.fixture(scope="session")
 def llama_binary() -> tuple[str, str]:
@@ -246,17 +252,6 @@ def fidelity(text: str, reference: str) -> float:
     return first_difference(text, reference) / max(1, len(reference))
 
 
-def run_args(
-    base_url: str, model: str, prompt: str, out: Path, *, per_request: int, budget: int
-) -> list[str]:
-    """``longform run`` greedy in ``per_request``-token chunks up to ``budget`` tokens."""
-    return [
-        *("run", "--base-url", base_url, "--model", model),
-        *("--max-tokens-per-request", str(per_request), "--max-output-tokens", str(budget)),
-        *("--temperature", "0", "--prompt", prompt, "--out", str(out)),
-    ]
-
-
 def repeated_passage(text: str, size: int = 120) -> str | None:
     """A passage of ``size`` characters that appears twice in ``text`` (None: none does)."""
     seen: set[str] = set()
@@ -306,18 +301,112 @@ def run_job(
     out: Path,
     *,
     per_request: int,
-    budget: int,
+    budget: int | None,
     state: str | None = None,
     extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> JobRun:
-    """A greedy job (``run_args``) with its own state directory unless given one (a shared cache)."""
+    """``longform run`` greedy in ``per_request``-token chunks up to ``budget`` tokens (None: no
+    output budget), with its own state directory unless given one (a shared cache). ``extra``: more
+    ``longform run`` arguments; ``env``: more environment; ``fields``: request fields beside the
+    prompt (sent as a request file)."""
     state = state or tempfile.mkdtemp(prefix="longform-state-")
+    source = ("--prompt", prompt)
+    if fields is not None:
+        request = out.with_name(f"{out.stem}-request.json")
+        request.write_text(json.dumps({"prompt": prompt, **fields}), encoding="utf-8")
+        source = ("--request", str(request))
     summary = longform(
-        *run_args(base_url, model, prompt, out, per_request=per_request, budget=budget),
-        *extra,
-        env={"LONGFORM_STATE_DIR": state},
+        *("run", "--base-url", base_url, "--model", model, "--max-tokens-per-request", str(per_request)),
+        *(("--max-output-tokens", str(budget)) if budget is not None else ()),
+        *("--temperature", "0", *source, "--out", str(out), *extra),
+        env={**(env or {}), "LONGFORM_STATE_DIR": state},
     )
     text = out.read_text(encoding="utf-8") if out.exists() else ""
     result_file = out.with_suffix(".json")
     result = json.loads(result_file.read_text(encoding="utf-8")) if result_file.exists() else {}
     return JobRun(summary, text, result, state)
+
+
+@dataclass
+class Cancelled:
+    """A job cancelled through ``longform serve``: its last status and the output it kept."""
+
+    status: dict[str, Any]
+    text: str
+    seconds: float
+
+    def figures(self, row: dict[str, Any], *, case: str, server: str = "llama.cpp", **more: Any) -> None:
+        progress = self.status["progress"]
+        row.update(
+            case=case,
+            server=server,
+            status=self.status["status"],
+            chunks=progress["chunks"],
+            output_tokens=progress["output_tokens"],
+            seconds=self.seconds,
+            **more,
+        )
+
+
+def _api(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    return httpx.request(method, url, timeout=REQUEST_TIMEOUT, **kwargs)
+
+
+def cancel_mid_job(
+    base_url: str,
+    state: Path,
+    *,
+    prompt: str,
+    model: str,
+    chunks: int = 3,
+    extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Cancelled:
+    """Start ``longform serve`` in front of ``base_url``, submit a long greedy job in 16-token
+    requests, cancel it once ``chunks`` chunks are committed, and read what it kept. The server is
+    stopped whatever happens; no bound on how long anything takes (a dead server fails at once)."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    serve = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            *("-m", "longform.cli", "serve", "--port", str(port), "--base-url", base_url),
+            *("--state-dir", str(state), *extra),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    started = time.monotonic()
+    try:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{api}/generations", timeout=5).status_code == 200:
+                    break
+            assert serve.poll() is None, (serve.stdout.read() if serve.stdout else b"").decode()[-2000:]
+            time.sleep(0.3)
+        fields = {"prompt": prompt, "model": model, "temperature": 0}
+        fields |= {"max_tokens_per_request": 16, "max_output_tokens": 3000}
+        job_id = _api("POST", f"{api}/generations", json=fields).json()["job_id"]
+        while True:  # until a few chunks are committed (the job is far from done: 3000 tokens)
+            status = _api("GET", f"{api}/generations/{job_id}").json()
+            if status["progress"]["chunks"] >= chunks:
+                break
+            assert status["status"] in ("queued", "running"), status
+            time.sleep(0.3)
+        cancelled = _api("DELETE", f"{api}/generations/{job_id}")
+        assert cancelled.status_code in (200, 202), cancelled.text
+        while status["status"] in ("queued", "running"):
+            time.sleep(0.2)
+            status = _api("GET", f"{api}/generations/{job_id}").json()
+        output = _api("GET", f"{api}/generations/{job_id}/output", params={"offset": 0}).json()
+    finally:
+        serve.terminate()
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+    return Cancelled(status, output["text"], round(time.monotonic() - started, 1))

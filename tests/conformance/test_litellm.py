@@ -9,28 +9,23 @@ not start without a master key. Cases: greedy fidelity through it, the small-con
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from longform_core.errors import ContextWindowExceeded
 from longform_core.provider_errors import classify_error
 
-from .conftest import ROOT, LlamaServer, Processes, fidelity, free_port, longform, run_args
+from .conftest import JobRun, LlamaServer, Processes, cancel_mid_job, fidelity, free_port, run_job
 
 pytestmark = pytest.mark.conformance
 
 PROMPT = "Write a long, detailed story about a lighthouse keeper and the sea."
 MASTER_KEY = "sk-longform-conformance"  # a local test key: the proxy refuses to start without one
 KEY_ENV = {"LONGFORM_GATEWAY_KEY": MASTER_KEY}
+SERVER = "LiteLLM 1.110.2 + llama.cpp"
 
 
 @pytest.fixture
@@ -74,37 +69,34 @@ def test_the_gateway_wraps_the_context_error_and_it_is_still_classified(start_ll
     assert isinstance(error, ContextWindowExceeded) and error.limit.context_length == 512
 
 
+def gateway_job(gateway: LlamaServer, out: Path, *, per_request: int, budget: int | None = None) -> JobRun:
+    """A greedy ``longform run`` through the gateway, with its key."""
+    return run_job(
+        gateway.base_url,
+        "smollm2",
+        PROMPT,
+        out,
+        per_request=per_request,
+        budget=budget,
+        extra=("--api-key-env", "LONGFORM_GATEWAY_KEY"),
+        env=KEY_ENV,
+    )
+
+
 def test_a_greedy_job_through_the_gateway_reproduces_one_uncapped_request(
     start_llama, start_gateway, tmp_path: Path, figures: dict[str, Any]
 ) -> None:
     budget = 256
     gateway = start_gateway(start_llama("-c", "4096"))
-    reference = gateway.chat(
-        {
-            "model": "smollm2",
-            "temperature": 0,
-            "max_tokens": budget,
-            "messages": [{"role": "user", "content": PROMPT}],
-        }
-    ).json()["choices"][0]["message"]["content"]
-    out = tmp_path / "story.md"
-    summary = longform(
-        *run_args(gateway.base_url, "smollm2", PROMPT, out, per_request=32, budget=budget),
-        "--api-key-env",
-        "LONGFORM_GATEWAY_KEY",
-        env=KEY_ENV,
-    )
-    text = out.read_text(encoding="utf-8")
-    result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    reference = gateway.uncapped("smollm2", PROMPT, budget)
+    job = gateway_job(gateway, tmp_path / "story.md", per_request=32, budget=budget)
+    summary, text, result = job.summary, job.text, job.result
     score = fidelity(text, reference)
-    figures.update(
+    job.figures(
+        figures,
         case="LiteLLM proxy: greedy, 32-token chunks",
-        server="LiteLLM 1.110.2 + llama.cpp",
-        status=summary["status"],
-        chunks=summary["chunks"],
-        output_tokens=summary["output_tokens"],
+        server=SERVER,
         fidelity=score,
-        seconds=summary["wall_seconds"],
         note=f"style {result.get('prefill_style')} ({result.get('prefill_style_source')})",
     )
     assert summary["status"] in ("succeeded", "incomplete"), summary["stderr"][-3000:]
@@ -118,22 +110,14 @@ def test_a_small_context_through_the_gateway_ends_context_exhausted_never_failed
 ) -> None:
     n_ctx = 512
     gateway = start_gateway(start_llama("-c", str(n_ctx), "--ignore-eos"))
-    out = tmp_path / "endless.md"
-    summary = longform(
-        *("run", "--base-url", gateway.base_url, "--model", "smollm2", "--max-tokens-per-request", "64"),
-        *("--temperature", "0", "--prompt", PROMPT, "--out", str(out)),
-        *("--api-key-env", "LONGFORM_GATEWAY_KEY"),
-        env=KEY_ENV,
-    )
+    job = gateway_job(gateway, tmp_path / "endless.md", per_request=64)
+    summary = job.summary
     used = summary["output_tokens"] / (n_ctx - summary["prompt_tokens"])
-    figures.update(
+    job.figures(
+        figures,
         case="LiteLLM proxy: --ignore-eos, -c 512, 64-token chunks",
-        server="LiteLLM 1.110.2 + llama.cpp",
-        status=summary["status"],
-        chunks=summary["chunks"],
-        output_tokens=summary["output_tokens"],
+        server=SERVER,
         context_used=used,
-        seconds=summary["wall_seconds"],
         note=f"stop {summary.get('stop_reason')}",
     )
     assert summary["status"] != "failed", summary["stderr"][-3000:]
@@ -143,7 +127,7 @@ def test_a_small_context_through_the_gateway_ends_context_exhausted_never_failed
     assert summary["status"] == "context_exhausted" or (
         summary["status"] == "incomplete" and summary.get("stop_reason") in ("repetition", "no_progress")
     ), summary
-    assert out.read_text(encoding="utf-8")
+    assert job.text
     if summary["status"] == "context_exhausted":
         assert used >= 0.95
 
@@ -152,60 +136,15 @@ def test_a_job_cancelled_through_the_gateway_keeps_its_output(
     start_llama, start_gateway, tmp_path: Path, figures: dict[str, Any]
 ) -> None:
     gateway = start_gateway(start_llama("-c", "4096", "--ignore-eos"))
-    port = free_port()
-    api = f"http://127.0.0.1:{port}"
-    serve = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            *("-m", "longform.cli", "serve", "--port", str(port), "--base-url", gateway.base_url),
-            *("--state-dir", str(tmp_path / "state"), "--api-key-env", "LONGFORM_GATEWAY_KEY"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **KEY_ENV},
+    cancelled = cancel_mid_job(
+        gateway.base_url,
+        tmp_path / "state",
+        prompt=PROMPT,
+        model="smollm2",
+        extra=("--api-key-env", "LONGFORM_GATEWAY_KEY"),
+        env=KEY_ENV,
     )
-    started = time.monotonic()
-    try:
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{api}/generations", timeout=5).status_code == 200:
-                    break
-            assert serve.poll() is None, (serve.stdout.read() if serve.stdout else b"").decode()[-2000:]
-            time.sleep(0.3)
-        job = httpx.post(
-            f"{api}/generations",
-            json={"prompt": PROMPT, "model": "smollm2", "temperature": 0, "max_tokens_per_request": 16,
-                  "max_output_tokens": 3000},
-            timeout=60,
-        ).json()  # fmt: skip
-        job_id = job["job_id"]
-        while True:
-            status = httpx.get(f"{api}/generations/{job_id}", timeout=60).json()
-            if status["progress"]["chunks"] >= 3:
-                break
-            assert status["status"] in ("queued", "running"), status
-            time.sleep(0.3)
-        assert httpx.delete(f"{api}/generations/{job_id}", timeout=60).status_code in (200, 202)
-        while True:
-            status = httpx.get(f"{api}/generations/{job_id}", timeout=60).json()
-            if status["status"] not in ("queued", "running"):
-                break
-            time.sleep(0.2)
-        output = httpx.get(f"{api}/generations/{job_id}/output", params={"offset": 0}, timeout=60).json()
-    finally:
-        serve.terminate()
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-    figures.update(
-        case="LiteLLM proxy: cancelled through longform serve",
-        server="LiteLLM 1.110.2 + llama.cpp",
-        status=status["status"],
-        chunks=status["progress"]["chunks"],
-        output_tokens=status["progress"]["output_tokens"],
-        seconds=round(time.monotonic() - started, 1),
-    )
+    status = cancelled.status
+    cancelled.figures(figures, case="LiteLLM proxy: cancelled through longform serve", server=SERVER)
     assert status["status"] == "cancelled", status
-    assert status["progress"]["chunks"] >= 3 and output["text"]
+    assert status["progress"]["chunks"] >= 3 and cancelled.text

@@ -8,10 +8,7 @@ context full; (c) the same as (a) without streaming; (d) a job cancelled mid-way
 
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,13 +22,22 @@ from longform_core.provider_errors import classify_error
 
 from longform.emulator.server import EmulatorServer, EmulatorSettings
 
-from .conftest import REQUEST_TIMEOUT, ROOT, LlamaServer, fidelity, free_port, learned_styles, longform
+from .conftest import (
+    REQUEST_TIMEOUT,
+    JobRun,
+    LlamaServer,
+    cancel_mid_job,
+    fidelity,
+    first_difference,
+    run_job,
+)
 
 pytestmark = pytest.mark.conformance
 
 PROMPT = "Write a long, detailed story about a lighthouse keeper and the sea."
 PREFILL = "Once upon a time, a sailor"
 CONVERSATION = [{"role": "user", "content": "Write a story."}, {"role": "assistant", "content": PREFILL}]
+SERVER = "llama.cpp"
 
 
 def streamed_deltas(base_url: str, body: dict[str, Any]) -> tuple[list[str], dict[str, Any] | None]:
@@ -147,9 +153,25 @@ def test_the_provider_client_reads_the_server(start_llama) -> None:
 # ---- (a) and (c): a greedy job equals one uncapped greedy request -------------------------------
 
 
-def first_difference(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
+def greedy_job(
+    server: LlamaServer, out: Path, *, per_request: int = 32, budget: int | None = None, **more: Any
+) -> JobRun:
+    """A greedy ``longform run`` of PROMPT on ``server`` (``run_job``)."""
+    return run_job(server.base_url, "smollm2", PROMPT, out, per_request=per_request, budget=budget, **more)
+
+
+def where_they_differ(text: str, reference: str, chunk_chars: list[int]) -> str:
+    """Where the job's text leaves the uncapped call's, and how far from the nearest seam."""
+    at = first_difference(text, reference)
+    if at == len(reference) == len(text):
+        return "identical"
+    seams = [sum(chunk_chars[: i + 1]) for i in range(len(chunk_chars) - 1)]
+    nearest = min(seams, key=lambda s: abs(s - at)) if seams else None
+    return (
+        f"first difference at character {at} of {len(reference)}"
+        + (f", {at - nearest:+d} from the seam at {nearest}" if nearest is not None else "")
+        + f": job {text[max(0, at - 20) : at + 20]!r} vs uncapped {reference[max(0, at - 20) : at + 20]!r}"
+    )
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streaming", "non-streaming"])
@@ -158,62 +180,18 @@ def test_a_greedy_job_reproduces_one_uncapped_request(
 ) -> None:
     budget = 384
     server: LlamaServer = start_llama("-c", "4096")
-    reference = server.chat(
-        {
-            "model": "smollm2",
-            "temperature": 0,
-            "max_tokens": budget,
-            "messages": [{"role": "user", "content": PROMPT}],
-        }
-    ).json()["choices"][0]["message"]["content"]
-    out = tmp_path / "story.md"
-    args = [
-        "run",
-        "--base-url",
-        server.base_url,
-        "--model",
-        "smollm2",
-        "--max-tokens-per-request",
-        "32",
-        "--max-output-tokens",
-        str(budget),
-        "--temperature",
-        "0",
-        "--prompt",
-        PROMPT,
-        "--out",
-        str(out),
-    ]
-    summary = longform(*args, *([] if stream else ["--no-provider-stream"]))
+    reference = server.uncapped("smollm2", PROMPT, budget)
+    plain = () if stream else ("--no-provider-stream",)
+    job = greedy_job(server, tmp_path / "story.md", budget=budget, extra=plain)
+    summary, text = job.summary, job.text
     # exit 3: stopped by the job's own budget (--max-output-tokens), the text cut where it was asked
     assert summary["exit_code"] == (3 if summary["stop_reason"] == "max_output_tokens" else 0), summary[
         "stderr"
     ][-3000:]
-    text = out.read_text(encoding="utf-8")
-    result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-
-    at = first_difference(text, reference)
-    fidelity = at / len(reference)
-    seams = [sum(result["chunk_chars"][: i + 1]) for i in range(len(result["chunk_chars"]) - 1)]
-    nearest = min(seams, key=lambda s: abs(s - at)) if seams else None
-    where = (
-        "identical"
-        if at == len(reference) == len(text)
-        else f"first difference at character {at} of {len(reference)}"
-        + (f", {at - nearest:+d} from the seam at {nearest}" if nearest is not None else "")
-        + f": job {text[max(0, at - 20) : at + 20]!r} vs uncapped {reference[max(0, at - 20) : at + 20]!r}"
-    )
-    figures.update(
-        case="(a) greedy, 32-token chunks, streamed"
-        if stream
-        else "(c) greedy, 32-token chunks, not streamed",
-        status=summary["status"],
-        chunks=summary["chunks"],
-        output_tokens=summary["output_tokens"],
-        fidelity=fidelity,
-        seconds=summary["wall_seconds"],
-        note=where,
-    )
+    score = fidelity(text, reference)
+    where = where_they_differ(text, reference, job.result["chunk_chars"])
+    case = "(a) greedy, 32-token chunks, streamed" if stream else "(c) greedy, 32-token chunks, not streamed"
+    job.figures(figures, case=case, server=SERVER, fidelity=score, note=where)
     # cut by its own budget, the text unfinished: incomplete (max_output_tokens), never succeeded
     if summary["stop_reason"] == "max_output_tokens":
         assert (summary["status"], summary["incomplete_reason"]) == ("incomplete", "max_output_tokens")
@@ -222,7 +200,7 @@ def test_a_greedy_job_reproduces_one_uncapped_request(
     assert summary["chunks"] >= budget // 32 - 1  # really continued, chunk after chunk
     # no doubled seam: the opening sentence appears once
     assert text.count(reference[:60]) == 1
-    assert fidelity >= 0.98, where
+    assert score >= 0.98, where
 
 
 # ---- (f): the raw-completion rung: the template from /props, no chat prefill at all ---------------
@@ -235,40 +213,17 @@ def test_the_raw_completion_rung_reproduces_one_uncapped_request(
     # --no-prefill-assistant: no chat prefill would be continued; /v1/completions still is
     server: LlamaServer = start_llama("-c", "4096", "--no-prefill-assistant")
     assert "im_start" in httpx.get(f"{server.url}/props", timeout=REQUEST_TIMEOUT).json()["chat_template"]
-    reference = server.chat(
-        {
-            "model": "smollm2",
-            "temperature": 0,
-            "max_tokens": budget,
-            "messages": [{"role": "user", "content": PROMPT}],
-        }
-    ).json()["choices"][0]["message"]["content"]
-    request = tmp_path / "request.json"
-    request.write_text(json.dumps({"prompt": PROMPT, "prefill_style": "completion"}), encoding="utf-8")
-    out = tmp_path / "story.md"
-    summary = longform(
-        *("run", "--request", str(request), "--base-url", server.base_url, "--model", "smollm2"),
-        *("--max-tokens-per-request", "32", "--max-output-tokens", str(budget), "--temperature", "0"),
-        *("--out", str(out)),
-    )
-    text = out.read_text(encoding="utf-8")
-    result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-    score = fidelity(text, reference)
-    figures.update(
-        case="(f) raw-completion rung, --no-prefill-assistant, 32-token chunks",
-        server="llama.cpp",
-        status=summary["status"],
-        chunks=summary["chunks"],
-        output_tokens=summary["output_tokens"],
-        fidelity=score,
-        learning_requests=0,
-        seconds=summary["wall_seconds"],
-        note=f"chunk styles {sorted(set(result.get('chunk_prefill_styles') or []))}",
-    )
-    assert summary["status"] in ("succeeded", "incomplete"), summary["stderr"][-3000:]
-    assert set(result["chunk_prefill_styles"]) <= {"none", "completion"}
-    assert summary["chunks"] >= budget // 32 - 1
-    assert score >= 0.98, (text[:300], reference[:300])
+    reference = server.uncapped("smollm2", PROMPT, budget)
+    job = greedy_job(server, tmp_path / "story.md", budget=budget, fields={"prefill_style": "completion"})
+    styles_used = job.result.get("chunk_prefill_styles") or []
+    score = fidelity(job.text, reference)
+    note = f"chunk styles {sorted(set(styles_used))}"
+    case = "(f) raw-completion rung, --no-prefill-assistant, 32-token chunks"
+    job.figures(figures, case=case, server=SERVER, fidelity=score, learning_requests=0, note=note)
+    assert job.summary["status"] in ("succeeded", "incomplete"), job.summary["stderr"][-3000:]
+    assert set(job.result["chunk_prefill_styles"]) <= {"none", "completion"}
+    assert job.summary["chunks"] >= budget // 32 - 1
+    assert score >= 0.98, (job.text[:300], reference[:300])
 
 
 # ---- (e): a server that ignores the prefill (--no-prefill-assistant) ---------------------------
@@ -277,40 +232,18 @@ def test_the_raw_completion_rung_reproduces_one_uncapped_request(
 def test_a_server_that_ignores_the_prefill_is_noticed_and_the_job_falls_back(
     start_llama, tmp_path: Path, figures: dict[str, Any]
 ) -> None:
-    budget = 256
     server: LlamaServer = start_llama("-c", "4096", "--no-prefill-assistant")
-    out = tmp_path / "story.md"
-    summary = longform(
-        "run",
-        "--base-url",
-        server.base_url,
-        "--model",
-        "smollm2",
-        "--max-tokens-per-request",
-        "32",
-        "--max-output-tokens",
-        str(budget),
-        "--temperature",
-        "0",
-        "--prompt",
-        PROMPT,
-        "--out",
-        str(out),
-    )
+    job = greedy_job(server, tmp_path / "story.md", budget=256)
+    summary, text, result = job.summary, job.text, job.result
     # 3: incomplete, cut by --max-output-tokens as asked (or a fresh-turn fallback that ends no_progress)
     assert summary["exit_code"] in (0, 3), summary["stderr"][-3000:]
-    text = out.read_text(encoding="utf-8")
-    result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     opening = text[:60]
-    styles = learned_styles(summary["state_dir"])
-    figures.update(
+    styles = job.styles
+    job.figures(
+        figures,
         case="(e) --no-prefill-assistant, greedy, 32-token chunks",
-        server="llama.cpp",
-        status=summary["status"],
-        chunks=summary["chunks"],
-        output_tokens=summary["output_tokens"],
+        server=SERVER,
         learning_requests=styles[0]["requests"] if styles else None,
-        seconds=summary["wall_seconds"],
         note=f"style {result.get('prefill_style')} ({result.get('prefill_style_source')}), "
         f"chunk styles {result.get('chunk_prefill_styles')}",
     )
@@ -328,36 +261,20 @@ def test_a_job_on_a_server_that_never_stops_ends_context_exhausted(
 ) -> None:
     n_ctx = 512
     server: LlamaServer = start_llama("-c", str(n_ctx), "--ignore-eos")
-    out = tmp_path / "endless.md"
-    summary = longform(
-        "run",
-        "--base-url",
-        server.base_url,
-        "--model",
-        "smollm2",
-        "--max-tokens-per-request",
-        "64",
-        "--temperature",
-        "0",
-        "--prompt",
-        PROMPT,
-        "--out",
-        str(out),
-    )
+    job = greedy_job(server, tmp_path / "endless.md", per_request=64)
+    summary = job.summary
     assert summary["exit_code"] == 0, summary["stderr"][-3000:]
     assert summary["status"] == "context_exhausted", summary
     room = n_ctx - summary["prompt_tokens"]  # the server's real context, not what longform learned
     used = summary["output_tokens"] / room
-    figures.update(
+    job.figures(
+        figures,
         case="(b) --ignore-eos, -c 512, 64-token chunks",
-        status=summary["status"],
-        chunks=summary["chunks"],
-        output_tokens=summary["output_tokens"],
+        server=SERVER,
         context_used=used,
-        seconds=summary["wall_seconds"],
         note=f"prompt {summary['prompt_tokens']} tokens, room {room}, output {summary['output_tokens']}",
     )
-    assert out.read_text(encoding="utf-8")  # the output is kept
+    assert job.text  # the output is kept
     assert used >= 0.99
 
 
@@ -368,68 +285,12 @@ def test_a_job_cancelled_mid_way_through_the_api_keeps_its_output(
     start_llama, figures: dict[str, Any], tmp_path: Path
 ) -> None:
     server: LlamaServer = start_llama("-c", "4096", "--ignore-eos")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}"
-    serve = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            *("-m", "longform.cli", "serve", "--port", str(port), "--base-url", server.base_url),
-            *("--state-dir", str(tmp_path / "state")),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    started = time.monotonic()
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{api}/generations", timeout=2).status_code == 200:
-                    break
-            assert serve.poll() is None, (serve.stdout.read() if serve.stdout else b"").decode()[-2000:]
-            assert time.monotonic() < deadline, "longform serve did not come up"
-            time.sleep(0.2)
-        job = httpx.post(
-            f"{api}/generations",
-            json={
-                "prompt": PROMPT,
-                "model": "smollm2",
-                "temperature": 0,
-                "max_tokens_per_request": 16,
-                "max_output_tokens": 3000,
-            },
-            timeout=30,
-        ).json()
-        job_id = job["job_id"]
-        while True:  # wait until a few chunks are committed (the job is far from done: 3000 tokens)
-            status = httpx.get(f"{api}/generations/{job_id}", timeout=30).json()
-            if status["progress"]["chunks"] >= 3:
-                break
-            assert status["status"] in ("queued", "running"), status
-            time.sleep(0.2)
-        cancelled = httpx.delete(f"{api}/generations/{job_id}", timeout=60)
-        assert cancelled.status_code in (200, 202), cancelled.text
-        for _ in range(600):
-            status = httpx.get(f"{api}/generations/{job_id}", timeout=30).json()
-            if status["status"] not in ("queued", "running"):
-                break
-            time.sleep(0.1)
-        output = httpx.get(f"{api}/generations/{job_id}/output", params={"offset": 0}, timeout=30).json()
-    finally:
-        serve.terminate()
-        try:
-            serve.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            serve.kill()
+    cancelled = cancel_mid_job(server.base_url, tmp_path / "state", prompt=PROMPT, model="smollm2")
+    status, text = cancelled.status, cancelled.text
     assert status["status"] == "cancelled", status
-    text = output["text"]
-    figures.update(
+    cancelled.figures(
+        figures,
         case="(d) cancelled through longform serve",
-        status=status["status"],
-        chunks=status["progress"]["chunks"],
-        output_tokens=status["progress"]["output_tokens"],
-        seconds=round(time.monotonic() - started, 1),
         note=f"{len(text)} characters kept after {status['progress']['chunks']} chunks",
     )
     assert status["progress"]["chunks"] >= 3

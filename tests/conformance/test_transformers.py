@@ -15,15 +15,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import (
-    THREADS,
-    LlamaServer,
-    Processes,
-    fidelity,
-    free_port,
-    repeated_passage,
-    run_job,
-)
+from .conftest import THREADS, LlamaServer, Processes, fidelity, free_port, repeated_passage, run_job
 
 pytestmark = pytest.mark.conformance
 
@@ -66,14 +58,7 @@ def test_a_greedy_job_is_learned_onto_the_completion_rung_and_reproduces_one_unc
 ) -> None:
     server, model = transformers_serve, os.environ["LONGFORM_TRANSFORMERS_MODEL"]
     budget = 192
-    reference = server.chat(
-        {
-            "model": model,
-            "temperature": 0,
-            "max_tokens": budget,
-            "messages": [{"role": "user", "content": PROMPT}],
-        }
-    ).json()["choices"][0]["message"]["content"]
+    reference = server.uncapped(model, PROMPT, budget)
     job = run_job(server.base_url, model, PROMPT, tmp_path / "story.md", per_request=32, budget=budget)
     summary, text, result, styles = job.summary, job.text, job.result, job.styles
     score = fidelity(text, reference)

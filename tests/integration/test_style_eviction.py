@@ -62,3 +62,30 @@ def test_the_wrong_style_is_evicted_even_when_the_job_then_fails(make_cloud: Clo
         paths = [r["path"] for r in emulator.requests]
         assert len(paths) == 3  # the first chunk, the cached style found wrong, the step down (400)
         assert cloud.store.get_learned_style(emulator.base_url, WRITER) is None
+
+
+@pytest.mark.parametrize("lead", ["", "\n\n"], ids=["glued", "paragraph"])
+def test_a_new_turn_in_the_middle_of_a_job_is_found_on_its_reply_and_the_style_evicted(
+    make_cloud: CloudFactory, emulator, lead: str
+) -> None:
+    # the cached style is right at first (the server continues prefills) and the server opens a
+    # new turn on the third chunk's request (after the first chunk, the second and the style's
+    # one probe): its usage reports 6 prompt tokens more than an honoured prefill costs. The
+    # paragraph case begins with no glued capital: only the prompt tokens show the new turn
+    emulator.configure(prefill_style="assistant")
+    with make_cloud() as cloud:
+        cache_a_wrong_style(cloud, emulator)
+        emulator.inject({"type": "new_turn", "header_tokens": 6, "lead": lead, "skip": 3})
+        result, desc, output = run_job(cloud, REQUEST)
+        assert desc["status"] == "SUCCEEDED" and result.status == "succeeded", result.error
+        assert output == expected(REQUEST, emulator).answer  # no new turn's text committed
+        chunks = [cloud.store.get_chunk(result.job_id, i) for i in range(result.chunks)]
+        assert [c.prefill_style for c in chunks[:3]] == ["none", "assistant", "vllm"]
+        assert [str(step) for step in chunks[2].prefill_ladder] == ["assistant:ignored"]
+        assert (
+            chunks[2].discarded_completion_tokens > 0
+        )  # the new turn's reply was thrown away, not committed
+        assert result.prefill_style == "vllm"
+        # the style found wrong left the cache; the one the job fell back to was learned in its place
+        learned = cloud.store.get_learned_style(emulator.base_url, WRITER)
+        assert learned is not None and learned.style == "vllm" and learned.job_id == result.job_id

@@ -195,6 +195,30 @@ def test_a_continued_prefill_is_not_ignored(emu: EmulatorServer, client: httpx.C
     assert emu.requests[-1]["prefill_ignored"] is False
 
 
+def test_the_new_turn_fault_opens_one_new_turn_in_a_job_that_continued_until_then(
+    emu: EmulatorServer, client: httpx.Client
+) -> None:
+    emu.configure(prefill_style="assistant")
+    so_far = uncapped_answer(convo())[:200]
+    body = {
+        "model": "m",
+        "messages": prefilled(so_far),
+        "max_tokens": 6,
+        "stream_options": {"include_usage": True},
+    }
+    honoured, usage = stream_content(client, body)
+    assert honoured == rest_after(so_far)[: len(honoured)] and usage is not None
+    emu.inject({"type": "new_turn", "lead": "\n\n"})
+    new_turn, turn_usage = stream_content(client, body)
+    assert new_turn.startswith("\n\n") and new_turn[2:3].isupper()  # a new answer, not the word's rest
+    assert turn_usage is not None and turn_usage["prompt_tokens"] == usage["prompt_tokens"] + 6
+    assert emu.requests[-1]["prefill_ignored"] is True
+    again, _ = stream_content(client, body)  # one request only: the next prefill is continued
+    assert again == honoured
+    with pytest.raises(ValueError, match="header_tokens"):
+        emu.inject({"type": "new_turn", "header_tokens": "six"})
+
+
 # --------------------------------------------------------------------------- continue message
 
 

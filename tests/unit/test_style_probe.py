@@ -1,13 +1,22 @@
-"""style_probe.py: a prefill style is verified before it is learned, by a prefill cut mid-word."""
+"""style_probe.py: a prefill style is verified before it is learned, by a prefill cut mid-word; and
+every reply that reports its prompt is checked for a new turn (chunk_style.new_turn_shown)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from longform_core.chunk_style import new_turn_shown
+from longform_core.config import Settings
+from longform_core.finalize import FinalizeTaskInput, finalize
+from longform_core.job_store import JobStore
 from longform_core.prefill import LearnedStyle, Rung
 from longform_core.provider import StreamOutcome
 from longform_core.request import parse_request
+from longform_core.services import Services
 from longform_core.style_probe import (
     continues_the_word,
     evict_style,
@@ -16,6 +25,8 @@ from longform_core.style_probe import (
     prompt_excess,
     word_cut,
 )
+
+from .test_chunk_and_finalize import ScriptedProvider, outcome, run, start
 
 REQUEST = parse_request({"prompt": "Write a story.", "temperature": 0.7})
 PREFILL = "Once upon a time, a keeper named Arthur"
@@ -79,44 +90,6 @@ def test_no_probe_without_a_word_to_cut_or_time_to_ask() -> None:
 # ---- the prompt tokens the server reports, and eviction (issue 19) ---------------------------
 
 
-def test_prompt_tokens_past_an_honoured_prefill_fail_the_style_without_a_request() -> None:
-    # llama-cpp-python 0.3.36, measured: 44 reported where an honoured prefill costs 38 (34 + 4)
-    server = Answer("hthouse")  # would pass the word test: the prompt alone decides
-    result = probe_style(
-        server,
-        REQUEST,
-        model="m",
-        rung=Rung("assistant"),
-        prefill=PREFILL,
-        reply=REPLY,
-        deadline=100,
-        now=0,
-        prompt_tokens=44,
-        expected_prompt_tokens=38,
-    )
-    assert result is not None and not result.passed and result.prompt_excess == 6
-    assert server.bodies == []  # the probe was not even sent
-
-
-def test_an_honoured_prompt_leaves_the_word_to_decide() -> None:
-    for reply, passed in (("hthouse", True), ("Jameson's", False)):
-        server = Answer(reply)
-        result = probe_style(
-            server,
-            REQUEST,
-            model="m",
-            rung=Rung("assistant"),
-            prefill=PREFILL,
-            reply=REPLY,
-            deadline=100,
-            now=0,
-            prompt_tokens=37,  # a seam re-tokenised a token shorter
-            expected_prompt_tokens=38,
-        )
-        assert result is not None and result.passed is passed and result.prompt_excess == -1
-        assert len(server.bodies) == 1
-
-
 def test_a_new_turn_is_an_end_of_turn_and_a_header_more_unknown_is_not_one() -> None:
     assert opens_new_turn(44, 38) and opens_new_turn(41, 38)
     assert not opens_new_turn(40, 38) and not opens_new_turn(37, 38)
@@ -155,3 +128,88 @@ def test_a_style_found_wrong_is_evicted_only_when_the_cache_holds_it() -> None:
     empty = Styles(None)
     assert not evict_style(empty, "http://x/v1", "m", Rung("vllm"))  # type: ignore[arg-type]
     assert empty.deleted == []
+
+
+# ---- the per-reply check: every reply whose usage reports its prompt (chunk_style.new_turn_shown) ----
+
+OPENING = "The keepers of the Eddystone light climbed the tower every evening at dusk"
+
+
+def chunk_services(store: JobStore, provider: ScriptedProvider, **settings: Any) -> Services:
+    settings = {"prefill_probe": False, **settings}
+    return Services(settings=Settings(jobs_bucket=store.bucket, **settings), store=store, provider=provider)
+
+
+def cache(store: JobStore, services: Services, style: str) -> None:
+    base_url, model = services.settings.provider_base_url, services.settings.default_model
+    store.put_learned_style(
+        LearnedStyle(
+            base_url=base_url, model=model, style=style, learned_at=datetime.now(UTC), job_id="older"
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "lead", ["\n\n", "## The Keepers\n\n", "Sure! "], ids=["paragraph", "heading", "preamble"]
+)
+def test_a_reply_whose_prompt_shows_a_new_turn_is_not_kept_and_the_cached_style_leaves(
+    store: JobStore, lead: str
+) -> None:
+    # the first chunk's prompt (20) and completion (12): an honoured prefill costs 32 next; the
+    # server reports 38 (an end-of-turn and an assistant header more) and begins a new answer
+    provider = ScriptedProvider(
+        outcome(OPENING, "length", prompt=20, completion=12),
+        outcome(lead + "The lighthouse stood on a rock.", "length", prompt=38, completion=8),
+        outcome(" and slept.", "stop", prompt=32, completion=4),  # vllm: continued
+    )
+    services = chunk_services(store, provider)
+    cache(store, services, "assistant")
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["length", "stop"]
+    assert provider.bodies[2]["continue_final_message"] is True
+    chunk = store.get_chunk(job, 1)
+    assert [str(s) for s in chunk.prefill_ladder] == ["assistant:ignored"]
+    assert (chunk.prefill_style, chunk.discarded_completion_tokens) == ("vllm", 8)
+    finalize(FinalizeTaskInput(job_id=job), services)
+    assert store.get_text(f"jobs/{job}/output.md") == OPENING + " and slept."  # no new turn committed
+    learned = store.get_learned_style(services.settings.provider_base_url, services.settings.default_model)
+    assert learned is not None and (learned.style, learned.job_id) == ("vllm", job)
+
+
+def test_a_prompt_within_the_seams_slack_is_an_honoured_prefill(store: JobStore) -> None:
+    # re-tokenised at the seam: two tokens more than the sum is still a continued prefill
+    provider = ScriptedProvider(
+        outcome(OPENING, "length", prompt=20, completion=12),
+        outcome(" and slept,", "length", prompt=34, completion=3),
+        outcome(" dreaming.", "stop", prompt=36, completion=2),  # 34 + 3 = 37 due: one fewer
+    )
+    services = chunk_services(store, provider)
+    cache(store, services, "assistant")
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["length", "length", "stop"]
+    assert all("continue_final_message" not in body for body in provider.bodies)
+    assert [store.get_chunk(job, i).prefill_ladder for i in (1, 2)] == [[], []]
+    learned = store.get_learned_style(services.settings.provider_base_url, services.settings.default_model)
+    assert learned is not None and learned.job_id == "older"  # the cached style stands
+
+
+def test_a_reply_without_usage_cannot_show_a_new_turn(store: JobStore) -> None:
+    # llama-cpp-python streams no usage: nothing to compare (its cached style is probed once a job)
+    new_turn = replace(outcome("\n\nThe lighthouse stood.", "stop", completion=5), usage=None)
+    provider = ScriptedProvider(outcome(OPENING, "length", prompt=20, completion=12), new_turn)
+    services = chunk_services(store, provider)
+    job = start(store, {"prompt": "q"})
+    assert run(services, job) == ["length", "stop"]
+    assert len(provider.bodies) == 2 and store.get_chunk(job, 1).prefill_ladder == []
+
+
+def test_the_completion_rung_and_a_carried_thought_are_not_checked() -> None:
+    def job(reasoning: str = "") -> Any:
+        return SimpleNamespace(reasoning_so_far=reasoning, prefill=SimpleNamespace(text=OPENING))
+
+    assert new_turn_shown(job(), Rung("assistant"), 38, 32)  # type: ignore[arg-type]
+    assert new_turn_shown(job(), Rung("prefix", trim=True), 35, 32)  # type: ignore[arg-type]
+    assert not new_turn_shown(job(), Rung("assistant"), 34, 32)  # type: ignore[arg-type]
+    assert not new_turn_shown(job(), Rung("assistant"), 38, None)  # type: ignore[arg-type]
+    assert not new_turn_shown(job(), Rung("completion"), 38, 32)  # type: ignore[arg-type]
+    assert not new_turn_shown(job("a plan"), Rung("assistant"), 38, 32)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from datetime import datetime
 from .chunk_draft import checkpointer
 from .chunk_filing import only_repeated
 from .chunk_job import ChunkJob, Reply, context_exhausted, sent_prefill, started_over, strip_reply_echo
-from .chunk_style import StyleChoice, choose_style, learning, probe_passes, remember_style
+from .chunk_style import StyleChoice, choose_style, learning, new_turn_shown, probe_passes, remember_style
 from .continuation import (
     Budget,
     build_body,
@@ -192,15 +192,21 @@ class _Asking:
         continue message only repeated the answer? Then the next request is set up."""
         outcome, echo = answer.outcome, answer.echo
         if self.checks_start:
+            seen = outcome.usage.prompt_tokens if outcome.usage else None
+            due = self.prompt_estimate if self.exact else None
             ignored = started_over(
                 self.job,
                 outcome.content,
                 outcome.reasoning,
                 echo,
                 tokens=_tokens(outcome),
-                prompt_tokens=outcome.usage.prompt_tokens if outcome.usage else None,
-                expected_prompt_tokens=self.prompt_estimate if self.exact else None,
+                prompt_tokens=seen,
+                expected_prompt_tokens=due,
             )
+            # every reply with text that reports its prompt: a new turn fails the style whatever its
+            # text says (an empty reply has no turn to glue: a full context stops so, llama.cpp)
+            said = bool(echo.content or echo.reasoning)
+            ignored = ignored or (said and new_turn_shown(self.job, self.rung, seen, due))
             lower = self._below() if ignored else None
             if ignored:  # a style found wrong leaves the cache (style_probe.evict_style)
                 settings = self.services.settings
@@ -213,10 +219,8 @@ class _Asking:
             probe = self.services.settings.prefill_probe and learning(
                 self.choice, self.steps, self.job, self.rung
             )
-            seen = outcome.usage.prompt_tokens if outcome.usage else None
-            due = self.prompt_estimate if self.exact and not self.job.reasoning_so_far else None
             if probe and not probe_passes(
-                self.services, self.job, self.model, self.rung, echo.content, self.deadline, (seen, due)
+                self.services, self.job, self.model, self.rung, echo.content, self.deadline
             ):
                 # a new turn glued to the text (llama-cpp-python's server): never learned, never cached
                 self._drop_drafts(answer)

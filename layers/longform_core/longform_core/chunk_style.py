@@ -3,6 +3,8 @@
 A style given by the request or the deployment is used as it is; with ``auto`` the job's learned
 style, else a fresh cached one, else the top of the ladder. A style just learned is probed first
 (``style_probe.py``) and then cached next to the jobs for other jobs of the same server and model.
+Every reply whose usage reports its prompt is checked for a new turn (:func:`new_turn_shown`), so a
+style that goes wrong in the middle of a job is found on the reply it goes wrong.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from .chunk_job import ChunkJob, sent_prefill
 from .models import utcnow
 from .prefill import LadderStep, LearnedStyle, Rung
 from .services import Services
-from .style_probe import evict_style, probe_style
+from .style_probe import evict_style, opens_new_turn, probe_style
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +82,28 @@ def learning(choice: StyleChoice, steps: list[LadderStep], job: ChunkJob, rung: 
     return learning and rung.style != "completion" and not job.reasoning_so_far
 
 
+def new_turn_shown(job: ChunkJob, rung: Rung, prompt_tokens: int | None, expected: int | None) -> bool:
+    """Does a reply's reported prompt hold a new turn (``style_probe.opens_new_turn``)? Checked on
+    every reply that reports one: ``expected`` is what an honoured prefill costs, the last reported
+    prompt plus the completion tokens committed since (exact figures only; None: unknown). Not for
+    the raw-completion rung (no chat prefill to close) nor while a reasoning model's thought is
+    carried (its prompt need not hold the thought)."""
+    if rung.style in ("completion", "continue_message") or job.reasoning_so_far or not job.prefill.text:
+        return False
+    if not opens_new_turn(prompt_tokens, expected):
+        return False
+    logger.warning(
+        "prefill style %s: the server reported %s prompt tokens where a continued prefill costs %s: "
+        "it opened a new turn; the reply is not kept, stepping down",
+        rung.describe(),
+        prompt_tokens,
+        expected,
+    )
+    return True
+
+
 def probe_passes(
-    services: Services,
-    job: ChunkJob,
-    model: str,
-    rung: Rung,
-    reply: str,
-    deadline: float,
-    prompts: tuple[int | None, int | None] = (None, None),
+    services: Services, job: ChunkJob, model: str, rung: Rung, reply: str, deadline: float
 ) -> bool:
     """Does ``rung`` really continue a prefill here? (``style_probe.py``; unknown counts as yes)
     ``reply``: what the server wrote after the prefill (echo stripped)."""
@@ -101,8 +117,6 @@ def probe_passes(
         reply=reply,
         deadline=deadline,
         now=services.clock(),
-        prompt_tokens=prompts[0],  # reported by the server for the reply
-        expected_prompt_tokens=prompts[1],  # what an honoured prefill costs (exact only)
     )
     if result is None:
         return True

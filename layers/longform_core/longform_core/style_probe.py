@@ -8,12 +8,14 @@ continue the answer cut in the middle of a word (``...lighthouse kee``): a serve
 prefill completes the word (``per``); one that opens a new turn starts something new (a capital, a
 space, a newline). Greedy, a few tokens: a cheap and decisive question.
 
-The prompt tokens the server reports are a second, free witness: an honoured prefill costs the last
-prompt plus what the last chunk generated; a server that closes the prefill as a finished turn
+The prompt tokens the server reports are a second, free witness, read on every reply that reports
+them (:func:`opens_new_turn`, asked by ``chunk_style.new_turn_shown``): an honoured prefill costs the
+last prompt plus what the last chunk generated; a server that closes the prefill as a finished turn
 reports an end-of-turn and a new assistant header more (6 tokens on llama-cpp-python's server 0.3.36
-and on transformers serve 5.23.0, with SmolLM2's template). When they show a new turn the probe is not
-even sent. A style found wrong after it was cached is evicted from the cache (:func:`evict_style`),
-so no later job starts on it; the job itself steps down the ladder.
+and on transformers serve 5.23.0, with SmolLM2's template). A reply that shows one is not kept and the
+probe is not even sent. A server that streams no usage (llama-cpp-python) gives no such witness: its
+cached style is probed once a job. A style found wrong after it was cached is evicted from the cache
+(:func:`evict_style`), so no later job starts on it; the job itself steps down the ladder.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ class ProbeResult:
     prefill_tail: str  # the end of the cut prefill (for the log)
     reply: str  # what the server answered (echo stripped)
     expected: str  # the rest of the word that was cut
-    prompt_excess: int | None = None  # prompt tokens past an honoured prefill's (None: unknown)
 
 
 def prompt_excess(prompt_tokens: int | None, expected_prompt_tokens: int | None) -> int | None:
@@ -111,20 +112,11 @@ def probe_style(
     reply: str,
     deadline: float,
     now: float,
-    prompt_tokens: int | None = None,
-    expected_prompt_tokens: int | None = None,
 ) -> ProbeResult | None:
     """Ask ``rung`` to continue ``prefill + reply`` (the text the server has just written after the
     prefill it was sent) cut mid-word inside ``reply``: the model's own words, so a continued
     prefill completes the word. None when it cannot be asked (no word to cut, an error, too little
-    time): the style then stands on the reply's own evidence.
-
-    ``prompt_tokens``: what the server reported for the reply's request; ``expected_prompt_tokens``:
-    what an honoured prefill costs there (exact figures only). A new turn shown by them fails the
-    style without a request."""
-    excess = prompt_excess(prompt_tokens, expected_prompt_tokens)
-    if opens_new_turn(prompt_tokens, expected_prompt_tokens):
-        return ProbeResult(False, prefill[-40:], reply[:40], "", excess)
+    time): the style then stands on the reply's own evidence."""
     text = prefill + reply
     at = word_cut(text, len(prefill))
     if at is None or now + 2 > deadline:
@@ -147,4 +139,4 @@ def probe_style(
         first_delta=outcome.first_delta,
         echo_seen=False,
     )
-    return ProbeResult(continues_the_word(rest, echo.content), cut[-40:], echo.content, rest, excess)
+    return ProbeResult(continues_the_word(rest, echo.content), cut[-40:], echo.content, rest)

@@ -142,6 +142,11 @@ def _plan(
 ) -> ReplyPlan:
     request = _parse(raw)
     messages = request.messages
+    if fault is not None and fault["type"] == "new_turn":  # this request's prefill: a finished turn
+        lead, header = str(fault.get("lead", "")), int(fault.get("header_tokens", 6))
+        settings = dataclasses.replace(
+            settings, prefill_style="new_turn", new_turn_header_tokens=header, new_turn_lead=lead
+        )
     log.update(
         model=request.model, messages=len(messages), max_tokens=request.max_tokens, stream=request.stream
     )
@@ -262,7 +267,8 @@ def _emit(
         plan = penalised(plan)
     log["plan"] = plan.mode
     if trailing.ignored and settings.prefill_style == "new_turn":
-        return select(plan.reasoning, _new_turn(plan.content, len(trailing.prefill or "")), limit, stops)
+        new_turn = _new_turn(plan.content, len(trailing.prefill or ""))
+        return select(plan.reasoning, (*tokenize(settings.new_turn_lead), *new_turn), limit, stops)
     if trailing.so_far is None:
         return select(plan.reasoning, plan.content, limit, stops)
     repeat = settings.continue_repeat

@@ -44,6 +44,7 @@ FAULT_TYPES = (
     "malformed",
     "split_surrogates",
     "ignore_max_tokens",
+    "new_turn",
 )
 """What a fault does (one request each):
 
@@ -60,7 +61,11 @@ FAULT_TYPES = (
   "delta" (an extra event whose ``delta`` is a string);
 - "split_surrogates": every astral character of the streamed text is sent as two events (its
   UTF-16 high surrogate, then its low one, as a JavaScript proxy slicing code units does);
-- "ignore_max_tokens": the request's ``max_tokens`` is ignored (as the setting, for one request).
+- "ignore_max_tokens": the request's ``max_tokens`` is ignored (as the setting, for one request);
+- "new_turn": a prefill is taken for a finished turn as ``prefill_style="new_turn"`` does, for one
+  request: a server that honoured the prefill until then opens a new turn in the middle of a job
+  (``header_tokens``: the prompt tokens reported past a continued prefill's, default 6; ``lead``:
+  the text the new answer begins with, default none: glued).
 """
 ERROR_SHAPES = ("openrouter", "openai", "finish")
 MALFORMED_FIELDS = ("usage", "model", "delta")
@@ -146,6 +151,9 @@ class EmulatorSettings:
     fewer, giving nothing away (the hardest case: only the probe finds it); 6 is what
     llama-cpp-python's server 0.3.36 really reports with SmolLM2's template (an end-of-turn and a
     new assistant header; measured in tests/conformance/test_llama_cpp_python.py)."""
+    new_turn_lead: str = ""
+    """prefill_style="new_turn": the text the new answer begins with ("": glued to the text, as
+    llama-cpp-python's; a paragraph break or a heading, as a model beginning an answer may)."""
     prefill_refusal: PrefillRefusal = "anthropic"
     """prefill_style="reject": whose 400 ("anthropic", "llamacpp_thinking", "gateway"); see
     ``errors.PREFILL_REFUSAL_MESSAGES``."""
@@ -223,9 +231,9 @@ def _check_setting(name: str, value: Any) -> None:
     elif name == "api_key":
         if value is not None and not isinstance(value, str):
             raise ValueError("api_key must be a string or null")
-    elif name == "continue_preamble":
+    elif name in ("continue_preamble", "new_turn_lead"):
         if not isinstance(value, str):
-            raise ValueError("continue_preamble must be a string")
+            raise ValueError(f"{name} must be a string")
     elif name in (
         "reject_trailing_whitespace_prefill",
         "continue_drop_seam_space",
@@ -277,6 +285,10 @@ def check_fault(fault: Any) -> Fault:
         raise ValueError("a stall fault needs a number 'seconds' >= 0")
     if kind == "slow" and (not is_number(fault.get("token_delay")) or fault["token_delay"] < 0):
         raise ValueError("a slow fault needs a number 'token_delay' >= 0")
+    if kind == "new_turn" and not is_int(fault.get("header_tokens", 6)):
+        raise ValueError("a new_turn fault's 'header_tokens' must be an integer")
+    if kind == "new_turn" and not isinstance(fault.get("lead", ""), str):
+        raise ValueError("a new_turn fault's 'lead' must be a string")
     if "match" in fault and (not isinstance(fault["match"], str) or not fault["match"]):
         raise ValueError("'match' must be a non-empty string (text the request's body holds)")
     if "skip" in fault and (not is_int(fault["skip"]) or fault["skip"] < 0):

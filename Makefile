@@ -92,17 +92,19 @@ conformance: $(DEV_STAMP)
 	server="$$(echo "$$paths" | tail -n 2 | head -n 1)"; model="$$(echo "$$paths" | tail -n 1)"; \
 	export LONGFORM_LLAMA_SERVER="$$server" LONGFORM_LLAMA_MODEL="$$model"; \
 	for s in $(CONFORMANCE_SERVERS); do \
-	  py="$$(bash conformance/install_servers.sh $$s | tail -n 1)" || exit 1; \
+	  out="$$(bash conformance/install_servers.sh $$s)" || { echo "conformance: installing $$s failed" >&2; exit 1; }; \
+	  py="$$(echo "$$out" | tail -n 1)"; \
 	  case $$s in \
 	    litellm) export LONGFORM_LITELLM_PYTHON="$$py" ;; \
 	    transformers) export LONGFORM_TRANSFORMERS_PYTHON="$$py"; \
-	      export LONGFORM_TRANSFORMERS_MODEL="$$("$$py" conformance/convert_gguf.py "$$model" \
-	          "$(LONGFORM_CACHE)/models/smollm2-135m-instruct-hf" | tail -n 1)" || exit 1 ;; \
+	      out="$$("$$py" conformance/convert_gguf.py "$$model" "$(LONGFORM_CACHE)/models/smollm2-135m-instruct-hf")" \
+	        || { echo "conformance: converting the GGUF for transformers failed" >&2; exit 1; }; \
+	      export LONGFORM_TRANSFORMERS_MODEL="$$(echo "$$out" | tail -n 1)" ;; \
 	    llama-cpp-python) export LONGFORM_LLAMA_CPP_PYTHON_PYTHON="$$py" ;; \
 	  esac; \
 	done; \
 	echo "conformance: servers ready in $$(( $$(date +%s) - started )) s"; \
-	$(BIN)/python -m pytest -q -p no:randomly tests/conformance
+	LONGFORM_CONFORMANCE_REQUIRE="$(CONFORMANCE_SERVERS)" $(BIN)/python -m pytest -q -p no:randomly tests/conformance
 
 # `sam local` for real, x86_64 (docs/sam-local.md): a Docker engine on loopback, a locally built stand-in
 # for the Lambda python3.13 base image and a pinned, patched SAM CLI (samlocal/setup.sh, cached in

@@ -43,8 +43,10 @@ finish_venv() {  # dir name
   mv "$1.tmp" "$1"
   grep -rlI "$1.tmp" "$1/bin" 2>/dev/null | xargs -r sed -i "s#$1.tmp#$1#g"
   "$1/bin/python" -m pip check >&2
-  # the lock pins the dependencies; the main artifact (a local file, sha256-checked) is left out
-  "$1/bin/python" -m pip freeze --exclude-editable | grep -v ' @ file:' >"$1/freeze.txt"
+  # the lock pins the dependencies; the main artifact (a local file, sha256-checked) is left out.
+  # --all: setuptools too (torch requires setuptools>=77, a 3.11 venv starts with 65.5: a lock
+  # without it failed `pip check` on a cold cache); pip is left to new_venv
+  "$1/bin/python" -m pip freeze --all --exclude pip --exclude-editable | grep -v ' @ file:' >"$1/freeze.txt"
   if [ ! -f "$LOCKS/$2.txt" ]; then
     mkdir -p "$LOCKS"
     cp "$1/freeze.txt" "$LOCKS/$2.txt"

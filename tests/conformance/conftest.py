@@ -53,6 +53,8 @@ SERVER_ENV = {
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     have_llama = bool(os.environ.get("LONGFORM_LLAMA_SERVER") and os.environ.get("LONGFORM_LLAMA_MODEL"))
     skip = pytest.mark.skip(reason="no llama-server: run `make conformance`")
+    # the servers `make conformance` installed (CONFORMANCE_SERVERS): each must run, never skip
+    required = {n.replace("-", "_") for n in os.environ.get("LONGFORM_CONFORMANCE_REQUIRE", "").split()}
     for item in items:
         if "conformance" not in str(item.fspath):
             continue
@@ -62,6 +64,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.timeout(TEST_TIMEOUT))
         for name, env in SERVER_ENV.items():
             if f"test_{name}" in str(item.fspath) and not os.environ.get(env):
+                if name in required:  # `make conformance` installed it: a skip would hide its failure
+                    raise pytest.UsageError(f"{env} is not set though make conformance installs {name}")
                 item.add_marker(pytest.mark.skip(reason=f"{env} is not set: run `make conformance`"))
 
 

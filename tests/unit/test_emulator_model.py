@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 
 import pytest
 
@@ -173,18 +172,17 @@ def test_inline_full_content_and_uncapped_helpers() -> None:
     assert full_content(empty) == "<think>\n\n</think>\n\n" + empty.answer
 
 
-def test_generation_is_fast_and_cached() -> None:
+def test_generation_is_cached() -> None:
+    # no wall-time bound (a timed test fails on a loaded machine): the answer is built once per
+    # conversation, and a continuation plan reuses it (bench/continuation_bench.py measures speed)
     messages = convo("A very long one [emulator answer_tokens=200000]")
-    started = time.perf_counter()
     c = canonical_output(messages, model="m", seed=99)
-    assert time.perf_counter() - started < 2.0
     assert count_tokens(c.answer) == 200_000
-    started = time.perf_counter()
     assert canonical_output(messages, model="m", seed=99) is c
+    assert canonical_output(messages, model="m", seed=100) is not c
     prefill = c.answer[:500_000]
     plan = plan_continuation(c, prefill)
     assert prefill + "".join(plan.content) == c.answer
-    assert time.perf_counter() - started < 0.5
 
 
 def test_canonical_built_by_hand_gets_pieces() -> None:

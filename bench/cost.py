@@ -104,6 +104,7 @@ def job_cost(
             started_at=datetime.now(UTC),
             duration_ms=math.ceil(out / rate * 1000),
             draft_checkpoints=drafts,
+            billed_records=1,  # the kept reply's bill (billed.py): one PUT a chunk
             prefill_style="assistant" if index else "none",
         )
         record_chunk(usage, chunk, memory_mb=memory_mb, style_known=index > 1, style_source="cache")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from longform_core.continuation import (
     rough_prompt_tokens,
     shrink_after_context_error,
 )
+from longform_core.chunk_record import ChunkRecord, TextState
 from longform_core.errors import ContextLimit
 from longform_core.models import CONTINUE_FINISHES, Manifest
 from longform_core.prefill import CONTINUE_INSTRUCTION, QUOTE_CHARS
@@ -117,6 +119,40 @@ def test_estimate_prompt_tokens() -> None:
     assert not is_exact
     assert guess == rough_prompt_tokens(req, "y" * 300)
     assert guess >= (3000 + 300) // 3  # generous: at least a token per 3 characters
+
+
+def _after_chunks(*usages: tuple[int, int, bool]) -> Manifest:
+    """A manifest after chunks of (prompt tokens, completion tokens, usage estimated)."""
+    m, answer = manifest(), ""
+    for index, (prompt, completion, estimated) in enumerate(usages):
+        chunk = ChunkRecord(
+            job_id="job-1",
+            index=index,
+            text="x" * completion,
+            finish_reason="length",
+            max_tokens=1000,
+            prompt_tokens=0 if estimated else prompt,
+            completion_tokens=completion,
+            usage_estimated=estimated,
+            started_at=datetime.now(UTC),
+            duration_ms=1000,
+        )
+        text = TextState.after_chunk(chunk, answer_before=answer, reasoning_before="")
+        m.record_chunk(chunk, text, learned_context=None, max_tokens_per_request=1000)
+        answer += chunk.text
+    return m
+
+
+def test_a_prompt_after_a_chunk_without_usage_is_a_guess() -> None:
+    # a chunk whose usage never came counts its deltas (a gateway may send several tokens in one):
+    # the next prompt's figure is no longer the server's, so the per-reply new-turn check (which
+    # compares it with what the server reports, 3 tokens apart) must not run on it
+    req = parse_request({"prompt": "hello"})
+    assert estimate_prompt_tokens(_after_chunks((100, 500, False)), req, "p") == (600, True)
+    assert estimate_prompt_tokens(_after_chunks((100, 500, False), (0, 400, True)), req, "p") == (1000, False)
+    # the server's usage again: exact again
+    back = _after_chunks((100, 500, False), (0, 400, True), (1012, 300, False))
+    assert estimate_prompt_tokens(back, req, "p") == (1312, True)
 
 
 def test_job_budget_prefers_learned_context() -> None:

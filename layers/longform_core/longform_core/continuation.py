@@ -57,10 +57,12 @@ def rough_prompt_tokens(request: GenerationRequest, prefill: str) -> int:
 def estimate_prompt_tokens(manifest: Manifest, request: GenerationRequest, prefill: str) -> tuple[int, bool]:
     """Prompt tokens of the next request and whether the figure comes from the provider's usage.
 
-    After a chunk the next prompt is the previous prompt plus what that chunk generated.
+    After a chunk the next prompt is the previous prompt plus what that chunk generated: exact when
+    the server reported that chunk's usage, a guess when its tokens were counted deltas (then the
+    per-reply new-turn check, which needs the server's own count, stays off: ``chunk_style``).
     """
     if manifest.last_prompt_tokens is not None and manifest.last_completion_tokens is not None:
-        return manifest.last_prompt_tokens + manifest.last_completion_tokens, True
+        return manifest.last_prompt_tokens + manifest.last_completion_tokens, not manifest.last_usage_estimated
     return rough_prompt_tokens(request, prefill), False
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from longform_core.chunk_record import ChunkRecord, TextState
 from longform_core.config import Settings
 from longform_core.continuation import (
     Budget,
@@ -19,7 +20,6 @@ from longform_core.continuation import (
     rough_prompt_tokens,
     shrink_after_context_error,
 )
-from longform_core.chunk_record import ChunkRecord, TextState
 from longform_core.errors import ContextLimit
 from longform_core.models import CONTINUE_FINISHES, Manifest
 from longform_core.prefill import CONTINUE_INSTRUCTION, QUOTE_CHARS

@@ -62,7 +62,8 @@ def estimate_prompt_tokens(manifest: Manifest, request: GenerationRequest, prefi
     per-reply new-turn check, which needs the server's own count, stays off: ``chunk_style``).
     """
     if manifest.last_prompt_tokens is not None and manifest.last_completion_tokens is not None:
-        return manifest.last_prompt_tokens + manifest.last_completion_tokens, not manifest.last_usage_estimated
+        exact = not manifest.last_usage_estimated
+        return manifest.last_prompt_tokens + manifest.last_completion_tokens, exact
     return rough_prompt_tokens(request, prefill), False
 
 

@@ -121,10 +121,11 @@ def test_estimate_prompt_tokens() -> None:
     assert guess >= (3000 + 300) // 3  # generous: at least a token per 3 characters
 
 
-def _after_chunks(*usages: tuple[int, int, bool]) -> Manifest:
-    """A manifest after chunks of (prompt tokens, completion tokens, usage estimated)."""
+def _after_chunks(*usages: tuple[int, int, bool] | tuple[int, int, bool, bool]) -> Manifest:
+    """A manifest after chunks of (prompt tokens, completion tokens, usage estimated[, completion
+    counted])."""
     m, answer = manifest(), ""
-    for index, (prompt, completion, estimated) in enumerate(usages):
+    for index, (prompt, completion, estimated, *counted) in enumerate(usages):
         chunk = ChunkRecord(
             job_id="job-1",
             index=index,
@@ -134,6 +135,7 @@ def _after_chunks(*usages: tuple[int, int, bool]) -> Manifest:
             prompt_tokens=0 if estimated else prompt,
             completion_tokens=completion,
             usage_estimated=estimated,
+            completion_counted=bool(counted and counted[0]),
             started_at=datetime.now(UTC),
             duration_ms=1000,
         )
@@ -153,6 +155,9 @@ def test_a_prompt_after_a_chunk_without_usage_is_a_guess() -> None:
     # the server's usage again: exact again
     back = _after_chunks((100, 500, False), (0, 400, True), (1012, 300, False))
     assert estimate_prompt_tokens(back, req, "p") == (1312, True)
+    # usage with the prompt but no completion tokens: the completion is counted deltas, a guess too
+    counted = _after_chunks((100, 500, False), (612, 400, False, True))
+    assert estimate_prompt_tokens(counted, req, "p") == (1012, False)
 
 
 def test_job_budget_prefers_learned_context() -> None:

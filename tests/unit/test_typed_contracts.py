@@ -41,7 +41,7 @@ def test_a_stored_file_round_trips_byte_for_byte(
 # fields a model gained after the stored files were written (their defaults)
 ADDED_SINCE: dict[str, dict[str, object]] = {
     "manifest.json": {"reopened": [], "last_usage_estimated": False},
-    "chunk_000003.json": {"billed_request": None, "billed_records": 0},
+    "chunk_000003.json": {"billed_request": None, "billed_records": 0, "completion_counted": False},
 }
 
 

@@ -129,6 +129,7 @@ def chunk_record(
         cached_tokens=usage.cached_tokens if usage else 0,
         estimated_cost_usd=usage.estimated_cost if usage else None,
         usage_estimated=usage is None,
+        completion_counted=usage is not None and not usage.completion_tokens,
         model=outcome.model,
         started_at=reply.started_at,
         duration_ms=reply.duration_ms,

@@ -93,6 +93,8 @@ class ChunkRecord(BaseModel):
     # other billed requests were not kept (the style probe, discarded replies, dead attempts)
     billed_request: str | None = None
     billed_records: int = 0  # the billed records the attempt wrote, the kept one's included (S3 PUTs)
+    # usage came without completion tokens: ``completion_tokens`` are the counted deltas (a guess)
+    completion_counted: bool = False
 
 
 class TextState(BaseModel):

@@ -130,8 +130,8 @@ class Manifest(BaseModel):
     # each time the job was reopened after a budget stopped it (reopen.py), one line: when, where it
     # stood, the budgets it went on with
     reopened: list[str] = Field(default_factory=list)
-    # the last chunk had no usage: its completion tokens are counted deltas (a gateway may put several
-    # tokens in one), so last prompt + last completion is a guess, not the server's count
+    # the last chunk had no usage, or none of its completion: its completion tokens are counted deltas
+    # (a gateway may put several tokens in one), so last prompt + last completion is a guess
     last_usage_estimated: bool = False
 
     @property
@@ -196,7 +196,7 @@ class Manifest(BaseModel):
         elif self.last_prompt_tokens is not None and self.last_completion_tokens is not None:
             self.last_prompt_tokens += self.last_completion_tokens  # no usage: keep the running sum
         self.last_completion_tokens = chunk.completion_tokens
-        self.last_usage_estimated = chunk.usage_estimated
+        self.last_usage_estimated = chunk.usage_estimated or chunk.completion_counted
         self.prompt_tokens_total += chunk.prompt_tokens
         self.completion_tokens_total += chunk.completion_tokens
         self.cached_tokens_total += chunk.cached_tokens

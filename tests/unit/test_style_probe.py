@@ -13,18 +13,11 @@ from longform_core.chunk_style import new_turn_shown
 from longform_core.config import Settings
 from longform_core.finalize import FinalizeTaskInput, finalize
 from longform_core.job_store import JobStore
-from longform_core.prefill import LearnedStyle, Rung
+from longform_core.prefill import LearnedStyle, Rung, opens_new_turn, prompt_excess
 from longform_core.provider import StreamOutcome
 from longform_core.request import parse_request
 from longform_core.services import Services
-from longform_core.style_probe import (
-    continues_the_word,
-    evict_style,
-    opens_new_turn,
-    probe_style,
-    prompt_excess,
-    word_cut,
-)
+from longform_core.style_probe import continues_the_word, evict_style, probe_style, word_cut
 
 from .test_chunk_and_finalize import ScriptedProvider, outcome, run, start
 

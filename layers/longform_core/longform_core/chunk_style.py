@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from .chunk_job import ChunkJob, sent_prefill
 from .models import utcnow
-from .prefill import LadderStep, LearnedStyle, Rung
+from .prefill import LadderStep, LearnedStyle, Rung, opens_new_turn
 from .services import Services
-from .style_probe import evict_style, opens_new_turn, probe_style
+from .style_probe import evict_style, probe_style
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def learning(choice: StyleChoice, steps: list[LadderStep], job: ChunkJob, rung: 
 
 
 def new_turn_shown(job: ChunkJob, rung: Rung, prompt_tokens: int | None, expected: int | None) -> bool:
-    """Does a reply's reported prompt hold a new turn (``style_probe.opens_new_turn``)? Checked on
+    """Does a reply's reported prompt hold a new turn (``prefill.opens_new_turn``)? Checked on
     every reply that reports one: ``expected`` is what an honoured prefill costs, the last reported
     prompt plus the completion tokens committed since (exact figures only; None: unknown). Not for
     the raw-completion rung (no chat prefill to close) nor while a reasoning model's thought is

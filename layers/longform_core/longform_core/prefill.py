@@ -87,6 +87,21 @@ MIN_OPENING_CHARS = 20
 FRESH_TURN_PROMPT_EXCESS = 3
 
 
+def prompt_excess(prompt_tokens: int | None, expected_prompt_tokens: int | None) -> int | None:
+    """Prompt tokens the server reports past what an honoured prefill costs (the last prompt plus
+    the last completion); None when either figure is unknown."""
+    if prompt_tokens is None or expected_prompt_tokens is None:
+        return None
+    return prompt_tokens - expected_prompt_tokens
+
+
+def opens_new_turn(prompt_tokens: int | None, expected_prompt_tokens: int | None) -> bool:
+    """Does the prompt the server reports hold an end-of-turn and a new assistant header more than
+    an honoured prefill would cost? (A seam re-tokenised differently moves it by a token or so.)"""
+    excess = prompt_excess(prompt_tokens, expected_prompt_tokens)
+    return excess is not None and excess >= FRESH_TURN_PROMPT_EXCESS
+
+
 @dataclass(frozen=True)
 class Rung:
     """A style and whether its prefill is sent without trailing whitespace."""
@@ -205,9 +220,7 @@ def starts_over(
         return True
     if (
         opening
-        and prompt_tokens is not None
-        and expected_prompt_tokens is not None
-        and prompt_tokens - expected_prompt_tokens >= FRESH_TURN_PROMPT_EXCESS
+        and opens_new_turn(prompt_tokens, expected_prompt_tokens)
         and not answer_so_far[-1].isspace()
         and content[:1].isupper()
     ):

@@ -9,7 +9,7 @@ prefill completes the word (``per``); one that opens a new turn starts something
 space, a newline). Greedy, a few tokens: a cheap and decisive question.
 
 The prompt tokens the server reports are a second, free witness, read on every reply that reports
-them (:func:`opens_new_turn`, asked by ``chunk_style.new_turn_shown``): an honoured prefill costs the
+them (``prefill.opens_new_turn``, asked by ``chunk_style.new_turn_shown``): an honoured prefill costs the
 last prompt plus what the last chunk generated; a server that closes the prefill as a finished turn
 reports an end-of-turn and a new assistant header more (6 tokens on llama-cpp-python's server 0.3.36
 and on transformers serve 5.23.0, with SmolLM2's template). A reply that shows one is not kept and the
@@ -28,7 +28,7 @@ from .continuation import build_body
 from .echo import SentPrefill, strip_echo
 from .errors import ProviderError
 from .job_store import JobStore
-from .prefill import FRESH_TURN_PROMPT_EXCESS, Rung
+from .prefill import Rung
 from .request import GenerationRequest
 from .services import StreamingProvider
 
@@ -47,21 +47,6 @@ class ProbeResult:
     prefill_tail: str  # the end of the cut prefill (for the log)
     reply: str  # what the server answered (echo stripped)
     expected: str  # the rest of the word that was cut
-
-
-def prompt_excess(prompt_tokens: int | None, expected_prompt_tokens: int | None) -> int | None:
-    """Prompt tokens the server reports past what an honoured prefill costs (the last prompt plus
-    the last completion); None when either figure is unknown."""
-    if prompt_tokens is None or expected_prompt_tokens is None:
-        return None
-    return prompt_tokens - expected_prompt_tokens
-
-
-def opens_new_turn(prompt_tokens: int | None, expected_prompt_tokens: int | None) -> bool:
-    """Does the prompt the server reports hold an end-of-turn and a new assistant header more than
-    an honoured prefill would cost? (A seam re-tokenised differently moves it by a token or so.)"""
-    excess = prompt_excess(prompt_tokens, expected_prompt_tokens)
-    return excess is not None and excess >= FRESH_TURN_PROMPT_EXCESS
 
 
 def evict_style(store: JobStore, base_url: str, model: str, rung: Rung) -> bool:

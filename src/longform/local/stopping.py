@@ -73,20 +73,19 @@ def arm_exit(code: int, grace: float = STOP_GRACE_SECONDS) -> threading.Thread:
     # ends (seen under load: moto's startExecution.sync:2 poller of a batch) is not the user's
     # error, and its traceback on stderr would bury the stop's one line
     threading.excepthook = _quiet_thread_error
-
-    def fire() -> None:
-        time.sleep(grace)
-        _say_stopped(grace)
-        exit_now(code)
-
-    thread = threading.Thread(target=fire, name="longform-stop-deadline", daemon=True)
+    thread = threading.Thread(
+        target=_end_after, args=(code, grace), name="longform-stop-deadline", daemon=True
+    )
     thread.start()
     return thread
 
 
-def _say_stopped(grace: float) -> None:
+def _end_after(code: int, grace: float) -> NoReturn:
+    """The stop deadline: ``grace`` seconds, the stop's one line, then the end (``exit_now``)."""
+    time.sleep(grace)
     with contextlib.suppress(Exception):
         sys.stderr.write(f"longform: stopped ({grace:g} s after the signal; what is on disk is whole)\n")
+    exit_now(code)
 
 
 def _quiet_thread_error(args: threading.ExceptHookArgs) -> None:
@@ -167,9 +166,7 @@ def _arm_on_wakeup(code: int, grace: float = STOP_GRACE_SECONDS) -> Callable[[],
                 return
             if wanted & set(data):
                 threading.excepthook = _quiet_thread_error
-                time.sleep(grace)
-                _say_stopped(grace)
-                exit_now(code)
+                _end_after(code, grace)
 
     threading.Thread(target=watch, name="longform-stop-deadline", daemon=True).start()
 

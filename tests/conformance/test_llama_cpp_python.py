@@ -29,6 +29,7 @@ from longform_core.prefill import LearnedStyle, style_digest
 
 from .conftest import (
     THREADS,
+    JobRun,
     LlamaServer,
     Processes,
     fidelity,
@@ -128,20 +129,20 @@ def test_a_trailing_assistant_message_is_rendered_as_a_finished_turn(
     assert min(excess) >= 3 and len(set(excess)) == 1, excess
 
 
+def greedy_job(server: LlamaServer, tmp_path: Path, state: str | None = None) -> JobRun:
+    """The story in 32-token greedy requests (repeat_penalty 1.0), to compare with one uncapped call."""
+    out = tmp_path / "story.md"
+    return run_job(
+        server.base_url, MODEL, PROMPT, out, per_request=32, budget=BUDGET, state=state, extra=GREEDY_ARGS
+    )
+
+
 def test_the_ladder_learns_the_completion_rung_and_the_job_equals_one_uncapped_call(
     llama_cpp_python: LlamaServer, tmp_path: Path, figures: dict[str, Any]
 ) -> None:
     server = llama_cpp_python
     reference = uncapped(server)
-    job = run_job(
-        server.base_url,
-        MODEL,
-        PROMPT,
-        tmp_path / "story.md",
-        per_request=32,
-        budget=BUDGET,
-        extra=GREEDY_ARGS,
-    )
+    job = greedy_job(server, tmp_path)
     styles = job.styles
     score = fidelity(job.text, reference)
     job.figures(
@@ -173,16 +174,7 @@ def test_a_wrong_style_in_the_cache_is_evicted_and_the_job_falls_back(
     cached = state / "bucket" / "styles" / f"{style_digest(server.base_url, MODEL)}.json"
     cached.parent.mkdir(parents=True)
     cached.write_text(wrong.model_dump_json(), encoding="utf-8")
-    job = run_job(
-        server.base_url,
-        MODEL,
-        PROMPT,
-        tmp_path / "story.md",
-        per_request=32,
-        budget=BUDGET,
-        state=str(state),
-        extra=GREEDY_ARGS,
-    )
+    job = greedy_job(server, tmp_path, state=str(state))
     styles = job.styles
     score = fidelity(job.text, reference)
     job.figures(

@@ -4,6 +4,8 @@ the emulator on loopback."""
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,3 +92,29 @@ def freeze_after_first_chunk(state: Path, frozen: Path) -> Callable[[LocalCloud]
         cloud.fault_hook = hook
 
     return install
+
+
+def _burn(stop: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+    while not stop.is_set():
+        sum(i * i for i in range(20_000))
+
+
+@pytest.fixture
+def cpu_load() -> Iterator[None]:
+    """Every core busy (two busy processes per core) for the length of the test (the stop tests:
+    ``test_stops_promptly.py``)."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    burners = [
+        context.Process(target=_burn, args=(stop,), daemon=True) for _ in range(2 * (os.cpu_count() or 2))
+    ]
+    for burner in burners:
+        burner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for burner in burners:
+            burner.join(timeout=10)
+            if burner.is_alive():
+                burner.kill()

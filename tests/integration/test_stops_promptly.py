@@ -7,208 +7,32 @@ timeout is a hang guard far above the 2 s the commands keep (they end themselves
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
-import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from longform.client import ApiClient
 from longform.emulator.model import uncapped_answer
 
+from .stop_harness import (
+    HANG_GUARD_SECONDS,
+    PROMPT,
+    drafting,
+    end_process,
+    exit_of,
+    free_port,
+    read_manifests,
+    run_longform,
+    serving,
+    signal_and_wait,
+    wait_for,
+)
+
 pytestmark = pytest.mark.integration
-
-HANG_GUARD_SECONDS = 60
-PROMPT = "Write about herons [emulator answer_tokens=4000]"
-
-
-def _burn(stop: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
-    while not stop.is_set():
-        sum(i * i for i in range(20_000))
-
-
-@pytest.fixture
-def cpu_load() -> Iterator[None]:
-    """Every core busy (two busy processes per core) for the length of the test."""
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    burners = [
-        context.Process(target=_burn, args=(stop,), daemon=True) for _ in range(2 * (os.cpu_count() or 2))
-    ]
-    for burner in burners:
-        burner.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        for burner in burners:
-            burner.join(timeout=10)
-            if burner.is_alive():
-                burner.kill()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _longform(*args: str, cwd: Path, script: str | None = None) -> subprocess.Popen[bytes]:
-    """``longform ARGS`` in a child process; with ``script``, that Python code runs instead of the
-    plain CLI (it reads its own arguments first, then calls ``longform.cli.main``)."""
-    env = {**os.environ, "DEEPINFRA_API_KEY": ""}
-    command = ["-c", script] if script is not None else ["-m", "longform.cli"]
-    return subprocess.Popen(  # noqa: S603
-        [sys.executable, *command, *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-
-
-def _ended(proc: subprocess.Popen[bytes]) -> None:
-    """A child the test is done with: killed if it still runs (a failed assertion), and reaped."""
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
-
-
-def _non_main_thread(pid: int) -> int:
-    """The id of one of a process's threads other than its main one."""
-    others = [int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid]
-    assert others, f"process {pid} has no thread but its main one"
-    return others[0]
-
-
-def _threads(pid: int) -> str:
-    """Each thread of a live process as the kernel sees it: id, state, where it waits (wchan)."""
-    rows = []
-    for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
-        task = Path(f"/proc/{pid}/task/{tid}")
-        try:
-            state = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0]
-            wchan = task.joinpath("wchan").read_text() or "-"
-        except OSError:
-            continue
-        rows.append(
-            f"  thread {tid}{' (main)' if int(tid) == pid else ''}: state {state}, waiting in {wchan}"
-        )
-    return "\n".join(rows)
-
-
-def _hang_report(proc: subprocess.Popen[bytes], what: str) -> str:
-    """What a process still running after ``what`` was doing: its threads as the kernel sees them,
-    every Python thread's stack (SIGUSR1: faulthandler, registered by ``longform.local.stopping``),
-    then SIGKILL; and all it printed."""
-    try:
-        kernel = _threads(proc.pid)
-    except OSError as exc:  # no /proc (not Linux), or gone meanwhile
-        kernel = f"  (no /proc view: {exc})"
-    proc.send_signal(signal.SIGUSR1)
-    try:
-        out, err = proc.communicate(timeout=10)  # it may end meanwhile; else the dump is on stderr
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-    return (
-        f"still running {HANG_GUARD_SECONDS}s after {what}\n{kernel}\n"
-        f"--- stdout ---\n{out.decode()[-3000:]}\n--- stderr (SIGUSR1's stacks at the end) ---\n"
-        f"{err.decode()[-12000:]}"
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes], signum: int, *, to_thread: bool = False) -> tuple[str, str]:
-    """Send ``signum`` (to the process, or with ``to_thread`` to one of its other threads, as the
-    kernel may hand a process-wide signal to any thread that does not block it) and wait for the
-    exit; on a hang, fail with where every thread was."""
-    name = signal.Signals(signum).name
-    sent = time.monotonic()
-    if to_thread:
-        tid = _non_main_thread(proc.pid)
-        _libc().tgkill(proc.pid, tid, signum)
-        name += f" to thread {tid}"
-    else:
-        proc.send_signal(signum)
-    out, err = _exit_of(proc, name)
-    print(f"\n{name} -> exit {proc.returncode} in {time.monotonic() - sent:.2f}s")
-    return out, err
-
-
-def _exit_of(proc: subprocess.Popen[bytes], what: str) -> tuple[str, str]:
-    """What a process printed (stdout, stderr) once it has ended; a hang guard (failing with where
-    every thread was) far above the time it is expected to take."""
-    try:
-        out, err = proc.communicate(timeout=HANG_GUARD_SECONDS)
-    except subprocess.TimeoutExpired:
-        pytest.fail(_hang_report(proc, what))
-    return out.decode(), err.decode()
-
-
-def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if not hasattr(libc, "tgkill"):
-        pytest.skip("no tgkill (glibc 2.30+ on Linux) to send a signal to one thread of another process")
-    return libc
-
-
-def _manifests(state: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((state / "bucket" / "jobs").glob("*/manifest.json"))]
-
-
-def _wait_for(condition, what: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 300
-    while not condition():
-        assert proc.poll() is None, (
-            f"exited {proc.returncode} before {what}: {proc.stderr.read().decode()[-2000:]}"
-        )  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, f"no {what}"
-        time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def _serving(
-    tmp_path: Path, *args: str, script: str | None = None
-) -> Iterator[tuple[subprocess.Popen[bytes], ApiClient, Path]]:
-    """``longform serve --emulator ARGS`` on a free port and ``tmp_path/state``, once its API
-    answers: (the process, a client of its API, the state directory); killed at the end if alive."""
-    port, state = _free_port(), tmp_path / "state"
-    serve = _longform(
-        "serve",
-        "--emulator",
-        "--port",
-        str(port),
-        "--state-dir",
-        str(state),
-        *args,
-        cwd=tmp_path,
-        script=script,
-    )
-    try:
-        client = ApiClient(f"http://127.0.0.1:{port}")
-
-        def up() -> bool:
-            try:
-                client.list()
-            except Exception:
-                return False
-            return True
-
-        _wait_for(up, "API", serve)
-        yield serve, client, state
-    finally:
-        _ended(serve)
-
-
-def _drafting(serve: subprocess.Popen[bytes], state: Path, job_id: str) -> None:
-    """Wait until the job's chunk in flight has written a draft (executions are writing)."""
-    drafts = state / "bucket" / "jobs" / job_id / "drafts"
-    _wait_for(lambda: any(drafts.glob("*")), "draft", serve)
 
 
 # "thread": SIGTERM handed to a thread other than the main one (the kernel may do so with a
@@ -217,35 +41,35 @@ def _drafting(serve: subprocess.Popen[bytes], state: Path, job_id: str) -> None:
 # a hang with nothing on stderr, as a fresh-clone `make test` once saw; it now sleeps 0.2 s at a time
 @pytest.mark.parametrize("target", ["process", "thread"])
 def test_serve_stops_under_load_with_jobs_in_flight(tmp_path: Path, cpu_load: None, target: str) -> None:
-    with _serving(tmp_path, "--emulator-token-delay", "0.002") as (serve, client, state):
+    with serving(tmp_path, "--emulator-token-delay", "0.002") as (serve, client, state):
         jobs = [
             client.submit({"prompt": f"{PROMPT} {n}", "max_tokens_per_request": 500})["job_id"]
             for n in range(3)
         ]
-        _drafting(serve, state, jobs[0])
-        out, err = _stop(serve, signal.SIGTERM, to_thread=target == "thread")
+        drafting(serve, state, jobs[0])
+        out, err = signal_and_wait(serve, signal.SIGTERM, to_thread=target == "thread")
     assert serve.returncode == 0, err
     assert "Traceback" not in out + err
     assert "unfinished job(s) resume at the next start" in out
-    manifests = _manifests(state)
+    manifests = read_manifests(state)
     assert {m["job_id"] for m in manifests} == set(jobs)
     assert any(m["status"] in ("queued", "running") for m in manifests)  # left unfinished, to resume
 
 
 def test_run_stops_under_load_keeping_what_is_committed(tmp_path: Path, cpu_load: None) -> None:
     state, out_file = tmp_path / "state", tmp_path / "answer.md"
-    run = _longform(
+    run = run_longform(
         "run", "--emulator", "--emulator-token-delay", "0.002", "--prompt", PROMPT,
         "--max-tokens-per-request", "500", "--out", str(out_file), "--state-dir", str(state), cwd=tmp_path,
     )  # fmt: skip
     try:
-        _wait_for(lambda: any(m["chunks"] >= 1 for m in _manifests(state)), "committed chunk", run)
-        _, err = _stop(run, signal.SIGINT)
+        wait_for(lambda: any(m["chunks"] >= 1 for m in read_manifests(state)), "committed chunk", run)
+        _, err = signal_and_wait(run, signal.SIGINT)
     finally:
-        _ended(run)
+        end_process(run)
     assert run.returncode == 130, err
     assert "Traceback" not in err
-    [manifest] = _manifests(state)
+    [manifest] = read_manifests(state)
     assert manifest["status"] == "running" and manifest["chunks"] >= 1
     answer = uncapped_answer([{"role": "user", "content": PROMPT}])
     if out_file.exists():  # written when the summary was reached in time: a prefix of the answer
@@ -259,19 +83,17 @@ def test_batch_stops_under_load_keeping_the_lines_that_ended(tmp_path: Path, cpu
         for n in range(6)
     ]
     batch_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    batch = _longform(
+    batch = run_longform(
         "batch", str(batch_file), "--out", str(out), "--emulator", "--emulator-token-delay", "0.003",
         "--max-concurrency", "2", "--max-tokens-per-request", "500", cwd=tmp_path,
     )  # fmt: skip
     try:
         partial = out.with_name(out.name + ".partial")
         # started, and at least one line has ended (its output line appended to the checkpoint)
-        _wait_for(
-            lambda: partial.exists() and len(partial.read_text().splitlines()) >= 2, "ended line", batch
-        )
-        _, err = _stop(batch, signal.SIGTERM)
+        wait_for(lambda: partial.exists() and len(partial.read_text().splitlines()) >= 2, "ended line", batch)
+        _, err = signal_and_wait(batch, signal.SIGTERM)
     finally:
-        _ended(batch)
+        end_process(batch)
     assert batch.returncode == 130, err
     assert "Traceback" not in err
     assert not out.exists()  # no output file for an unfinished batch
@@ -301,14 +123,14 @@ raise SystemExit(main(sys.argv[1:]))
 
 
 def test_serve_stops_when_moto_fails_under_it(tmp_path: Path) -> None:
-    with _serving(tmp_path, "--emulator-token-delay", "0.01", script=FAILING_LISTING) as (
+    with serving(tmp_path, "--emulator-token-delay", "0.01", script=FAILING_LISTING) as (
         serve,
         client,
         state,
     ):
         job_id = client.submit({"prompt": PROMPT, "max_tokens_per_request": 1000})["job_id"]
-        _drafting(serve, state, job_id)
-        out, err = _stop(serve, signal.SIGTERM)
+        drafting(serve, state, job_id)
+        out, err = signal_and_wait(serve, signal.SIGTERM)
     assert serve.returncode == 0, err
     assert "Traceback" not in err
     assert "1 unfinished job(s) resume at the next start" in out
@@ -365,14 +187,14 @@ START_POINTS = [
 @pytest.mark.parametrize("target", ["main", "other"])
 @pytest.mark.parametrize("point", START_POINTS)
 def test_serve_stops_on_sigterm_at_every_point_of_its_start(tmp_path: Path, point: str, target: str) -> None:
-    proc = _longform(
-        point, target, "serve", "--emulator", "--port", str(_free_port()),
+    proc = run_longform(
+        point, target, "serve", "--emulator", "--port", str(free_port()),
         "--state-dir", str(tmp_path / "state"), cwd=tmp_path, script=AT_POINT,
     )  # fmt: skip
     try:
-        out, err = _exit_of(proc, f"SIGTERM at {point!r}")
+        out, err = exit_of(proc, f"SIGTERM at {point!r}")
     finally:
-        _ended(proc)
+        end_process(proc)
     assert proc.returncode == 0, err
     assert "longform serve stopped" in out
     assert "Traceback" not in err and "interrupted" not in err
@@ -401,16 +223,16 @@ raise SystemExit(main(sys.argv[1:]))
 
 
 def test_serve_takes_no_request_before_it_has_resumed_the_unfinished_jobs(tmp_path: Path) -> None:
-    serve = _longform(
-        "serve", "--emulator", "--port", str(_free_port()), "--state-dir", str(tmp_path / "state"),
+    serve = run_longform(
+        "serve", "--emulator", "--port", str(free_port()), "--state-dir", str(tmp_path / "state"),
         cwd=tmp_path, script=SUBMIT_WHILE_LISTING,
     )  # fmt: skip
     try:
         assert serve.stdout is not None
         banner = [serve.stdout.readline().decode() for _ in range(4)]
-        _, err = _stop(serve, signal.SIGTERM)
+        _, err = signal_and_wait(serve, signal.SIGTERM)
     finally:
-        _ended(serve)
+        end_process(serve)
     assert "submitted during the listing" not in err
     assert "resumed" not in banner[3], banner  # nothing was unfinished: nothing resumed
 
@@ -440,17 +262,17 @@ def test_serve_failing_at_start_ends_at_once_without_waiting_for_the_jobs_it_res
         env={**env, SIGKILL_ENV: "chunks/:1"}, capture_output=True, timeout=HANG_GUARD_SECONDS * 5,
     )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL
-    serve = _longform(
-        "serve", "--emulator", "--emulator-token-delay", "0.05", "--port", str(_free_port()),
+    serve = run_longform(
+        "serve", "--emulator", "--emulator-token-delay", "0.05", "--port", str(free_port()),
         "--state-dir", str(state), cwd=tmp_path, script=API_FAILS,
     )  # fmt: skip
     try:
-        _, err = _exit_of(serve, "failing at start")
+        _, err = exit_of(serve, "failing at start")
     finally:
-        _ended(serve)
+        end_process(serve)
     assert serve.returncode == 1, err
     assert err.strip() == "longform: serve failed: RuntimeError: the API could not start"
-    [manifest] = _manifests(state)
+    [manifest] = read_manifests(state)
     assert manifest["status"] in ("queued", "running")  # resumed, then abandoned: to resume again
 
 
@@ -478,14 +300,14 @@ raise SystemExit(main(sys.argv[1:]))
 def test_serve_stops_when_its_main_thread_is_blocked_and_another_thread_gets_the_signal(
     tmp_path: Path,
 ) -> None:
-    with _serving(tmp_path, "--emulator-token-delay", "0.01", script=MAIN_BLOCKED) as (serve, client, state):
+    with serving(tmp_path, "--emulator-token-delay", "0.01", script=MAIN_BLOCKED) as (serve, client, state):
         assert serve.stdout is not None
         while "main thread blocked" not in serve.stdout.readline().decode():
             pass
         job_id = client.submit({"prompt": PROMPT, "max_tokens_per_request": 1000})["job_id"]
-        _drafting(serve, state, job_id)
-        _, err = _stop(serve, signal.SIGTERM, to_thread=True)
+        drafting(serve, state, job_id)
+        _, err = signal_and_wait(serve, signal.SIGTERM, to_thread=True)
     assert serve.returncode == 0, err
     assert err.strip() == "longform: stopped (1 s after the signal; what is on disk is whole)"
-    [manifest] = _manifests(state)
+    [manifest] = read_manifests(state)
     assert manifest["status"] in ("queued", "running")  # unfinished, to resume at the next start

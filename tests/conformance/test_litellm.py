@@ -18,7 +18,8 @@ import pytest
 from longform_core.errors import ContextWindowExceeded
 from longform_core.provider_errors import classify_error
 
-from .conftest import JobRun, LlamaServer, Processes, cancel_mid_job, fidelity, free_port, run_job
+from .conftest import LlamaServer, Processes, free_port
+from .jobs import JobRun, cancel_mid_job, fidelity, run_job
 
 pytestmark = pytest.mark.conformance
 

@@ -22,15 +22,8 @@ from longform_core.provider_errors import classify_error
 
 from longform.emulator.server import EmulatorServer, EmulatorSettings
 
-from .conftest import (
-    REQUEST_TIMEOUT,
-    JobRun,
-    LlamaServer,
-    cancel_mid_job,
-    fidelity,
-    first_difference,
-    run_job,
-)
+from .conftest import REQUEST_TIMEOUT, LlamaServer
+from .jobs import JobRun, cancel_mid_job, fidelity, first_difference, run_job
 
 pytestmark = pytest.mark.conformance
 

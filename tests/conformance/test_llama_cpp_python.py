@@ -27,16 +27,8 @@ import httpx
 import pytest
 from longform_core.prefill import LearnedStyle, style_digest
 
-from .conftest import (
-    THREADS,
-    JobRun,
-    LlamaServer,
-    Processes,
-    fidelity,
-    free_port,
-    repeated_passage,
-    run_job,
-)
+from .conftest import THREADS, LlamaServer, Processes, free_port
+from .jobs import JobRun, fidelity, repeated_passage, run_job
 
 pytestmark = pytest.mark.conformance
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import LlamaServer, longform
+from .conftest import LlamaServer
+from .jobs import longform
 
 pytestmark = pytest.mark.conformance
 

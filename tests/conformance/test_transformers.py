@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import THREADS, LlamaServer, Processes, fidelity, free_port, repeated_passage, run_job
+from .conftest import THREADS, LlamaServer, Processes, free_port
+from .jobs import fidelity, repeated_passage, run_job
 
 pytestmark = pytest.mark.conformance
 

@@ -209,24 +209,24 @@ def test_ctrl_c_then_resume_without_out_finishes_the_file_the_run_was_writing(
     `longform resume ID` from another directory with no --out: answer.md holds the whole answer."""
     import signal
 
-    from .test_stops_promptly import _longform, _manifests, _stop, _wait_for
+    from .stop_harness import read_manifests, run_longform, signal_and_wait, wait_for
 
     monkeypatch.delenv("DEEPINFRA_API_KEY", raising=False)
     state, work = tmp_path / "state", tmp_path / "work"
     work.mkdir()
-    proc = _longform(
+    proc = run_longform(
         "run", "--emulator", "--emulator-token-delay", "0.002", "--prompt", PROMPT, *CAP,
         "--out", "answer.md", "--state-dir", str(state), cwd=work,
     )  # fmt: skip
     try:
-        _wait_for(lambda: any(m["chunks"] >= 1 for m in _manifests(state)), "committed chunk", proc)
-        _, err = _stop(proc, signal.SIGINT)
+        wait_for(lambda: any(m["chunks"] >= 1 for m in read_manifests(state)), "committed chunk", proc)
+        _, err = signal_and_wait(proc, signal.SIGINT)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 130, err
-    [manifest] = _manifests(state)
+    [manifest] = read_manifests(state)
     assert manifest["status"] == "running"
     if (work / "answer.md").exists():  # written if the summary was reached before the forced exit
         kept = (work / "answer.md").read_text()
